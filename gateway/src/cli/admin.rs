@@ -1,0 +1,686 @@
+//! `iks-gateway admin …`: organisations, boxes, people and keys.
+//!
+//! Every argument is checked before anything is written, and a refusal is one line
+//! naming the option and why (`--inn: INN check digit 10 is 4, expected 3`).
+
+use std::io::Read as _;
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow, bail};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use iks_gateway::audit::Actor;
+use iks_gateway::ids::{BoxId, KeyId, OrgId};
+use iks_gateway::model::{
+    BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role, check_product,
+};
+use iks_gateway::rules::{Inn, OrgFacts, Standing, standing};
+use iks_gateway::store::{Store, StoreError};
+use serde_json::json;
+
+use super::Context;
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Print results as JSON (for scripts) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Customer organisations and the facts their support category comes from.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Customers' IKS boxes.
+    #[command(name = "box", subcommand)]
+    Box_(BoxCommand),
+    /// Support engineers, who connect to boxes over SSH.
+    #[command(subcommand)]
+    Operator(AddOnly),
+    /// Customer users, who approve and watch access to their organisation's boxes.
+    #[command(subcommand)]
+    Customer(AddCustomer),
+    /// Auditors: read-only access to every session and the audit log.
+    #[command(subcommand)]
+    Auditor(AddOnly),
+    /// Gateway administrators.
+    #[command(name = "admin", subcommand)]
+    Admin_(AddOnly),
+    /// Everyone: list, show, update, disable.
+    #[command(subcommand)]
+    Person(PersonCommand),
+    /// SSH public keys of operators.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Register an organisation.
+    Add {
+        /// Taxpayer number: 10 digits (organisation) or 12 (individual entrepreneur).
+        #[arg(long)]
+        inn: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        facts: FactArgs,
+    },
+    /// List organisations with their category today.
+    List,
+    /// Show one organisation (by INN or ID).
+    Show { org: String },
+    /// Change an organisation's name or category facts; a date of `none` clears it.
+    Update {
+        org: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        facts: FactArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FactArgs {
+    /// Date IKS was bought (YYYY-MM-DD): the support module is included for a year.
+    #[arg(long, value_name = "DATE")]
+    purchased: Option<String>,
+    /// Last day the bought support module covers (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    module_paid_until: Option<String>,
+    /// First day of a trial (YYYY-MM-DD); a trial lasts at most 3 months.
+    #[arg(long, value_name = "DATE")]
+    trial_started: Option<String>,
+    /// Whether the organisation is a partner or distributor (category 2).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    partner: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BoxCommand {
+    /// Register a box.
+    Add {
+        /// The organisation (INN or ID).
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        fields: BoxFields,
+    },
+    /// List boxes, of one organisation or all.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Show one box (ID, or INN/name).
+    Show { r#box: String },
+    /// Change a box; `--address none` marks it as reached through its agent.
+    Update {
+        r#box: String,
+        #[command(flatten)]
+        fields: BoxFields,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BoxFields {
+    /// Short name engineers type after the ticket: T-1042+NAME.
+    #[arg(long)]
+    name: Option<String>,
+    /// Product ID from the configuration (iks-standard, iks-fstec, cf-iks-standard, cf-iks-fstec, iks-lite).
+    #[arg(long)]
+    product: Option<String>,
+    /// Version running on the box, e.g. 7 or 7.2.1.
+    #[arg(long)]
+    version: Option<String>,
+    /// HOST:PORT of the box's sshd, when the gateway reaches it directly.
+    #[arg(long)]
+    address: Option<String>,
+    /// Account the gateway logs in as on the box (the certificate's principal).
+    #[arg(long)]
+    login: Option<String>,
+    /// The box's sshd host key to pin: a public key line or a file holding one
+    /// (e.g. /etc/ssh/ssh_host_ed25519_key.pub, or a line of `ssh-keyscan`).
+    #[arg(long, value_name = "KEY|FILE")]
+    host_key: Option<String>,
+    /// How the gateway authenticates to the box.
+    #[arg(long, value_name = "METHOD", value_parser = ["certificate", "static-key"])]
+    auth: Option<String>,
+    /// Allow engineers' port forwarding on this box (off by default: it bypasses recording).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    allow_forwarding: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+struct PersonFields {
+    /// Login: a-z, 0-9, '-', '_', '.'.
+    #[arg(long)]
+    login: String,
+    /// Full name, as shown in the panel and the audit log.
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    email: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AddOnly {
+    /// Add one.
+    Add {
+        #[command(flatten)]
+        person: PersonFields,
+        /// SSH public key file (`-` for stdin); several keys, one per line, are accepted.
+        #[arg(long, value_name = "FILE")]
+        ssh_key: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AddCustomer {
+    /// Add a customer user to an organisation.
+    Add {
+        /// The organisation (INN or ID).
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        person: PersonFields,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PersonCommand {
+    /// List people.
+    List {
+        #[arg(long, value_parser = ["operator", "customer", "auditor", "admin"])]
+        role: Option<String>,
+        /// Only this organisation's customer users (INN or ID).
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Show a person and their keys.
+    Show { login: String },
+    /// Change a person's name or e-mail, or disable/enable them.
+    Update {
+        login: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Refuse all access from now on (sessions, panel) until enabled again.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Register SSH public keys for an operator.
+    Add {
+        login: String,
+        /// SSH public key file (`-` for stdin).
+        #[arg(long, value_name = "FILE", required = true)]
+        ssh_key: Vec<String>,
+    },
+    /// List an operator's keys.
+    List { login: String },
+    /// Remove a key (by key ID or SHA256 fingerprint).
+    Remove { login: String, key: String },
+}
+
+pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
+    let out = Output { json: args.json };
+    let actor = Actor::cli();
+    let store = ctx.store().await?;
+    let catalog = &ctx.config.products;
+    match args.command {
+        AdminCommand::Org(cmd) => match cmd {
+            OrgCommand::Add { inn, name, facts } => {
+                let new = NewOrg { inn: parse_inn("--inn", &inn)?, name, facts: facts.apply(OrgFacts::default())? };
+                new.validate().map_err(flag_error)?;
+                let org = store.create_org(&actor, &new).await?;
+                out.org(&org, "created ")
+            }
+            OrgCommand::List => {
+                let orgs = store.list_orgs().await?;
+                if out.json {
+                    return out.print_json(&orgs.iter().map(org_json).collect::<Vec<_>>());
+                }
+                for org in &orgs {
+                    println!("{:>4}  {}  {:<40}  {}", org.id, org.inn, org.name, describe(&standing_today(org)));
+                }
+                Ok(())
+            }
+            OrgCommand::Show { org } => {
+                let org = resolve_org(&store, &org).await?;
+                out.org(&org, "")?;
+                if !out.json {
+                    for b in store.list_boxes(Some(org.id)).await? {
+                        println!("  box {}: {} ({} {}, {})", b.id, b.name, b.product, b.version, reach(&b));
+                    }
+                }
+                Ok(())
+            }
+            OrgCommand::Update { org, name, facts } => {
+                let mut org = resolve_org(&store, &org).await?;
+                if let Some(name) = name {
+                    org.name = name;
+                }
+                org.facts = facts.apply(org.facts)?;
+                NewOrg { inn: org.inn.clone(), name: org.name.clone(), facts: org.facts.clone() }
+                    .validate()
+                    .map_err(flag_error)?;
+                let org = store.update_org(&actor, &org).await?;
+                out.org(&org, "updated ")
+            }
+        },
+        AdminCommand::Box_(cmd) => match cmd {
+            BoxCommand::Add { org, fields } => {
+                let org = resolve_org(&store, &org).await?;
+                let new = NewBox {
+                    org_id: org.id,
+                    name: fields.name.clone().ok_or_else(|| anyhow!("--name is required"))?,
+                    product: fields.product.clone().ok_or_else(|| anyhow!("--product is required"))?,
+                    version: fields.version.clone().ok_or_else(|| anyhow!("--version is required"))?,
+                    address: fields.address.clone().filter(|a| a != "none"),
+                    login: fields.login.clone().ok_or_else(|| anyhow!("--login is required"))?,
+                    host_key: fields.host_key.as_deref().map(read_host_key).transpose()?,
+                    auth: fields.auth.as_deref().and_then(BoxAuth::parse).unwrap_or(BoxAuth::Certificate),
+                    allow_forwarding: fields.allow_forwarding.unwrap_or(false),
+                };
+                new.validate(catalog).map_err(flag_error)?;
+                let b = store.create_box(&actor, &new).await?;
+                out.iks_box(&b, &org, "created ")
+            }
+            BoxCommand::List { org } => {
+                let org = match org {
+                    Some(o) => Some(resolve_org(&store, &o).await?.id),
+                    None => None,
+                };
+                let boxes = store.list_boxes(org).await?;
+                if out.json {
+                    return out.print_json(&boxes);
+                }
+                for b in &boxes {
+                    println!(
+                        "{:>4}  org {:<4} {:<20} {} {:<8} {}",
+                        b.id,
+                        b.org_id,
+                        b.name,
+                        b.product,
+                        b.version,
+                        reach(b)
+                    );
+                }
+                Ok(())
+            }
+            BoxCommand::Show { r#box } => {
+                let b = resolve_box(&store, &r#box).await?;
+                let org = store.org(b.org_id).await?;
+                out.iks_box(&b, &org, "")
+            }
+            BoxCommand::Update { r#box, fields } => {
+                let mut b = resolve_box(&store, &r#box).await?;
+                fields.apply(&mut b)?;
+                b.validate(catalog).map_err(flag_error)?;
+                check_product(catalog, &b.product, &b.version).map_err(flag_error)?;
+                let b = store.update_box(&actor, &b).await?;
+                let org = store.org(b.org_id).await?;
+                out.iks_box(&b, &org, "updated ")
+            }
+        },
+        AdminCommand::Operator(AddOnly::Add { person, ssh_key }) => {
+            add_person(&store, &actor, &out, person, Role::Operator, None, &ssh_key).await
+        }
+        AdminCommand::Auditor(AddOnly::Add { person, ssh_key }) => {
+            add_person(&store, &actor, &out, person, Role::Auditor, None, &ssh_key).await
+        }
+        AdminCommand::Admin_(AddOnly::Add { person, ssh_key }) => {
+            add_person(&store, &actor, &out, person, Role::Admin, None, &ssh_key).await
+        }
+        AdminCommand::Customer(AddCustomer::Add { org, person }) => {
+            let org = resolve_org(&store, &org).await?;
+            add_person(&store, &actor, &out, person, Role::Customer, Some(org.id), &[]).await
+        }
+        AdminCommand::Person(cmd) => match cmd {
+            PersonCommand::List { role, org } => {
+                let org = match org {
+                    Some(o) => Some(resolve_org(&store, &o).await?.id),
+                    None => None,
+                };
+                let people = store.list_people(role.as_deref().and_then(Role::parse), org).await?;
+                if out.json {
+                    return out.print_json(&people);
+                }
+                for p in &people {
+                    let state = if p.disabled_at.is_some() { "  (disabled)" } else { "" };
+                    println!("{:>4}  {:<9} {:<20} {}{state}", p.id, p.role.as_str(), p.login, p.display_name);
+                }
+                Ok(())
+            }
+            PersonCommand::Show { login } => {
+                let p = store.person_by_login(&login).await?;
+                out.person(&store, &p, "").await
+            }
+            PersonCommand::Update { login, name, email, disable, enable } => {
+                let mut p = store.person_by_login(&login).await?;
+                if let Some(name) = name {
+                    p.display_name = name;
+                }
+                if let Some(email) = email {
+                    p.email = Some(email).filter(|e| e != "none");
+                }
+                if disable {
+                    p.disabled_at = p.disabled_at.or_else(|| Some(iks_gateway::time::now()));
+                }
+                if enable {
+                    p.disabled_at = None;
+                }
+                NewPerson {
+                    login: p.login.clone(),
+                    display_name: p.display_name.clone(),
+                    role: p.role,
+                    org_id: p.org_id,
+                    email: p.email.clone(),
+                }
+                .validate()
+                .map_err(flag_error)?;
+                let p = store.update_person(&actor, &p).await?;
+                out.person(&store, &p, "updated ").await
+            }
+        },
+        AdminCommand::Key(cmd) => match cmd {
+            KeyCommand::Add { login, ssh_key } => {
+                let p = operator(&store, &login).await?;
+                let keys = read_ssh_keys(&ssh_key)?;
+                for k in &keys {
+                    let added = store.add_ssh_key(&actor, p.id, k).await?;
+                    if !out.json {
+                        println!("added key {}: {} {}", added.id, added.fingerprint, added.comment);
+                    }
+                }
+                out.person(&store, &p, "").await
+            }
+            KeyCommand::List { login } => {
+                let p = store.person_by_login(&login).await?;
+                let keys = store.ssh_keys_of(p.id).await?;
+                if out.json {
+                    return out.print_json(&keys);
+                }
+                for k in &keys {
+                    println!("{:>4}  {}  {}", k.id, k.fingerprint, k.comment);
+                }
+                Ok(())
+            }
+            KeyCommand::Remove { login, key } => {
+                let p = store.person_by_login(&login).await?;
+                let keys = store.ssh_keys_of(p.id).await?;
+                let id = key.parse::<KeyId>().ok();
+                let k = keys
+                    .iter()
+                    .find(|k| Some(k.id) == id || k.fingerprint == key)
+                    .ok_or_else(|| anyhow!("{login} has no key {key}"))?;
+                let removed = store.remove_ssh_key(&actor, k.id).await?;
+                if out.json {
+                    return out.print_json(&removed);
+                }
+                println!("removed key {}: {}", removed.id, removed.fingerprint);
+                Ok(())
+            }
+        },
+    }
+}
+
+async fn add_person(
+    store: &Store,
+    actor: &Actor,
+    out: &Output,
+    fields: PersonFields,
+    role: Role,
+    org_id: Option<OrgId>,
+    key_files: &[String],
+) -> anyhow::Result<()> {
+    let new = NewPerson { login: fields.login, display_name: fields.name, role, org_id, email: fields.email };
+    new.validate().map_err(flag_error)?;
+    if role != Role::Operator && !key_files.is_empty() {
+        bail!("--ssh-key: only operators connect over SSH");
+    }
+    // Read and check every key before writing anything.
+    let keys = read_ssh_keys(key_files)?;
+    let p = store.create_person(actor, &new).await?;
+    for k in &keys {
+        store.add_ssh_key(actor, p.id, k).await?;
+    }
+    out.person(store, &p, "created ").await
+}
+
+async fn operator(store: &Store, login: &str) -> anyhow::Result<Person> {
+    let p = store.person_by_login(login).await?;
+    if p.role != Role::Operator {
+        bail!("{login} is {}, not an operator: only operators connect over SSH", p.role.as_str());
+    }
+    Ok(p)
+}
+
+impl FactArgs {
+    fn apply(&self, mut facts: OrgFacts) -> anyhow::Result<OrgFacts> {
+        if let Some(d) = &self.purchased {
+            facts.purchased_on = parse_opt_date("--purchased", d)?;
+        }
+        if let Some(d) = &self.module_paid_until {
+            facts.module_paid_until = parse_opt_date("--module-paid-until", d)?;
+        }
+        if let Some(d) = &self.trial_started {
+            facts.trial_started_on = parse_opt_date("--trial-started", d)?;
+        }
+        if let Some(p) = self.partner {
+            facts.partner = p;
+        }
+        Ok(facts)
+    }
+}
+
+impl BoxFields {
+    fn apply(&self, b: &mut IksBox) -> anyhow::Result<()> {
+        let set = |target: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                target.clone_from(v);
+            }
+        };
+        set(&mut b.name, &self.name);
+        set(&mut b.product, &self.product);
+        set(&mut b.version, &self.version);
+        set(&mut b.login, &self.login);
+        if let Some(a) = &self.address {
+            b.address = Some(a.clone()).filter(|a| a != "none");
+        }
+        if let Some(k) = &self.host_key {
+            b.host_key = if k == "none" { None } else { Some(read_host_key(k)?) };
+        }
+        if let Some(a) = self.auth.as_deref().and_then(BoxAuth::parse) {
+            b.auth = a;
+        }
+        if let Some(f) = self.allow_forwarding {
+            b.allow_forwarding = f;
+        }
+        Ok(())
+    }
+}
+
+fn parse_inn(flag: &str, s: &str) -> anyhow::Result<Inn> {
+    Inn::parse(s).map_err(|e| anyhow!("{flag}: {e}"))
+}
+
+fn parse_opt_date(flag: &str, s: &str) -> anyhow::Result<Option<NaiveDate>> {
+    if s == "none" {
+        return Ok(None);
+    }
+    iks_gateway::time::parse_date(s)
+        .map(Some)
+        .map_err(|_| anyhow!("{flag}: '{s}' is not a date (use YYYY-MM-DD, or none to clear)"))
+}
+
+/// Reports a model check as the command-line option it came from.
+fn flag_error(e: InvalidField) -> anyhow::Error {
+    let flag = match e.field {
+        "ssh_key" => "--ssh-key".to_string(),
+        "org" => "--org".to_string(),
+        f => format!("--{}", f.replace('_', "-")),
+    };
+    anyhow!("{flag}: {}", e.reason)
+}
+
+/// An organisation by INN (10 or 12 digits) or by ID.
+async fn resolve_org(store: &Store, s: &str) -> anyhow::Result<Organisation> {
+    let s = s.trim();
+    if s.len() >= 10 && s.bytes().all(|b| b.is_ascii_digit()) {
+        let inn = parse_inn("--org", s)?;
+        return store.org_by_inn(&inn).await.map_err(|_| anyhow!("--org: no organisation with INN {inn}"));
+    }
+    let id: OrgId = s.parse().map_err(|_| anyhow!("--org: '{s}' is neither an INN nor an organisation ID"))?;
+    Ok(store.org(id).await?)
+}
+
+/// A box by ID or by `INN/name`.
+async fn resolve_box(store: &Store, s: &str) -> anyhow::Result<IksBox> {
+    if let Some((org, name)) = s.split_once('/') {
+        let org = resolve_org(store, org).await?;
+        return store.box_by_name(org.id, name).await.map_err(|_| anyhow!("{} has no box named '{name}'", org.name));
+    }
+    let id: BoxId = s.parse().map_err(|_| anyhow!("'{s}' is neither a box ID nor INN/name"))?;
+    Ok(store.get_box(id).await?)
+}
+
+/// A host key given inline or as a file (the first key line in it).
+fn read_host_key(arg: &str) -> anyhow::Result<String> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).with_context(|| format!("--host-key: reading {arg}"))?
+    } else {
+        arg.to_string()
+    };
+    let line =
+        key_lines(&text).next().map(|(_, l)| l).ok_or_else(|| anyhow!("--host-key: no public key in '{arg}'"))?;
+    // `ssh-keyscan` lines start with the host name; the key starts at its type.
+    let line = line.find("ssh-").or_else(|| line.find("ecdsa-")).map_or(line, |i| &line[i..]);
+    let key = iks_gateway::model::parse_public_key("host_key", line).map_err(flag_error)?;
+    let mut key = key;
+    key.set_comment("");
+    Ok(key.to_openssh()?.trim().to_string())
+}
+
+/// Keys from files (`-` is stdin), every line checked before any is used.
+fn read_ssh_keys(files: &[String]) -> anyhow::Result<Vec<NewSshKey>> {
+    let mut keys = Vec::new();
+    for file in files {
+        let text = if file == "-" {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("--ssh-key: reading stdin")?;
+            s
+        } else {
+            std::fs::read_to_string(file).map_err(|e| anyhow!("--ssh-key: cannot read {file}: {e}"))?
+        };
+        let before = keys.len();
+        for (n, line) in key_lines(&text) {
+            let key = NewSshKey::parse(line).map_err(|e| anyhow!("--ssh-key: {file} line {n}: {}", e.reason))?;
+            keys.push(key);
+        }
+        if keys.len() == before {
+            bail!("--ssh-key: {file} holds no public key");
+        }
+    }
+    Ok(keys)
+}
+
+/// Non-empty, non-comment lines with their 1-based numbers.
+fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+fn standing_today(org: &Organisation) -> Standing {
+    standing(&org.facts, false, iks_gateway::time::now().date_naive())
+}
+
+/// A person-readable line about an organisation's standing.
+fn describe(s: &Standing) -> String {
+    format!("category {}: {s}", s.category().number())
+}
+
+fn reach(b: &IksBox) -> String {
+    b.address.clone().unwrap_or_else(|| "through its agent".into())
+}
+
+fn org_json(org: &Organisation) -> serde_json::Value {
+    let s = standing_today(org);
+    let mut v = json!(org);
+    v["category"] = json!(s.category().number());
+    v["standing"] = json!(describe(&s));
+    v
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print_json<T: serde::Serialize>(&self, v: &T) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    }
+
+    fn org(&self, org: &Organisation, verb: &str) -> anyhow::Result<()> {
+        if self.json {
+            return self.print_json(&org_json(org));
+        }
+        let f = &org.facts;
+        let date = |d: Option<NaiveDate>| d.map_or_else(|| "-".to_string(), |d| d.to_string());
+        println!("{verb}organisation {}: {}", org.id, org.name);
+        println!("  INN:               {}", org.inn);
+        println!("  today:             {}", describe(&standing_today(org)));
+        println!("  purchased:         {}", date(f.purchased_on));
+        println!("  module paid until: {}", date(f.module_paid_until));
+        println!("  trial started:     {}", date(f.trial_started_on));
+        println!("  partner:           {}", if f.partner { "yes" } else { "no" });
+        Ok(())
+    }
+
+    fn iks_box(&self, b: &IksBox, org: &Organisation, verb: &str) -> anyhow::Result<()> {
+        if self.json {
+            return self.print_json(b);
+        }
+        println!("{verb}box {}: {} of {} (INN {})", b.id, b.name, org.name, org.inn);
+        println!("  product:          {} {}", b.product, b.version);
+        println!("  reached:          {}", reach(b));
+        println!("  login:            {}", b.login);
+        println!("  authentication:   {}", b.auth.as_str());
+        println!("  host key:         {}", b.host_key.as_deref().unwrap_or("not pinned"));
+        println!("  port forwarding:  {}", if b.allow_forwarding { "allowed" } else { "refused" });
+        Ok(())
+    }
+
+    async fn person(&self, store: &Store, p: &Person, verb: &str) -> Result<(), anyhow::Error> {
+        let keys = store.ssh_keys_of(p.id).await.map_err(|e: StoreError| anyhow!(e))?;
+        if self.json {
+            let mut v = json!(p);
+            v["ssh_keys"] = json!(keys);
+            return self.print_json(&v);
+        }
+        println!("{verb}{} {}: {} ({})", p.role.as_str(), p.id, p.login, p.display_name);
+        if let Some(org) = p.org_id {
+            let org = store.org(org).await?;
+            println!("  organisation:     {} (INN {})", org.name, org.inn);
+        }
+        if let Some(email) = &p.email {
+            println!("  e-mail:           {email}");
+        }
+        if let Some(at) = p.disabled_at {
+            println!("  disabled since:   {}", iks_gateway::time::to_db(at));
+        }
+        for k in &keys {
+            println!("  key {}:            {} {}", k.id, k.fingerprint, k.comment);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! Command-line definition and glue.
+
+mod admin;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use iks_gateway::config::{self, Config};
+use iks_gateway::datadir::DataDir;
+use iks_gateway::store::Store;
+
+/// Bastion gateway for ticket-bound, time-boxed, recorded SSH sessions into IKS boxes.
+///
+/// Start with `iks-gateway serve`: it creates the data dir (SQLite database, keys,
+/// recordings) and prints what to do next. Add customers, boxes and engineers with the
+/// `admin` commands.
+#[derive(Debug, Parser)]
+#[command(name = "iks-gateway", version, max_term_width = 100)]
+pub struct Cli {
+    /// Directory for the SQLite database, the gateway's keys and session recordings.
+    #[arg(long, global = true, env = "IKS_DATA_DIR", default_value = "./data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// TOML configuration file [default: <DIR>/iks-gateway.toml when it exists].
+    /// Print a commented example with `iks-gateway config example`.
+    #[arg(long, global = true, env = "IKS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: SSH for engineers, the web panel and the helpdesk API.
+    Serve,
+    /// Create or upgrade the database schema, then exit (`serve` also does this).
+    Migrate,
+    /// Show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage organisations, boxes and people.
+    Admin(Box<admin::AdminArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a commented example configuration with every key at its default.
+    Example,
+    /// Print the configuration in effect (file, environment and defaults combined).
+    Show,
+}
+
+/// What every command needs: the data dir, the configuration and the store.
+pub struct Context {
+    pub data_dir: DataDir,
+    pub config: Config,
+}
+
+impl Context {
+    fn load(cli: &Cli) -> anyhow::Result<Self> {
+        let data_dir = DataDir::open(&cli.data_dir)?;
+        let default_file = data_dir.config_file();
+        let file = cli.config.clone().or_else(|| default_file.exists().then_some(default_file));
+        let config = Config::load(file.as_deref(), std::env::vars())?;
+        Ok(Self { data_dir, config })
+    }
+
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        let url = self.config.database_url(self.data_dir.root());
+        Store::open(&url).await.context("opening the store")
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Config(ConfigCommand::Example) = cli.command {
+        print!("{}", config::EXAMPLE);
+        return Ok(());
+    }
+    let ctx = Context::load(&cli)?;
+    match cli.command {
+        Command::Serve => serve::run(&ctx).await,
+        Command::Migrate => {
+            let store = ctx.store().await?;
+            println!("database is up to date ({})", store.backend().name());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", toml::to_string_pretty(&ctx.config)?);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Example) => unreachable!("handled before loading the configuration"),
+        Command::Admin(args) => admin::run(&ctx, *args).await,
+    }
+}

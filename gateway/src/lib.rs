@@ -1,0 +1,20 @@
+//! iks-gateway: a bastion that gives support engineers time-boxed, ticket-bound SSH
+//! sessions into customers' IKS boxes, only for the customer tiers the support
+//! regulations allow, and records everything into a tamper-evident audit trail.
+//!
+//! Where decisions are made:
+//! - [`rules`]: the regulations as pure functions (categories, eligibility, INN,
+//!   products and versions, the working-hours clock, grant windows);
+//! - [`model`]: the records and the checks a new record must pass;
+//! - [`store`]: persistence on SQLite or PostgreSQL, every change with its audit event;
+//! - [`audit`]: the hash chain that makes the log tamper-evident;
+//! - [`config`] and [`datadir`]: configuration, keys and files on disk.
+
+pub mod audit;
+pub mod config;
+pub mod datadir;
+pub mod ids;
+pub mod model;
+pub mod rules;
+pub mod store;
+pub mod time;

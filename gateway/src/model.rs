@@ -1,0 +1,429 @@
+//! The records the gateway keeps, as plain data, and the checks a new record must pass
+//! before it is stored. The store persists these; the CLI, panel and API build them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BoxId, KeyId, OrgId, PersonId};
+use crate::rules::{Inn, OrgFacts, ProductCatalog, VersionRefusal};
+
+/// A bad value in a record someone asked to create or change; names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidField {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into() }
+    }
+}
+
+/// A customer organisation and the facts its category is computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organisation {
+    pub id: OrgId,
+    pub inn: Inn,
+    pub name: String,
+    pub facts: OrgFacts,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrg {
+    pub inn: Inn,
+    pub name: String,
+    pub facts: OrgFacts,
+}
+
+impl NewOrg {
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        check_display_name("name", &self.name)
+    }
+}
+
+/// How the gateway authenticates to a box's sshd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoxAuth {
+    /// A short-lived OpenSSH user certificate from the gateway's CA (the box trusts the CA).
+    Certificate,
+    /// A per-box key kept in the gateway's data dir, for boxes that cannot trust a CA.
+    StaticKey,
+}
+
+impl BoxAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Certificate => "certificate",
+            Self::StaticKey => "static-key",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Certificate, Self::StaticKey].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// A customer's IKS box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IksBox {
+    pub id: BoxId,
+    pub org_id: OrgId,
+    /// Short name, unique within the organisation; engineers type it (`T-1042+name`).
+    pub name: String,
+    pub product: String,
+    pub version: String,
+    /// `host:port` of the box's sshd when the gateway reaches it directly; `None` when
+    /// it is reached through its agent.
+    pub address: Option<String>,
+    /// The account the gateway logs in as (the certificate's principal).
+    pub login: String,
+    /// The box's sshd host key pinned at enrolment (OpenSSH public key line).
+    pub host_key: Option<String>,
+    pub auth: BoxAuth,
+    /// Whether port forwarding may be used on this box (off: it would bypass recording).
+    pub allow_forwarding: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBox {
+    pub org_id: OrgId,
+    pub name: String,
+    pub product: String,
+    pub version: String,
+    pub address: Option<String>,
+    pub login: String,
+    pub host_key: Option<String>,
+    pub auth: BoxAuth,
+    pub allow_forwarding: bool,
+}
+
+impl NewBox {
+    /// Checks every field; the product and version against the configured catalogue.
+    pub fn validate(&self, catalog: &ProductCatalog) -> Result<(), InvalidField> {
+        check_slug("name", &self.name)?;
+        check_product(catalog, &self.product, &self.version)?;
+        if let Some(address) = &self.address {
+            check_address("address", address)?;
+        }
+        check_login("login", &self.login)?;
+        if let Some(key) = &self.host_key {
+            parse_public_key("host_key", key)?;
+        }
+        Ok(())
+    }
+}
+
+impl IksBox {
+    /// The same checks as for a new box, for an edited one.
+    pub fn validate(&self, catalog: &ProductCatalog) -> Result<(), InvalidField> {
+        NewBox {
+            org_id: self.org_id,
+            name: self.name.clone(),
+            product: self.product.clone(),
+            version: self.version.clone(),
+            address: self.address.clone(),
+            login: self.login.clone(),
+            host_key: self.host_key.clone(),
+            auth: self.auth,
+            allow_forwarding: self.allow_forwarding,
+        }
+        .validate(catalog)
+    }
+}
+
+/// Maps a product/version refusal onto the field it concerns.
+pub fn check_product(catalog: &ProductCatalog, product: &str, version: &str) -> Result<(), InvalidField> {
+    catalog.check(product, version).map(|_| ()).map_err(|e| {
+        let field = match e {
+            VersionRefusal::UnknownProduct { .. } => "product",
+            _ => "version",
+        };
+        InvalidField::new(field, e.to_string())
+    })
+}
+
+/// What a person may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A support engineer: connects to boxes through the gateway.
+    Operator,
+    /// An admin of one customer organisation: approves and revokes access, watches.
+    Customer,
+    /// Reads everything, changes nothing: sessions, recordings, the audit log.
+    Auditor,
+    /// Manages organisations, people, boxes and tokens.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::Customer => "customer",
+            Self::Auditor => "auditor",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Operator, Self::Customer, Self::Auditor, Self::Admin].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A person known to the gateway. Secrets (password hash, TOTP) are not part of this
+/// record, so it can be logged and serialised freely.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: PersonId,
+    pub login: String,
+    pub display_name: String,
+    pub role: Role,
+    /// The organisation a customer user belongs to; `None` for everyone else.
+    pub org_id: Option<OrgId>,
+    pub email: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPerson {
+    pub login: String,
+    pub display_name: String,
+    pub role: Role,
+    pub org_id: Option<OrgId>,
+    pub email: Option<String>,
+}
+
+impl NewPerson {
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        check_login("login", &self.login)?;
+        check_display_name("name", &self.display_name)?;
+        match (self.role, self.org_id) {
+            (Role::Customer, None) => Err(InvalidField::new("org", "a customer user must belong to an organisation")),
+            (Role::Customer, Some(_)) | (_, None) => Ok(()),
+            (role, Some(_)) => Err(InvalidField::new(
+                "org",
+                format!("only customer users belong to an organisation, not an {}", role.as_str()),
+            )),
+        }?;
+        if let Some(email) = &self.email {
+            check_email("email", email)?;
+        }
+        Ok(())
+    }
+}
+
+/// An SSH public key an operator authenticates with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKey {
+    pub id: KeyId,
+    pub person_id: PersonId,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The OpenSSH public key line without its comment.
+    pub public_key: String,
+    pub comment: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A public key read from an `authorized_keys`-style line, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSshKey {
+    pub fingerprint: String,
+    pub public_key: String,
+    pub comment: String,
+}
+
+impl NewSshKey {
+    /// Reads one OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
+    pub fn parse(line: &str) -> Result<Self, InvalidField> {
+        let key = parse_public_key("ssh_key", line)?;
+        let comment = key.comment().to_string();
+        let mut bare = key.clone();
+        bare.set_comment("");
+        let public_key =
+            bare.to_openssh().map_err(|e| InvalidField::new("ssh_key", format!("cannot encode the key: {e}")))?;
+        Ok(Self {
+            fingerprint: key.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+            public_key: public_key.trim().to_string(),
+            comment,
+        })
+    }
+}
+
+/// Algorithms an operator key may use: the ones OpenSSH still offers by default.
+fn key_algorithm_allowed(alg: &russh::keys::Algorithm) -> bool {
+    use russh::keys::Algorithm;
+    matches!(alg, Algorithm::Ed25519 | Algorithm::Ecdsa { .. } | Algorithm::Rsa { .. })
+}
+
+/// Parses an OpenSSH public key line, naming `field` on failure.
+pub fn parse_public_key(field: &'static str, line: &str) -> Result<russh::keys::PublicKey, InvalidField> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Err(InvalidField::new(
+            field,
+            "empty; expected an OpenSSH public key line like 'ssh-ed25519 AAAA… comment'",
+        ));
+    }
+    if line.starts_with("-----BEGIN") {
+        return Err(InvalidField::new(field, "this is a private key or PEM file; give the public key (the .pub file)"));
+    }
+    let key = russh::keys::PublicKey::from_openssh(line)
+        .map_err(|e| InvalidField::new(field, format!("not an OpenSSH public key ({e})")))?;
+    let alg = key.algorithm();
+    if !key_algorithm_allowed(&alg) {
+        return Err(InvalidField::new(field, format!("unsupported key type {alg}; use ed25519, ecdsa or rsa")));
+    }
+    if let russh::keys::Algorithm::Rsa { .. } = alg {
+        let bits = key.key_data().rsa().map_or(0, |k| k.key_size());
+        if bits < 2048 {
+            return Err(InvalidField::new(
+                field,
+                format!("RSA key of {bits} bits is too short; at least 2048 are needed"),
+            ));
+        }
+    }
+    Ok(key)
+}
+
+fn check_display_name(field: &'static str, v: &str) -> Result<(), InvalidField> {
+    if v.trim().is_empty() {
+        return Err(InvalidField::new(field, "must not be empty"));
+    }
+    if v.chars().count() > 200 {
+        return Err(InvalidField::new(field, "is longer than 200 characters"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(InvalidField::new(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Short machine names typed in SSH user names and URLs: `a-z0-9-_.`, starting alphanumeric.
+fn check_slug(field: &'static str, v: &str) -> Result<(), InvalidField> {
+    let ok_start = v.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok_chars = v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    if v.is_empty() || v.len() > 63 || !ok_start || !ok_chars {
+        return Err(InvalidField::new(
+            field,
+            format!("'{v}' must be 1-63 characters of a-z, 0-9, '-', '_' or '.', starting with a letter or digit"),
+        ));
+    }
+    Ok(())
+}
+
+/// Logins: the slug rules, so they are safe in SSH user names, paths and certificate principals.
+fn check_login(field: &'static str, v: &str) -> Result<(), InvalidField> {
+    check_slug(field, v)
+}
+
+fn check_email(field: &'static str, v: &str) -> Result<(), InvalidField> {
+    let ok = v.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+        && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(()) } else { Err(InvalidField::new(field, format!("'{v}' is not an e-mail address"))) }
+}
+
+/// `host:port` with a non-zero port; hosts are names or IP literals (`[::1]:22`).
+pub fn check_address(field: &'static str, v: &str) -> Result<(), InvalidField> {
+    let bad = || InvalidField::new(field, format!("'{v}' is not host:port (e.g. 10.0.0.5:22 or [::1]:22)"));
+    let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+    };
+    if port == 0 || !host_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEDzWDPG1+ZhUfXGbzPFFpJm/ihb5BFgCjLZm3dj7+2P ivanov@laptop";
+
+    #[test]
+    fn key_lines_are_parsed_or_refused_with_the_reason() {
+        let k = NewSshKey::parse(ED25519).unwrap();
+        assert!(k.fingerprint.starts_with("SHA256:"), "{}", k.fingerprint);
+        assert_eq!(k.comment, "ivanov@laptop");
+        assert!(!k.public_key.contains("ivanov"));
+        let cases: &[(&str, &str)] = &[
+            ("", "empty"),
+            ("-----BEGIN OPENSSH PRIVATE KEY-----", "private key"),
+            ("ssh-ed25519 AAAA", "not an OpenSSH public key"),
+            ("hello world", "not an OpenSSH public key"),
+        ];
+        for (line, want) in cases {
+            let err = NewSshKey::parse(line).unwrap_err();
+            assert_eq!(err.field, "ssh_key");
+            assert!(err.reason.contains(want), "{line:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_addresses_and_emails() {
+        let slugs: &[(&str, bool)] = &[
+            ("main-gw", true),
+            ("gw1.office", true),
+            ("0box", true),
+            ("", false),
+            ("-gw", false),
+            ("Main", false),
+            ("gw+1", false),
+            ("шлюз", false),
+        ];
+        for (v, ok) in slugs {
+            assert_eq!(check_slug("name", v).is_ok(), *ok, "{v:?}");
+        }
+        let addresses: &[(&str, bool)] = &[
+            ("127.0.0.1:22", true),
+            ("box.example:2222", true),
+            ("[::1]:22", true),
+            ("127.0.0.1", false),
+            ("127.0.0.1:0", false),
+            ("127.0.0.1:70000", false),
+            (":22", false),
+            ("[::1:22", false),
+            ("a b:22", false),
+        ];
+        for (v, ok) in addresses {
+            assert_eq!(check_address("address", v).is_ok(), *ok, "{v:?}");
+        }
+        assert!(check_email("email", "a@b.ru").is_ok());
+        assert!(check_email("email", "a@b").is_err());
+        assert!(check_email("email", "a b@c.ru").is_err());
+    }
+
+    #[test]
+    fn only_customers_belong_to_an_organisation() {
+        let mut p = NewPerson {
+            login: "petrov".into(),
+            display_name: "Пётр Петров".into(),
+            role: Role::Customer,
+            org_id: None,
+            email: None,
+        };
+        assert_eq!(p.validate().unwrap_err().field, "org");
+        p.org_id = Some(OrgId(1));
+        assert!(p.validate().is_ok());
+        p.role = Role::Operator;
+        assert_eq!(p.validate().unwrap_err().field, "org");
+        p.org_id = None;
+        assert!(p.validate().is_ok());
+    }
+}

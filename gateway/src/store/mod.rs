@@ -1,0 +1,310 @@
+//! The store: every record the gateway keeps, on SQLite (the zero-setup default) or
+//! PostgreSQL (several gateway nodes behind one address).
+//!
+//! One interface and one SQL text serve both backends through sqlx's `Any` driver: the
+//! schema uses only integers and text (see `migrations/`), so the queries are written
+//! once instead of being copied per backend. What does differ lives here, in [`Backend`]:
+//! the migrations directory, how a write transaction starts (SQLite: one writer
+//! connection and `BEGIN IMMEDIATE`, so two processes sharing the file queue up instead
+//! of failing), and how the audit chain is locked (PostgreSQL: a transaction-level
+//! advisory lock, so two gateway nodes append to one chain without forking it).
+//!
+//! Every method that changes something appends its audit event inside the same
+//! transaction ([`Tx::audit`]), so a change without its event can never be committed.
+
+mod audit;
+mod directory;
+#[cfg(test)]
+mod tests;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use audit::EventFilter;
+
+use crate::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};
+
+/// What can go wrong in the store, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record asked for does not exist.
+    #[error("no {what} {key}")]
+    NotFound { what: &'static str, key: String },
+    /// The change would break a uniqueness or consistency rule.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database URL or configuration is unusable.
+    #[error("database configuration: {0}")]
+    Config(String),
+    /// The database could not be reached or answered with an error.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A stored value could not be read back (edited by hand, or a bug).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => Self::NotFound { what: "row", key: String::new() },
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+                Self::Corrupt(e.to_string())
+            }
+            _ => Self::Unavailable(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a URL's scheme; anything else is refused rather than guessed.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            "" => Err(StoreError::Config(format!("'{url}' is not a database URL (use sqlite://PATH or postgres://…)"))),
+            other => Err(StoreError::Config(format!(
+                "unsupported database '{other}' in the URL (use sqlite://PATH or postgres://…)"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// The gateway's store. Cheap to clone; clones share the pools.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    /// Every change goes through this pool; on SQLite it has exactly one connection.
+    write: AnyPool,
+    /// Reads; on PostgreSQL the same pool as `write`.
+    read: AnyPool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Arbitrary but fixed key of the advisory lock that serialises audit appends on PostgreSQL.
+const AUDIT_CHAIN_LOCK: i64 = 0x1b5_a0d1;
+
+impl Store {
+    /// Connects, applies pending migrations and returns the store.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let options = AnyConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("database URL: {e}")))?;
+        let store = match backend {
+            Backend::Sqlite => {
+                let pool = |max: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                // WAL lets readers run beside the single writer; the busy
+                                // timeout makes a second process wait for the lock, not fail.
+                                sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                                sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                                sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_with(options.clone())
+                };
+                let write = pool(1).await.map_err(StoreError::Unavailable)?;
+                SQLITE_MIGRATIONS.run(&write).await?;
+                let read = pool(4).await.map_err(StoreError::Unavailable)?;
+                Self { backend, write, read }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(StoreError::Unavailable)?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                Self { backend, write: pool.clone(), read: pool }
+            }
+        };
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction on the writer path.
+    async fn begin(&self) -> Result<Tx> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        };
+        Ok(Tx { tx, backend: self.backend })
+    }
+
+    /// Closes the pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls everything back,
+/// audit events included.
+pub(crate) struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+}
+
+impl Tx {
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends an event to the audit chain as part of this transaction.
+    pub(crate) async fn audit(&mut self, event: NewEvent) -> Result<Event> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(self.conn()).await?;
+        }
+        let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(self.conn())
+            .await?;
+        let (seq, prev_hash) = match last {
+            Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
+            None => (1, GENESIS_HASH.to_string()),
+        };
+        let at = crate::time::now();
+        let details = event.details.to_string();
+        let hash = crate::audit::chain_hash(
+            &prev_hash,
+            &Unsealed {
+                seq,
+                at,
+                actor: &event.actor,
+                action: event.action,
+                subjects: event.subjects,
+                details: &details,
+            },
+        );
+        let s = event.subjects;
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor_kind, actor_id, actor_name, action, org_id, ticket_id, \
+             box_id, grant_id, session_id, details, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(seq)
+        .bind(crate::time::to_db(at))
+        .bind(event.actor.kind.as_str())
+        .bind(event.actor.id)
+        .bind(&event.actor.name)
+        .bind(event.action)
+        .bind(s.org.map(|v| v.get()))
+        .bind(s.ticket.map(|v| v.get()))
+        .bind(s.box_.map(|v| v.get()))
+        .bind(s.grant.map(|v| v.get()))
+        .bind(s.session.map(|v| v.get()))
+        .bind(&details)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(self.conn())
+        .await?;
+        Ok(Event {
+            seq,
+            at,
+            actor: event.actor,
+            action: event.action.to_string(),
+            subjects: s,
+            details,
+            prev_hash,
+            hash,
+        })
+    }
+}
+
+/// Typed access to the columns of a row, with errors that name the column.
+pub(crate) trait RowExt {
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn flag(&self, col: &str) -> Result<bool> {
+        Ok(self.int(col)? != 0)
+    }
+    fn time(&self, col: &str) -> Result<DateTime<Utc>> {
+        parse_time(col, &self.text(col)?)
+    }
+    fn opt_time(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
+        self.opt_text(col)?.map(|s| parse_time(col, &s)).transpose()
+    }
+    fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>> {
+        self.opt_text(col)?
+            .map(|s| crate::time::parse_date(&s).map_err(|e| StoreError::Corrupt(format!("{col} = '{s}': {e}"))))
+            .transpose()
+    }
+}
+
+fn parse_time(col: &str, s: &str) -> Result<DateTime<Utc>> {
+    crate::time::from_db(s).map_err(|e| StoreError::Corrupt(format!("{col} = '{s}': {e}")))
+}
+
+impl RowExt for AnyRow {
+    fn int(&self, col: &str) -> Result<i64> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(col)?)
+    }
+    fn text(&self, col: &str) -> Result<String> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        Ok(self.try_get(col)?)
+    }
+}
+
+/// Turns a unique-constraint violation into a [`StoreError::Conflict`] with `message`.
+pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => e.into(),
+    }
+}
+
+/// A stored value that must be one of a fixed set of names.
+pub(crate) fn parse_enum<T>(col: &str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+    parse(value).ok_or_else(|| StoreError::Corrupt(format!("{col} = '{value}' is not a known value")))
+}

@@ -1,0 +1,340 @@
+//! The store's story tests. Each story runs on SQLite always and on PostgreSQL when
+//! `IKS_TEST_DATABASE_URL` is set (CI sets it; there, a missing URL fails instead of
+//! skipping). Each PostgreSQL test gets a schema of its own, so tests run in parallel.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::NaiveDate;
+
+use super::*;
+use crate::audit::{Actor, NewEvent, Subjects};
+use crate::ids::{OrgId, PersonId};
+use crate::model::{BoxAuth, NewBox, NewOrg, NewPerson, NewSshKey, Role};
+use crate::rules::{Inn, OrgFacts};
+
+pub(crate) struct TestDb {
+    pub store: Store,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        Self { store: Store::open(&url).await.unwrap(), url, _dir: Some(dir), pg: None }
+    }
+
+    pub async fn postgres() -> Option<Self> {
+        let Ok(base) = std::env::var("IKS_TEST_DATABASE_URL") else {
+            assert!(std::env::var_os("CI").is_none(), "CI must set IKS_TEST_DATABASE_URL to test PostgreSQL");
+            eprintln!("IKS_TEST_DATABASE_URL is not set: PostgreSQL store test skipped");
+            return None;
+        };
+        static N: AtomicU32 = AtomicU32::new(0);
+        let schema = format!(
+            "t_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            chrono::Utc::now().timestamp_micros() % 1_000_000
+        );
+        admin_execute(&base, &format!("CREATE SCHEMA {schema}")).await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options[search_path]={schema}");
+        Some(Self { store: Store::open(&url).await.unwrap(), url, _dir: None, pg: Some((base, schema)) })
+    }
+
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some((base, schema)) = self.pg {
+            admin_execute(&base, &format!("DROP SCHEMA {schema} CASCADE")).await;
+        }
+    }
+}
+
+async fn admin_execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Runs the story `$name` on each backend, as `$name::sqlite` and `$name::postgres`.
+macro_rules! story {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = super::TestDb::sqlite().await;
+                super::$name(&db).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::TestDb::postgres().await {
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            }
+        }
+    };
+}
+
+story!(organisations);
+story!(boxes);
+story!(people_and_keys);
+story!(audit_chain_under_concurrency);
+story!(migrations_are_idempotent);
+
+fn inn(s: &str) -> Inn {
+    Inn::parse(s).unwrap()
+}
+
+fn date(s: &str) -> NaiveDate {
+    crate::time::parse_date(s).unwrap()
+}
+
+fn romashka() -> NewOrg {
+    NewOrg {
+        inn: inn("7707083893"),
+        name: "ООО Ромашка".into(),
+        facts: OrgFacts {
+            purchased_on: Some(date("2025-10-02")),
+            module_paid_until: None,
+            trial_started_on: None,
+            partner: false,
+        },
+    }
+}
+
+async fn organisations(db: &TestDb) {
+    let store = &db.store;
+    let actor = Actor::cli();
+    let org = store.create_org(&actor, &romashka()).await.unwrap();
+    assert_eq!(org.name, "ООО Ромашка");
+    assert_eq!(org.facts.purchased_on, Some(date("2025-10-02")));
+    assert_eq!(store.org(org.id).await.unwrap(), org);
+    assert_eq!(store.org_by_inn(&inn("7707083893")).await.unwrap(), org);
+
+    let dup = store.create_org(&actor, &romashka()).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup:?}");
+    assert_eq!(dup.to_string(), "an organisation with INN 7707083893 already exists");
+
+    let mut changed = org.clone();
+    changed.facts.module_paid_until = Some(date("2026-10-01"));
+    changed.facts.partner = true;
+    let updated = store.update_org(&actor, &changed).await.unwrap();
+    assert_eq!(updated.facts, changed.facts);
+    assert!(updated.updated_at >= org.updated_at);
+
+    let missing = store.org(OrgId(9999)).await.unwrap_err();
+    assert_eq!(missing.to_string(), "no organisation 9999");
+    assert!(matches!(store.org_by_inn(&inn("500100732259")).await, Err(StoreError::NotFound { .. })));
+
+    let other = NewOrg {
+        inn: inn("500100732259"),
+        name: "ИП Иванов".into(),
+        facts: OrgFacts { partner: true, ..Default::default() },
+    };
+    store.create_org(&actor, &other).await.unwrap();
+    let names: Vec<_> = store.list_orgs().await.unwrap().into_iter().map(|o| o.name).collect();
+    assert_eq!(names, ["ИП Иванов", "ООО Ромашка"]);
+
+    // Each change wrote one event, about the right organisation, with what changed.
+    let events = store.audit_events(&EventFilter { org: Some(org.id), ..Default::default() }).await.unwrap();
+    let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["org.create", "org.update"]);
+    let details: serde_json::Value = serde_json::from_str(&events[1].details).unwrap();
+    assert_eq!(details["facts"][1]["module_paid_until"], "2026-10-01");
+    assert_eq!(events[1].actor, actor);
+}
+
+fn new_box(org: OrgId, name: &str) -> NewBox {
+    NewBox {
+        org_id: org,
+        name: name.into(),
+        product: "iks-standard".into(),
+        version: "7.2".into(),
+        address: Some("127.0.0.1:22".into()),
+        login: "support".into(),
+        host_key: None,
+        auth: BoxAuth::Certificate,
+        allow_forwarding: false,
+    }
+}
+
+async fn boxes(db: &TestDb) {
+    let store = &db.store;
+    let actor = Actor::cli();
+    let a = store.create_org(&actor, &romashka()).await.unwrap();
+    let b = store
+        .create_org(&actor, &NewOrg { inn: inn("500100732259"), name: "ИП Иванов".into(), facts: OrgFacts::default() })
+        .await
+        .unwrap();
+    let gw = store.create_box(&actor, &new_box(a.id, "main-gw")).await.unwrap();
+    assert_eq!(gw.address.as_deref(), Some("127.0.0.1:22"));
+    assert_eq!(store.get_box(gw.id).await.unwrap(), gw);
+    assert_eq!(store.box_by_name(a.id, "main-gw").await.unwrap(), gw);
+    assert!(matches!(store.box_by_name(b.id, "main-gw").await, Err(StoreError::NotFound { .. })));
+
+    let dup = store.create_box(&actor, &new_box(a.id, "main-gw")).await.unwrap_err();
+    assert_eq!(dup.to_string(), "ООО Ромашка already has a box named 'main-gw'");
+    // Names are per organisation.
+    let other = store.create_box(&actor, &new_box(b.id, "main-gw")).await.unwrap();
+    assert!(matches!(store.create_box(&actor, &new_box(OrgId(999), "x")).await, Err(StoreError::NotFound { .. })));
+
+    let mut changed = gw.clone();
+    changed.address = None;
+    changed.host_key = Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEDzWDPG1+ZhUfXGbzPFFpJm/ihb5BFgCjLZm3dj7+2P".into());
+    changed.auth = BoxAuth::StaticKey;
+    changed.allow_forwarding = true;
+    let updated = store.update_box(&actor, &changed).await.unwrap();
+    assert_eq!((updated.address, updated.auth, updated.allow_forwarding), (None, BoxAuth::StaticKey, true));
+    assert_eq!(updated.host_key, changed.host_key);
+
+    assert_eq!(store.list_boxes(Some(a.id)).await.unwrap().len(), 1);
+    assert_eq!(store.list_boxes(None).await.unwrap().iter().map(|b| b.id).collect::<Vec<_>>(), [gw.id, other.id]);
+    let events = store.audit_events(&EventFilter { org: Some(a.id), ..Default::default() }).await.unwrap();
+    let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["org.create", "box.create", "box.update"]);
+    assert_eq!(events[1].subjects.box_, Some(gw.id));
+}
+
+const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEDzWDPG1+ZhUfXGbzPFFpJm/ihb5BFgCjLZm3dj7+2P ivanov@laptop";
+const KEY_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKdaMhOi7MZFP0O4fHI8KF3e6WZZL2Nt9hANzGS1oyuY second";
+
+async fn people_and_keys(db: &TestDb) {
+    let store = &db.store;
+    let actor = Actor::cli();
+    let org = store.create_org(&actor, &romashka()).await.unwrap();
+    let op = NewPerson {
+        login: "ivanov".into(),
+        display_name: "Иван Иванов".into(),
+        role: Role::Operator,
+        org_id: None,
+        email: Some("ivanov@a-real.ru".into()),
+    };
+    let ivanov = store.create_person(&actor, &op).await.unwrap();
+    assert_eq!(store.person_by_login("ivanov").await.unwrap(), ivanov);
+    let dup = store.create_person(&actor, &op).await.unwrap_err();
+    assert_eq!(dup.to_string(), "the login 'ivanov' is taken");
+    let customer = store
+        .create_person(
+            &actor,
+            &NewPerson {
+                login: "petrov".into(),
+                display_name: "Пётр Петров".into(),
+                role: Role::Customer,
+                org_id: Some(org.id),
+                email: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(customer.org_id, Some(org.id));
+
+    let ka = NewSshKey::parse(KEY_A).unwrap();
+    let kb = NewSshKey::parse(KEY_B).unwrap();
+    let added = store.add_ssh_key(&actor, ivanov.id, &ka).await.unwrap();
+    store.add_ssh_key(&actor, ivanov.id, &kb).await.unwrap();
+    let dup = store.add_ssh_key(&actor, customer.id, &ka).await.unwrap_err();
+    assert!(dup.to_string().contains("already registered"), "{dup}");
+    assert_eq!(store.ssh_keys_of(ivanov.id).await.unwrap().len(), 2);
+    assert_eq!(store.operator_by_key_fingerprint(&ka.fingerprint).await.unwrap(), Some(ivanov.clone()));
+
+    // A disabled operator's keys no longer identify anyone.
+    let mut disabled = ivanov.clone();
+    disabled.disabled_at = Some(crate::time::now());
+    store.update_person(&actor, &disabled).await.unwrap();
+    assert_eq!(store.operator_by_key_fingerprint(&ka.fingerprint).await.unwrap(), None);
+    disabled.disabled_at = None;
+    store.update_person(&actor, &disabled).await.unwrap();
+
+    store.remove_ssh_key(&actor, added.id).await.unwrap();
+    assert_eq!(store.operator_by_key_fingerprint(&ka.fingerprint).await.unwrap(), None);
+    assert_eq!(store.operator_by_key_fingerprint(&kb.fingerprint).await.unwrap().map(|p| p.id), Some(ivanov.id));
+    assert!(matches!(store.remove_ssh_key(&actor, added.id).await, Err(StoreError::NotFound { .. })));
+
+    let operators = store.list_people(Some(Role::Operator), None).await.unwrap();
+    assert_eq!(operators.iter().map(|p| p.login.as_str()).collect::<Vec<_>>(), ["ivanov"]);
+    assert_eq!(store.list_people(None, Some(org.id)).await.unwrap(), [customer]);
+    assert_eq!(store.list_people(None, None).await.unwrap().len(), 2);
+    assert!(matches!(store.person(PersonId(999)).await, Err(StoreError::NotFound { .. })));
+}
+
+/// Many writers at once still make one unbroken chain: no gaps, no forks.
+async fn audit_chain_under_concurrency(db: &TestDb) {
+    let store = &db.store;
+    const WRITERS: i64 = 16;
+    const EACH: i64 = 25;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                let mut tx = store.begin().await.unwrap();
+                tx.audit(NewEvent::new(
+                    &Actor::system(),
+                    "test.event",
+                    Subjects::default(),
+                    serde_json::json!({ "writer": w, "i": i }),
+                ))
+                .await
+                .unwrap();
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = store.audit_events(&EventFilter::default()).await.unwrap();
+    assert_eq!(events.len() as i64, WRITERS * EACH);
+    let mut prev = crate::audit::GENESIS_HASH.to_string();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "no gaps");
+        assert_eq!(e.prev_hash, prev, "event #{} links to its predecessor", e.seq);
+        assert_eq!(e.recomputed_hash(), e.hash, "event #{} is intact", e.seq);
+        prev = e.hash.clone();
+    }
+    let filter = EventFilter { after_seq: Some(395), limit: Some(3), ..Default::default() };
+    let tail = store.audit_events(&filter).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [396, 397, 398]);
+}
+
+/// A rolled-back change leaves no event behind, and reopening the store migrates nothing twice.
+async fn migrations_are_idempotent(db: &TestDb) {
+    let store = &db.store;
+    {
+        let mut tx = store.begin().await.unwrap();
+        tx.audit(NewEvent::new(&Actor::system(), "test.rolled_back", Subjects::default(), serde_json::json!({})))
+            .await
+            .unwrap();
+        drop(tx);
+    }
+    assert!(store.audit_events(&EventFilter::default()).await.unwrap().is_empty());
+    let created = store.create_org(&Actor::cli(), &romashka()).await.unwrap();
+    // A second handle on the same database (as a second process would open it) finds the
+    // schema current and the data in place, and its writes continue the same chain.
+    let second = Store::open(&db.url).await.unwrap();
+    assert_eq!(second.list_orgs().await.unwrap(), [created]);
+    second
+        .create_person(
+            &Actor::cli(),
+            &NewPerson {
+                login: "auditor".into(),
+                display_name: "Аудитор".into(),
+                role: Role::Auditor,
+                org_id: None,
+                email: None,
+            },
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<_> = store.audit_events(&EventFilter::default()).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2]);
+    second.close().await;
+}

@@ -1,0 +1,64 @@
+//! How instants and dates are written to the store and shown to people.
+//!
+//! The store keeps times as fixed-width RFC 3339 UTC text (`2026-11-24T14:27:05.123456Z`):
+//! the same text works on SQLite and PostgreSQL, sorts chronologically as text, and is
+//! exactly what the audit chain hashes, so a round trip through either database never
+//! changes an event's bytes.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono_tz::Tz;
+
+/// Stored text of an instant. Microsecond precision: what PostgreSQL would keep anyway.
+pub fn to_db(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Reads an instant written by [`to_db`].
+pub fn from_db(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+}
+
+/// Now, truncated to what the store keeps, so values compare equal after a round trip.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    // Infallible: dropping sub-microsecond digits of a valid instant stays valid.
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Stored text of a calendar date.
+pub fn date_to_db(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+/// Reads a date written by [`date_to_db`], or typed by a person (`2026-10-01`).
+pub fn parse_date(s: &str) -> Result<NaiveDate, chrono::ParseError> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+}
+
+/// An instant as people read it: in the configured zone, with the zone's abbreviation.
+pub fn display(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_round_trip_and_sort_as_text() {
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.000001Z").unwrap().with_timezone(&Utc);
+        let b = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.1Z").unwrap().with_timezone(&Utc);
+        assert_eq!(to_db(a), "2026-01-02T03:04:05.000001Z");
+        assert_eq!(to_db(b), "2026-01-02T03:04:05.100000Z");
+        assert!(to_db(a) < to_db(b));
+        assert_eq!(from_db(&to_db(b)).unwrap(), b);
+        let n = now();
+        assert_eq!(from_db(&to_db(n)).unwrap(), n);
+    }
+
+    #[test]
+    fn display_uses_the_zone() {
+        let t = from_db("2026-11-24T11:00:00.000000Z").unwrap();
+        assert_eq!(display(t, chrono_tz::Europe::Moscow), "2026-11-24 14:00 MSK");
+    }
+}

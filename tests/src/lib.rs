@@ -1,0 +1,133 @@
+//! Harness for the end-to-end tests in `tests/tests/`: runs the real `iks-gateway` and
+//! `iks-agent` binaries, each test in a data dir of its own.
+//!
+//! `cargo test --workspace` builds both binaries (their packages have integration tests)
+//! before running any test; they are found beside this crate's test executables, or in
+//! `IKS_BIN_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The directory holding the built binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("IKS_BIN_DIR") {
+        return dir.into();
+    }
+    // target/debug/deps/<test> → target/debug
+    let exe = std::env::current_exe().expect("current test executable");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// A path to one of the project's binaries, checked to exist.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is not built; run `cargo test --workspace` (or `cargo build`) first", path.display());
+    path
+}
+
+/// The result of one command: its exit status and output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            ok: o.status.success(),
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn success(&self) -> &str {
+        assert!(self.ok, "command failed ({:?}):\nstdout: {}\nstderr: {}", self.code, self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts failure with exactly one line on stderr, and returns that line.
+    #[track_caller]
+    pub fn failure(&self) -> &str {
+        assert!(!self.ok, "command should have failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        let lines: Vec<_> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr, got: {:?}", self.stderr);
+        lines[0]
+    }
+}
+
+/// A gateway installation: a private data dir and, optionally, a database URL.
+pub struct Gateway {
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+}
+
+impl Gateway {
+    /// A gateway on its zero-setup default: SQLite in its data dir.
+    pub fn sqlite() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir"), database_url: None }
+    }
+
+    /// A gateway whose store is `url`.
+    pub fn with_database(url: String) -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir"), database_url: Some(url) }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A file path inside this test's private directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `iks-gateway --data-dir … ARGS`, without inheriting the caller's IKS_* settings.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("iks-gateway"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("IKS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("--data-dir").arg(self.data_dir()).args(args).stdin(Stdio::null());
+        if let Some(url) = &self.database_url {
+            cmd.env("IKS_DATABASE_URL", url);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("run iks-gateway").into()
+    }
+
+    /// Runs with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn iks-gateway");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("wait iks-gateway").into()
+    }
+
+    /// Runs with `--json` appended and parses stdout.
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let run = self.run(&all);
+        serde_json::from_str(run.success()).unwrap_or_else(|e| panic!("JSON from {args:?}: {e}\n{}", run.stdout))
+    }
+}
