@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BoxId, KeyId, OrgId, PersonId};
+use crate::ids::{BoxId, GrantId, KeyId, OrgId, PersonId, SessionId, TicketId};
 use crate::rules::{Inn, OrgFacts, ProductCatalog, VersionRefusal};
 
 /// A bad value in a record someone asked to create or change; names the field.
@@ -347,6 +347,261 @@ pub fn check_address(field: &'static str, v: &str) -> Result<(), InvalidField> {
         return Err(bad());
     }
     Ok(())
+}
+
+/// Where a ticket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    Open,
+    InProgress,
+    Escalated,
+    Resolved,
+    Closed,
+    Refused,
+}
+
+impl TicketState {
+    pub const ALL: [Self; 6] =
+        [Self::Open, Self::InProgress, Self::Escalated, Self::Resolved, Self::Closed, Self::Refused];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::InProgress => "in_progress",
+            Self::Escalated => "escalated",
+            Self::Resolved => "resolved",
+            Self::Closed => "closed",
+            Self::Refused => "refused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether work on the ticket goes on, so access to boxes may be granted for it.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Open | Self::InProgress | Self::Escalated)
+    }
+}
+
+/// A support ticket: every session is bound to one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub org_id: OrgId,
+    pub contact_name: String,
+    pub contact_phone: Option<String>,
+    pub contact_email: Option<String>,
+    pub product: String,
+    pub version: String,
+    pub description: String,
+    pub state: TicketState,
+    /// The organisation's category when the ticket was opened (1 is served first).
+    pub priority: i64,
+    pub response_due_at: Option<DateTime<Utc>>,
+    pub first_response_at: Option<DateTime<Utc>>,
+    pub refusal_reason: Option<String>,
+    pub close_reason: Option<String>,
+    pub last_customer_activity_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicket {
+    pub org_id: OrgId,
+    pub contact_name: String,
+    pub contact_phone: Option<String>,
+    pub contact_email: Option<String>,
+    pub product: String,
+    pub version: String,
+    pub description: String,
+    pub priority: i64,
+    pub response_due_at: Option<DateTime<Utc>>,
+}
+
+/// Where an access request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantState {
+    /// Asked for by an operator, waiting for the customer.
+    Pending,
+    /// Approved by the customer for a window.
+    Approved,
+    Rejected,
+    Revoked,
+    /// The window ended.
+    Expired,
+}
+
+impl GrantState {
+    pub const ALL: [Self; 5] = [Self::Pending, Self::Approved, Self::Rejected, Self::Revoked, Self::Expired];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// An access request and, once approved, the grant: who may reach which box, for which
+/// ticket, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: GrantId,
+    pub ticket_id: TicketId,
+    pub box_id: BoxId,
+    pub requested_by: PersonId,
+    /// When set, only this operator may use the grant.
+    pub operator_id: Option<PersonId>,
+    pub reason: String,
+    pub requested_secs: i64,
+    pub state: GrantState,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub decided_by: Option<PersonId>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decision_note: Option<String>,
+    pub revoked_by: Option<PersonId>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccessRequest {
+    pub ticket_id: TicketId,
+    pub box_id: BoxId,
+    pub requested_by: PersonId,
+    pub reason: String,
+    pub duration: chrono::Duration,
+}
+
+/// A customer's approval: the window, and optionally the one operator allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub operator_id: Option<PersonId>,
+    pub note: Option<String>,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    ClientExit,
+    GrantExpired,
+    Revoked,
+    TicketClosed,
+    UpstreamLost,
+    AgentDisconnected,
+    Killed,
+    GatewayShutdown,
+    GatewayCrashed,
+    RecordingFailed,
+    CategoryChanged,
+}
+
+impl EndReason {
+    pub const ALL: [Self; 11] = [
+        Self::ClientExit,
+        Self::GrantExpired,
+        Self::Revoked,
+        Self::TicketClosed,
+        Self::UpstreamLost,
+        Self::AgentDisconnected,
+        Self::Killed,
+        Self::GatewayShutdown,
+        Self::GatewayCrashed,
+        Self::RecordingFailed,
+        Self::CategoryChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientExit => "client exit",
+            Self::GrantExpired => "grant expired",
+            Self::Revoked => "revoked",
+            Self::TicketClosed => "ticket closed",
+            Self::UpstreamLost => "upstream lost",
+            Self::AgentDisconnected => "agent disconnected",
+            Self::Killed => "killed",
+            Self::GatewayShutdown => "gateway shutdown",
+            Self::GatewayCrashed => "gateway crashed",
+            Self::RecordingFailed => "recording storage failed",
+            Self::CategoryChanged => "category changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// One SSH session through the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub grant_id: GrantId,
+    pub ticket_id: TicketId,
+    pub box_id: BoxId,
+    pub operator_id: PersonId,
+    pub client_addr: Option<String>,
+    /// The gateway node that carries the session.
+    pub node: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<EndReason>,
+    /// Bytes from the engineer to the box.
+    pub bytes_in: i64,
+    /// Bytes from the box to the engineer.
+    pub bytes_out: i64,
+    /// The recording's file name, relative to the data dir's `recordings/`.
+    pub recording: Option<String>,
+    pub recording_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub grant_id: GrantId,
+    pub ticket_id: TicketId,
+    pub box_id: BoxId,
+    pub operator_id: PersonId,
+    pub client_addr: Option<String>,
+    pub node: String,
+}
+
+/// How a session ended, as recorded when it closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub reason: EndReason,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub recording: Option<String>,
+    pub recording_sha256: Option<String>,
+}
+
+/// Something that happened inside a session: an exec, an exit status, a file operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEvent {
+    pub session_id: SessionId,
+    pub at: DateTime<Utc>,
+    pub channel: Option<i64>,
+    /// `exec`, `exit`, `sftp.open`, `scp.upload`, …
+    pub kind: String,
+    pub details: serde_json::Value,
 }
 
 #[cfg(test)]

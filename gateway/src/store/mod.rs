@@ -14,8 +14,11 @@
 
 mod audit;
 mod directory;
+mod grants;
+mod sessions;
 #[cfg(test)]
 mod tests;
+mod tickets;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +28,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use audit::EventFilter;
+pub use grants::GrantFilter;
+pub use sessions::SessionFilter;
 
 use crate::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};
 

@@ -8,8 +8,12 @@ use chrono::NaiveDate;
 
 use super::*;
 use crate::audit::{Actor, NewEvent, Subjects};
+use crate::ids::TicketId;
 use crate::ids::{OrgId, PersonId};
-use crate::model::{BoxAuth, NewBox, NewOrg, NewPerson, NewSshKey, Role};
+use crate::model::{
+    Approval, BoxAuth, EndReason, GrantState, NewAccessRequest, NewBox, NewOrg, NewPerson, NewSession, NewSshKey,
+    NewTicket, Role, SessionEnd, SessionEvent, TicketState,
+};
 use crate::rules::{Inn, OrgFacts};
 
 pub(crate) struct TestDb {
@@ -88,6 +92,7 @@ story!(boxes);
 story!(people_and_keys);
 story!(audit_chain_under_concurrency);
 story!(migrations_are_idempotent);
+story!(tickets_grants_and_sessions);
 
 fn inn(s: &str) -> Inn {
     Inn::parse(s).unwrap()
@@ -337,4 +342,152 @@ async fn migrations_are_idempotent(db: &TestDb) {
     let seqs: Vec<_> = store.audit_events(&EventFilter::default()).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [1, 2]);
     second.close().await;
+}
+
+async fn tickets_grants_and_sessions(db: &TestDb) {
+    let store = &db.store;
+    let cli = Actor::cli();
+    let org = store.create_org(&cli, &romashka()).await.unwrap();
+    let b = store.create_box(&cli, &new_box(org.id, "main-gw")).await.unwrap();
+    let person = |login: &str, role, org_id| NewPerson {
+        login: login.into(),
+        display_name: login.into(),
+        role,
+        org_id,
+        email: None,
+    };
+    let ivanov = store.create_person(&cli, &person("ivanov", Role::Operator, None)).await.unwrap();
+    let petrov = store.create_person(&cli, &person("petrov", Role::Customer, Some(org.id))).await.unwrap();
+    let new_ticket = NewTicket {
+        org_id: org.id,
+        contact_name: "Пётр Петров".into(),
+        contact_phone: Some("+7 495 000-00-00".into()),
+        contact_email: None,
+        product: "iks-standard".into(),
+        version: "7.2".into(),
+        description: "VPN does not start".into(),
+        priority: 1,
+        response_due_at: None,
+    };
+    let t = store.create_ticket(&cli, &new_ticket).await.unwrap();
+    assert_eq!(t.id, TicketId(1001), "ticket numbers start at T-1001");
+    assert_eq!(t.state, TicketState::Open);
+    assert_eq!(store.ticket(t.id).await.unwrap(), t);
+
+    let as_ivanov = Actor::person(ivanov.id, "ivanov");
+    let as_petrov = Actor::person(petrov.id, "petrov");
+    let req = NewAccessRequest {
+        ticket_id: t.id,
+        box_id: b.id,
+        requested_by: ivanov.id,
+        reason: "check VPN logs".into(),
+        duration: chrono::Duration::hours(2),
+    };
+    let g = store.request_access(&as_ivanov, &req).await.unwrap();
+    assert_eq!((g.state, g.requested_secs), (GrantState::Pending, 7200));
+    let start = crate::time::now();
+    let approval = Approval {
+        starts_at: start,
+        ends_at: start + chrono::Duration::hours(1),
+        operator_id: Some(ivanov.id),
+        note: None,
+    };
+    let approved = store.approve_grant(&as_petrov, g.id, petrov.id, &approval).await.unwrap();
+    assert_eq!(approved.state, GrantState::Approved);
+    assert_eq!((approved.starts_at, approved.ends_at), (Some(approval.starts_at), Some(approval.ends_at)));
+    assert_eq!(approved.operator_id, Some(ivanov.id));
+    let again = store.approve_grant(&as_petrov, g.id, petrov.id, &approval).await.unwrap_err();
+    assert_eq!(again.to_string(), format!("{} is approved, not pending", g.id));
+
+    // A session under the grant, with events inside it.
+    let new_session = NewSession {
+        grant_id: g.id,
+        ticket_id: t.id,
+        box_id: b.id,
+        operator_id: ivanov.id,
+        client_addr: Some("127.0.0.1:50000".into()),
+        node: "node-a".into(),
+    };
+    let s = store.start_session(&as_ivanov, &new_session, org.id).await.unwrap();
+    store.set_session_recording(s.id, "2026/11/24/S-1.cast").await.unwrap();
+    let live = store.list_sessions(&SessionFilter { live: true, ..Default::default() }).await.unwrap();
+    assert_eq!(live.iter().map(|s| s.id).collect::<Vec<_>>(), [s.id]);
+    let exec = SessionEvent {
+        session_id: s.id,
+        at: crate::time::now(),
+        channel: Some(0),
+        kind: "exec".into(),
+        details: serde_json::json!({ "command": "uname -a" }),
+    };
+    store.add_session_event(&exec).await.unwrap();
+    assert_eq!(store.session_events(s.id).await.unwrap(), [exec]);
+    let end = SessionEnd {
+        reason: EndReason::ClientExit,
+        bytes_in: 10,
+        bytes_out: 2000,
+        recording: None,
+        recording_sha256: Some("ab".repeat(32)),
+    };
+    let ended = store.end_session(&Actor::system(), s.id, org.id, &end).await.unwrap();
+    assert_eq!(ended.end_reason, Some(EndReason::ClientExit));
+    assert_eq!(ended.recording.as_deref(), Some("2026/11/24/S-1.cast"), "the name set at start is kept");
+    assert!(matches!(store.end_session(&Actor::system(), s.id, org.id, &end).await, Err(StoreError::Conflict(_))));
+    assert!(store.list_sessions(&SessionFilter { live: true, ..Default::default() }).await.unwrap().is_empty());
+    assert_eq!(store.list_sessions(&SessionFilter { org: Some(org.id), ..Default::default() }).await.unwrap().len(), 1);
+
+    // A rejected request, then closing the ticket revokes what is still open.
+    let g2 = store.request_access(&as_ivanov, &req).await.unwrap();
+    let rejected = store.reject_grant(&as_petrov, g2.id, petrov.id, "not now").await.unwrap();
+    assert_eq!((rejected.state, rejected.decision_note.as_deref()), (GrantState::Rejected, Some("not now")));
+    let g3 = store.request_access(&as_ivanov, &req).await.unwrap();
+    store
+        .record_refusal(&as_ivanov, Subjects { ticket: Some(t.id), ..Default::default() }, "grant", "no grant", None)
+        .await
+        .unwrap();
+    let closed = store.close_ticket(&cli, t.id, "resolved by phone").await.unwrap();
+    assert_eq!(closed.state, TicketState::Closed);
+    assert_eq!(store.grant(g.id).await.unwrap().state, GrantState::Revoked);
+    assert_eq!(store.grant(g3.id).await.unwrap().state, GrantState::Revoked);
+    assert_eq!(store.grant(g2.id).await.unwrap().state, GrantState::Rejected, "decided requests stay as they were");
+    assert!(matches!(store.close_ticket(&cli, t.id, "again").await, Err(StoreError::Conflict(_))));
+
+    // Expiry: an approved grant whose window has passed.
+    let t2 = store.create_ticket(&cli, &new_ticket).await.unwrap();
+    let g4 = store.request_access(&as_ivanov, &NewAccessRequest { ticket_id: t2.id, ..req.clone() }).await.unwrap();
+    let past = Approval {
+        starts_at: start - chrono::Duration::hours(2),
+        ends_at: start - chrono::Duration::hours(1),
+        operator_id: None,
+        note: None,
+    };
+    store.approve_grant(&as_petrov, g4.id, petrov.id, &past).await.unwrap();
+    let expired = store.expire_grants(&Actor::system()).await.unwrap();
+    assert_eq!(expired.iter().map(|g| g.id).collect::<Vec<_>>(), [g4.id]);
+    assert!(store.expire_grants(&Actor::system()).await.unwrap().is_empty(), "idempotent");
+    let pending = GrantFilter { state: Some(GrantState::Expired), org: Some(org.id), ..Default::default() };
+    assert_eq!(store.list_grants(&pending).await.unwrap().len(), 1);
+
+    // Everything about the first ticket is one query, in order.
+    let about = store.audit_events(&EventFilter { ticket: Some(t.id), ..Default::default() }).await.unwrap();
+    let actions: Vec<_> = about.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "ticket.open",
+            "access.request",
+            "access.approve",
+            "session.start",
+            "session.end",
+            "access.request",
+            "access.reject",
+            "access.request",
+            "session.refuse",
+            "ticket.close",
+            "access.revoke",
+            "access.revoke"
+        ]
+    );
+    let end_details: serde_json::Value = serde_json::from_str(&about[4].details).unwrap();
+    assert_eq!(end_details["recording_sha256"], "ab".repeat(32));
+    assert_eq!(about[4].subjects.session, Some(s.id));
 }
