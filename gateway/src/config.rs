@@ -49,11 +49,20 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SshConfig {
     pub listen: SocketAddr,
+    /// Environment variables engineers' clients may pass to the box (`NAME` or `PREFIX*`).
+    pub env: Vec<String>,
+    /// This gateway's name in the store; empty means the host name. Nodes sharing one
+    /// PostgreSQL need distinct names.
+    pub node: String,
 }
 
 impl Default for SshConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 2222)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
+            env: vec!["LANG".into(), "LC_*".into()],
+            node: String::new(),
+        }
     }
 }
 

@@ -23,6 +23,9 @@ pub enum DataDirError {
 /// The gateway's keys, each for one purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyRole {
+    /// A box's static key, for boxes that cannot trust the CA (its public half goes in
+    /// the box login's `authorized_keys`).
+    BoxStatic(crate::ids::BoxId),
     /// The SSH host key engineers' clients pin.
     Host,
     /// Signs the short-lived user certificates boxes trust through `TrustedUserCAKeys`.
@@ -32,19 +35,21 @@ pub enum KeyRole {
 }
 
 impl KeyRole {
-    fn file_name(self) -> &'static str {
+    fn file_name(self) -> String {
         match self {
-            Self::Host => "ssh_host_ed25519_key",
-            Self::UserCa => "user_ca_ed25519_key",
-            Self::Audit => "audit_ed25519_key",
+            Self::BoxStatic(id) => format!("box_{}_ed25519_key", id.get()),
+            Self::Host => "ssh_host_ed25519_key".into(),
+            Self::UserCa => "user_ca_ed25519_key".into(),
+            Self::Audit => "audit_ed25519_key".into(),
         }
     }
 
-    fn comment(self) -> &'static str {
+    fn comment(self) -> String {
         match self {
-            Self::Host => "iks-gateway host key",
-            Self::UserCa => "iks-gateway user CA",
-            Self::Audit => "iks-gateway audit checkpoints",
+            Self::BoxStatic(id) => format!("iks-gateway static key for box {id}"),
+            Self::Host => "iks-gateway host key".into(),
+            Self::UserCa => "iks-gateway user CA".into(),
+            Self::Audit => "iks-gateway audit checkpoints".into(),
         }
     }
 }

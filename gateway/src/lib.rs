@@ -10,11 +10,19 @@
 //! - [`audit`]: the hash chain that makes the log tamper-evident;
 //! - [`config`] and [`datadir`]: configuration, keys and files on disk.
 
+pub mod access;
 pub mod audit;
+pub mod ca;
 pub mod config;
 pub mod datadir;
+pub mod grants;
 pub mod ids;
+pub mod live;
 pub mod model;
+pub mod recording;
 pub mod rules;
+pub mod ssh;
+pub mod state;
 pub mod store;
+pub mod tickets;
 pub mod time;

@@ -40,6 +40,12 @@ pub fn display(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
+/// An instant relative to `now` as people say it: `14:00 MSK` today, with the date otherwise.
+pub fn display_near(t: DateTime<Utc>, now: DateTime<Utc>, tz: Tz) -> String {
+    let (local, today) = (t.with_timezone(&tz), now.with_timezone(&tz).date_naive());
+    if local.date_naive() == today { local.format("%H:%M %Z").to_string() } else { display(t, tz) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -250,7 +250,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                     return out.print_json(&orgs.iter().map(org_json).collect::<Vec<_>>());
                 }
                 for org in &orgs {
-                    println!("{:>4}  {}  {:<40}  {}", org.id, org.inn, org.name, describe(&standing_today(org)));
+                    out!("{:>4}  {}  {:<40}  {}", org.id, org.inn, org.name, describe(&standing_today(org)));
                 }
                 Ok(())
             }
@@ -259,7 +259,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                 out.org(&org, "")?;
                 if !out.json {
                     for b in store.list_boxes(Some(org.id)).await? {
-                        println!("  box {}: {} ({} {}, {})", b.id, b.name, b.product, b.version, reach(&b));
+                        out!("  box {}: {} ({} {}, {})", b.id, b.name, b.product, b.version, reach(&b));
                     }
                 }
                 Ok(())
@@ -305,15 +305,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                     return out.print_json(&boxes);
                 }
                 for b in &boxes {
-                    println!(
-                        "{:>4}  org {:<4} {:<20} {} {:<8} {}",
-                        b.id,
-                        b.org_id,
-                        b.name,
-                        b.product,
-                        b.version,
-                        reach(b)
-                    );
+                    out!("{:>4}  org {:<4} {:<20} {} {:<8} {}", b.id, b.org_id, b.name, b.product, b.version, reach(b));
                 }
                 Ok(())
             }
@@ -357,7 +349,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                 }
                 for p in &people {
                     let state = if p.disabled_at.is_some() { "  (disabled)" } else { "" };
-                    println!("{:>4}  {:<9} {:<20} {}{state}", p.id, p.role.as_str(), p.login, p.display_name);
+                    out!("{:>4}  {:<9} {:<20} {}{state}", p.id, p.role.as_str(), p.login, p.display_name);
                 }
                 Ok(())
             }
@@ -399,7 +391,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                 for k in &keys {
                     let added = store.add_ssh_key(&actor, p.id, k).await?;
                     if !out.json {
-                        println!("added key {}: {} {}", added.id, added.fingerprint, added.comment);
+                        out!("added key {}: {} {}", added.id, added.fingerprint, added.comment);
                     }
                 }
                 out.person(&store, &p, "").await
@@ -411,7 +403,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                     return out.print_json(&keys);
                 }
                 for k in &keys {
-                    println!("{:>4}  {}  {}", k.id, k.fingerprint, k.comment);
+                    out!("{:>4}  {}  {}", k.id, k.fingerprint, k.comment);
                 }
                 Ok(())
             }
@@ -427,7 +419,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                 if out.json {
                     return out.print_json(&removed);
                 }
-                println!("removed key {}: {}", removed.id, removed.fingerprint);
+                out!("removed key {}: {}", removed.id, removed.fingerprint);
                 Ok(())
             }
         },
@@ -534,7 +526,7 @@ fn flag_error(e: InvalidField) -> anyhow::Error {
 }
 
 /// An organisation by INN (10 or 12 digits) or by ID.
-async fn resolve_org(store: &Store, s: &str) -> anyhow::Result<Organisation> {
+pub(super) async fn resolve_org(store: &Store, s: &str) -> anyhow::Result<Organisation> {
     let s = s.trim();
     if s.len() >= 10 && s.bytes().all(|b| b.is_ascii_digit()) {
         let inn = parse_inn("--org", s)?;
@@ -626,7 +618,7 @@ struct Output {
 
 impl Output {
     fn print_json<T: serde::Serialize>(&self, v: &T) -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        out!("{}", serde_json::to_string_pretty(v)?);
         Ok(())
     }
 
@@ -636,13 +628,13 @@ impl Output {
         }
         let f = &org.facts;
         let date = |d: Option<NaiveDate>| d.map_or_else(|| "-".to_string(), |d| d.to_string());
-        println!("{verb}organisation {}: {}", org.id, org.name);
-        println!("  INN:               {}", org.inn);
-        println!("  today:             {}", describe(&standing_today(org)));
-        println!("  purchased:         {}", date(f.purchased_on));
-        println!("  module paid until: {}", date(f.module_paid_until));
-        println!("  trial started:     {}", date(f.trial_started_on));
-        println!("  partner:           {}", if f.partner { "yes" } else { "no" });
+        out!("{verb}organisation {}: {}", org.id, org.name);
+        out!("  INN:               {}", org.inn);
+        out!("  today:             {}", describe(&standing_today(org)));
+        out!("  purchased:         {}", date(f.purchased_on));
+        out!("  module paid until: {}", date(f.module_paid_until));
+        out!("  trial started:     {}", date(f.trial_started_on));
+        out!("  partner:           {}", if f.partner { "yes" } else { "no" });
         Ok(())
     }
 
@@ -650,13 +642,13 @@ impl Output {
         if self.json {
             return self.print_json(b);
         }
-        println!("{verb}box {}: {} of {} (INN {})", b.id, b.name, org.name, org.inn);
-        println!("  product:          {} {}", b.product, b.version);
-        println!("  reached:          {}", reach(b));
-        println!("  login:            {}", b.login);
-        println!("  authentication:   {}", b.auth.as_str());
-        println!("  host key:         {}", b.host_key.as_deref().unwrap_or("not pinned"));
-        println!("  port forwarding:  {}", if b.allow_forwarding { "allowed" } else { "refused" });
+        out!("{verb}box {}: {} of {} (INN {})", b.id, b.name, org.name, org.inn);
+        out!("  product:          {} {}", b.product, b.version);
+        out!("  reached:          {}", reach(b));
+        out!("  login:            {}", b.login);
+        out!("  authentication:   {}", b.auth.as_str());
+        out!("  host key:         {}", b.host_key.as_deref().unwrap_or("not pinned"));
+        out!("  port forwarding:  {}", if b.allow_forwarding { "allowed" } else { "refused" });
         Ok(())
     }
 
@@ -667,19 +659,19 @@ impl Output {
             v["ssh_keys"] = json!(keys);
             return self.print_json(&v);
         }
-        println!("{verb}{} {}: {} ({})", p.role.as_str(), p.id, p.login, p.display_name);
+        out!("{verb}{} {}: {} ({})", p.role.as_str(), p.id, p.login, p.display_name);
         if let Some(org) = p.org_id {
             let org = store.org(org).await?;
-            println!("  organisation:     {} (INN {})", org.name, org.inn);
+            out!("  organisation:     {} (INN {})", org.name, org.inn);
         }
         if let Some(email) = &p.email {
-            println!("  e-mail:           {email}");
+            out!("  e-mail:           {email}");
         }
         if let Some(at) = p.disabled_at {
-            println!("  disabled since:   {}", iks_gateway::time::to_db(at));
+            out!("  disabled since:   {}", iks_gateway::time::to_db(at));
         }
         for k in &keys {
-            println!("  key {}:            {} {}", k.id, k.fingerprint, k.comment);
+            out!("  key {}:            {} {}", k.id, k.fingerprint, k.comment);
         }
         Ok(())
     }

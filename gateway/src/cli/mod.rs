@@ -1,7 +1,21 @@
 //! Command-line definition and glue.
 
+/// `println!` for command output: a closed pipe (`| head`) ends the command quietly
+/// instead of panicking, as Unix tools do.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod admin;
 mod serve;
+mod work;
 
 use std::path::PathBuf;
 
@@ -41,6 +55,36 @@ enum Command {
     Config(ConfigCommand),
     /// Manage organisations, boxes and people.
     Admin(Box<admin::AdminArgs>),
+    /// Support tickets: every session belongs to one.
+    Ticket {
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: work::TicketCommand,
+    },
+    /// Access requests and grants: who may reach which box, when.
+    Access {
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: work::AccessCommand,
+    },
+    /// Sessions: list, inspect, terminate, replay.
+    Session {
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: work::SessionCommand,
+    },
+    /// The gateway's user certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Print the line for a box's TrustedUserCAKeys file.
+    PublicKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +118,7 @@ impl Context {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Config(ConfigCommand::Example) = cli.command {
-        print!("{}", config::EXAMPLE);
+        out!("{}", config::EXAMPLE.trim_end());
         return Ok(());
     }
     let ctx = Context::load(&cli)?;
@@ -82,14 +126,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::run(&ctx).await,
         Command::Migrate => {
             let store = ctx.store().await?;
-            println!("database is up to date ({})", store.backend().name());
+            out!("database is up to date ({})", store.backend().name());
             Ok(())
         }
         Command::Config(ConfigCommand::Show) => {
-            print!("{}", toml::to_string_pretty(&ctx.config)?);
+            out!("{}", toml::to_string_pretty(&ctx.config)?.trim_end());
             Ok(())
         }
         Command::Config(ConfigCommand::Example) => unreachable!("handled before loading the configuration"),
         Command::Admin(args) => admin::run(&ctx, *args).await,
+        Command::Ticket { json, command } => work::ticket(&ctx, command, json).await,
+        Command::Access { json, command } => work::access(&ctx, command, json).await,
+        Command::Session { json, command } => work::session(&ctx, command, json).await,
+        Command::Ca(CaCommand::PublicKey) => {
+            let ca = ctx.data_dir.key(iks_gateway::datadir::KeyRole::UserCa)?;
+            out!("{}", iks_gateway::ca::trusted_ca_line(&ca)?);
+            Ok(())
+        }
     }
 }

@@ -1,7 +1,13 @@
 //! `iks-gateway serve`.
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use iks_gateway::datadir::{KeyRole, fingerprint};
+use iks_gateway::live::{self, Registry};
 use iks_gateway::model::Role;
+use iks_gateway::state::AppState;
+use tokio::sync::watch;
 
 use super::Context;
 
@@ -9,33 +15,74 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     init_logging();
     let store = ctx.store().await?;
     let host = ctx.data_dir.key(KeyRole::Host)?;
-    let ca = ctx.data_dir.key(KeyRole::UserCa)?;
-    let root = ctx.data_dir.root().display();
-    println!("iks-gateway {} serving from {root}", env!("CARGO_PKG_VERSION"));
-    println!("  store:            {}", store.backend().name());
-    println!("  host key:         {}", fingerprint(&host));
-    println!("  user CA key:      {}", fingerprint(&ca));
-    if store.list_people(Some(Role::Admin), None).await?.is_empty() && store.list_orgs().await?.is_empty() {
-        print_first_steps(&root.to_string());
+    let user_ca = ctx.data_dir.key(KeyRole::UserCa)?;
+    let config = Arc::new(ctx.config.clone());
+    let node = node_name(&config.ssh.node);
+    let listener = tokio::net::TcpListener::bind(config.ssh.listen)
+        .await
+        .with_context(|| format!("cannot listen for SSH on {}", config.ssh.listen))?;
+    let ssh_addr = listener.local_addr()?;
+    let root = ctx.data_dir.root().display().to_string();
+    let ca_line = iks_gateway::ca::trusted_ca_line(&user_ca)?;
+    let app = Arc::new(AppState {
+        store: store.clone(),
+        config,
+        data_dir: ctx.data_dir.clone(),
+        user_ca,
+        node: node.clone(),
+        live: Registry::default(),
+    });
+    let crashed = live::end_crashed(&app).await?;
+    out!("iks-gateway {} serving from {root} (node {node})", env!("CARGO_PKG_VERSION"));
+    out!("  store:            {}", store.backend().name());
+    out!("  SSH:              {ssh_addr} (engineers: ssh -p {} T-<ticket>@{})", ssh_addr.port(), ssh_addr.ip());
+    out!("  host key:         {}", fingerprint(&host));
+    out!("  user CA:          {ca_line}");
+    out!("                    (put this line in each box's TrustedUserCAKeys file)");
+    if crashed > 0 {
+        out!("  ended {crashed} session(s) left open by a crash");
     }
-    tracing::info!(store = store.backend().name(), "gateway started");
+    if store.list_people(Some(Role::Admin), None).await?.is_empty() && store.list_orgs().await?.is_empty() {
+        print_first_steps(&root);
+    }
+    tracing::info!(store = store.backend().name(), %ssh_addr, node, "gateway started");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let watchdog = tokio::spawn(live::watchdog(app.clone(), stopped(stop_rx.clone())));
+    let ssh = tokio::spawn(iks_gateway::ssh::serve(app.clone(), listener, stopped(stop_rx.clone())));
     shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    ssh.await??;
+    let _ = watchdog.await;
     store.close().await;
     Ok(())
 }
 
+/// The configured node name, or the host name.
+fn node_name(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into())
+}
+
 fn print_first_steps(root: &str) {
-    println!();
-    println!("The store is empty. First steps (in another terminal, same --data-dir):");
-    println!(
-        "  iks-gateway --data-dir {root} admin org add --inn 7707083893 --name 'ООО Ромашка' --purchased 2026-06-01"
-    );
-    println!("  iks-gateway --data-dir {root} admin box add --org 7707083893 --name main-gw \\");
-    println!("      --product iks-standard --version 7 --address 127.0.0.1:22 --login support");
-    println!("  iks-gateway --data-dir {root} admin operator add --login ivanov --name 'Иван Иванов' \\");
-    println!("      --ssh-key ~/.ssh/id_ed25519.pub");
-    println!("See README.md for the walkthrough to a first recorded session.");
+    out!("");
+    out!("The store is empty. First steps (in another terminal, same --data-dir):");
+    out!("  iks-gateway --data-dir {root} admin org add --inn 7707083893 --name 'ООО Ромашка' --purchased 2026-06-01");
+    out!("  iks-gateway --data-dir {root} admin box add --org 7707083893 --name main-gw \\");
+    out!("      --product iks-standard --version 7 --address 127.0.0.1:22 --login support \\");
+    out!("      --host-key /etc/ssh/ssh_host_ed25519_key.pub");
+    out!("  iks-gateway --data-dir {root} admin operator add --login ivanov --name 'Иван Иванов' \\");
+    out!("      --ssh-key ~/.ssh/id_ed25519.pub");
+    out!("See README.md for the walkthrough to a first recorded session.");
 }
 
 fn init_logging() {

@@ -184,6 +184,65 @@ impl Store {
         .collect()
     }
 
+    /// The state behind every live session of `node`, for the watchdog: one query.
+    pub async fn live_checks(&self, node: &str) -> Result<Vec<crate::live::LiveCheck>> {
+        sqlx::query(
+            "SELECT s.id, s.ticket_id, s.kill_requested_by, g.state AS grant_state, g.ends_at, g.revoked_at, \
+             p.login AS revoked_by, t.state AS ticket_state FROM sessions s \
+             JOIN grants g ON g.id = s.grant_id JOIN tickets t ON t.id = s.ticket_id \
+             LEFT JOIN people p ON p.id = g.revoked_by WHERE s.ended_at IS NULL AND s.node = $1",
+        )
+        .bind(node)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(crate::live::LiveCheck {
+                session: SessionId(r.int("id")?),
+                ticket: TicketId(r.int("ticket_id")?),
+                grant_state: super::parse_enum(
+                    "grant_state",
+                    &r.text("grant_state")?,
+                    crate::model::GrantState::parse,
+                )?,
+                ends_at: r.opt_time("ends_at")?,
+                revoked_by: r.opt_text("revoked_by")?,
+                revoked_at: r.opt_time("revoked_at")?,
+                ticket_state: super::parse_enum(
+                    "ticket_state",
+                    &r.text("ticket_state")?,
+                    crate::model::TicketState::parse,
+                )?,
+                kill_requested_by: r.opt_text("kill_requested_by")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Asks the node carrying a live session to end it.
+    pub async fn request_kill(&self, actor: &Actor, id: SessionId) -> Result<Session> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE sessions SET kill_requested_at = $2, kill_requested_by = $3 \
+             WHERE id = $1 AND ended_at IS NULL RETURNING {SESSION_COLUMNS}"
+        ))
+        .bind(id.get())
+        .bind(to_db(now()))
+        .bind(&actor.name)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
+            drop(tx);
+            self.session(id).await?;
+            return Err(StoreError::Conflict(format!("{id} has already ended")));
+        };
+        let s = session_from_row(&row)?;
+        let org = self.get_box(s.box_id).await?.org_id;
+        tx.audit(NewEvent::new(actor, "session.kill", session_subjects(&s, org), json!({}))).await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
     /// Records a refused connection with the rule that refused it.
     pub async fn record_refusal(
         &self,
@@ -193,14 +252,14 @@ impl Store {
         message: &str,
         client: Option<&str>,
     ) -> Result<()> {
+        let details = json!({ "rule": rule, "message": message, "client": client });
+        self.append_event(NewEvent::new(actor, "session.refuse", subjects, details)).await
+    }
+
+    /// Appends an event that records an act rather than a change (a refusal, a replay).
+    pub async fn append_event(&self, event: NewEvent) -> Result<()> {
         let mut tx = self.begin().await?;
-        tx.audit(NewEvent::new(
-            actor,
-            "session.refuse",
-            subjects,
-            json!({ "rule": rule, "message": message, "client": client }),
-        ))
-        .await?;
+        tx.audit(event).await?;
         tx.commit().await
     }
 }

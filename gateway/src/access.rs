@@ -1,0 +1,493 @@
+//! Whether an engineer may reach a box now: the one place that decision is made.
+//!
+//! [`decide`] is pure: the caller gathers the facts (operator, ticket, organisation, box,
+//! the ticket's grants for that box, the people named in them) and the instant, and gets
+//! either the grant that allows the session or a [`Refusal`] naming the failed rule with
+//! the dates that matter. The same function runs when a session opens; the live-session
+//! watchdog re-applies the grant part while it runs.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::ids::{GrantId, PersonId, TicketId};
+use crate::model::{Grant, GrantState, IksBox, Organisation, Person, Ticket, TicketState};
+use crate::rules::{NoRemoteSsh, ProductCatalog, VersionRefusal, remote_ssh, standing};
+use crate::ssh::target::BadTarget;
+
+/// Everything [`decide`] looks at.
+pub struct Facts<'a> {
+    pub now: DateTime<Utc>,
+    pub tz: Tz,
+    pub operator: &'a Person,
+    pub ticket: &'a Ticket,
+    pub org: &'a Organisation,
+    pub iks_box: &'a IksBox,
+    /// The ticket's grants for this box, in any state.
+    pub grants: &'a [Grant],
+    /// Logins of the people named in the grants (deciders, revokers).
+    pub names: &'a HashMap<PersonId, String>,
+    pub catalog: &'a ProductCatalog,
+}
+
+/// Why a connection was refused: the rule, and what the engineer needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Target(BadTarget),
+    NoTicket(TicketId),
+    TicketNotActive {
+        ticket: TicketId,
+        state: TicketState,
+    },
+    NoSuchBox {
+        ticket: TicketId,
+        name: String,
+        org: String,
+    },
+    NoBoxRequested {
+        ticket: TicketId,
+    },
+    SeveralBoxes {
+        ticket: TicketId,
+        names: Vec<String>,
+    },
+    NotEligible {
+        ticket: TicketId,
+        org: String,
+        why: NoRemoteSsh,
+    },
+    Version {
+        ticket: TicketId,
+        why: VersionRefusal,
+    },
+    NoRequest {
+        ticket: TicketId,
+        box_name: String,
+    },
+    Pending {
+        ticket: TicketId,
+        grant: GrantId,
+    },
+    Rejected {
+        ticket: TicketId,
+        by: String,
+        note: Option<String>,
+    },
+    NotYet {
+        ticket: TicketId,
+        starts: String,
+    },
+    Ended {
+        ticket: TicketId,
+        ended: String,
+    },
+    Revoked {
+        ticket: TicketId,
+        by: String,
+        at: String,
+    },
+    OtherOperator {
+        ticket: TicketId,
+    },
+    /// The gateway cannot decide or connect: store, recording or upstream trouble.
+    Gateway {
+        rule: &'static str,
+        message: String,
+    },
+}
+
+impl Refusal {
+    /// The rule that failed, as stored with the refusal.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Self::Target(_) | Self::NoSuchBox { .. } | Self::NoBoxRequested { .. } | Self::SeveralBoxes { .. } => {
+                "target"
+            }
+            Self::NoTicket(_) | Self::TicketNotActive { .. } => "ticket",
+            Self::NotEligible { .. } => "category",
+            Self::Version { .. } => "version",
+            Self::NoRequest { .. }
+            | Self::Pending { .. }
+            | Self::Rejected { .. }
+            | Self::NotYet { .. }
+            | Self::Ended { .. }
+            | Self::Revoked { .. } => "grant",
+            Self::OtherOperator { .. } => "operator",
+            Self::Gateway { rule, .. } => rule,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("access refused: ")?;
+        match self {
+            Self::Target(e) => write!(f, "{e}"),
+            Self::NoTicket(t) => write!(f, "{t}: no such ticket"),
+            Self::TicketNotActive { ticket, state } => write!(f, "{ticket}: the ticket is {}", state_words(*state)),
+            Self::NoSuchBox { ticket, name, org } => write!(f, "{ticket}: {org} has no box named '{name}'"),
+            Self::NoBoxRequested { ticket } => write!(
+                f,
+                "{ticket}: no access has been requested for any box (iks-gateway access request --ticket {ticket} …)"
+            ),
+            Self::SeveralBoxes { ticket, names } => {
+                write!(f, "{ticket}: the ticket covers several boxes ({}); use {ticket}+<box>", names.join(", "))
+            }
+            Self::NotEligible { ticket, org, why } => write!(f, "{ticket}: {}", why.describe_for(org)),
+            Self::Version { ticket, why } => write!(f, "{ticket}: {why}"),
+            Self::NoRequest { ticket, box_name } => write!(
+                f,
+                "{ticket}: no access request for box {box_name} (iks-gateway access request --ticket {ticket} --box {box_name} …)"
+            ),
+            Self::Pending { ticket, grant } => {
+                write!(f, "{ticket}: access request {grant} is waiting for the customer's approval")
+            }
+            Self::Rejected { ticket, by, note } => match note {
+                Some(n) if !n.is_empty() => write!(f, "{ticket}: the customer ({by}) rejected access: {n}"),
+                _ => write!(f, "{ticket}: the customer ({by}) rejected access"),
+            },
+            Self::NotYet { ticket, starts } => write!(f, "{ticket}: the grant starts at {starts}"),
+            Self::Ended { ticket, ended } => write!(f, "{ticket}: the grant ended at {ended}"),
+            Self::Revoked { ticket, by, at } => write!(f, "{ticket}: access was revoked by {by} at {at}"),
+            Self::OtherOperator { ticket } => write!(f, "{ticket}: the grant is restricted to another engineer"),
+            Self::Gateway { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+fn state_words(s: TicketState) -> &'static str {
+    match s {
+        TicketState::Open => "open",
+        TicketState::InProgress => "in progress",
+        TicketState::Escalated => "escalated",
+        TicketState::Resolved => "resolved",
+        TicketState::Closed => "closed",
+        TicketState::Refused => "refused",
+    }
+}
+
+/// Decides whether the session may open; `Ok` carries the grant that allows it.
+pub fn decide<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
+    let ticket = f.ticket.id;
+    if !f.ticket.state.is_active() {
+        return Err(Refusal::TicketNotActive { ticket, state: f.ticket.state });
+    }
+    let free = f.catalog.get(&f.iks_box.product).is_some_and(|p| p.free_edition);
+    let today = f.now.with_timezone(&f.tz).date_naive();
+    remote_ssh(&standing(&f.org.facts, free, today)).map_err(|why| Refusal::NotEligible {
+        ticket,
+        org: f.org.name.clone(),
+        why,
+    })?;
+    f.catalog.check(&f.iks_box.product, &f.iks_box.version).map_err(|why| Refusal::Version { ticket, why })?;
+    choose_grant(f)
+}
+
+fn choose_grant<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
+    let ticket = f.ticket.id;
+    let open_now = |g: &Grant| {
+        g.state == GrantState::Approved
+            && g.starts_at.is_some_and(|s| s <= f.now)
+            && g.ends_at.is_some_and(|e| f.now < e)
+    };
+    let mine = |g: &Grant| g.operator_id.is_none_or(|o| o == f.operator.id);
+    if let Some(g) = f.grants.iter().filter(|g| open_now(g) && mine(g)).max_by_key(|g| g.ends_at) {
+        return Ok(g);
+    }
+    if f.grants.iter().any(open_now) {
+        return Err(Refusal::OtherOperator { ticket });
+    }
+    let name =
+        |id: Option<PersonId>| id.and_then(|i| f.names.get(&i).cloned()).unwrap_or_else(|| "the customer".into());
+    let when = |t: Option<DateTime<Utc>>| t.map_or_else(String::new, |t| crate::time::display_near(t, f.now, f.tz));
+    if let Some(g) = f
+        .grants
+        .iter()
+        .filter(|g| g.state == GrantState::Approved && g.starts_at.is_some_and(|s| s > f.now) && mine(g))
+        .min_by_key(|g| g.starts_at)
+    {
+        return Err(Refusal::NotYet { ticket, starts: when(g.starts_at) });
+    }
+    if let Some(g) = f.grants.iter().find(|g| g.state == GrantState::Pending) {
+        return Err(Refusal::Pending { ticket, grant: g.id });
+    }
+    // Otherwise the most recently changed decision explains the refusal.
+    match f.grants.iter().max_by_key(|g| (g.updated_at, g.id)) {
+        None => Err(Refusal::NoRequest { ticket, box_name: f.iks_box.name.clone() }),
+        Some(g) => Err(match g.state {
+            GrantState::Revoked => {
+                let by = g.revoked_by.map_or_else(|| "the system (ticket closed)".to_string(), |p| name(Some(p)));
+                Refusal::Revoked { ticket, by, at: when(g.revoked_at) }
+            }
+            GrantState::Rejected => Refusal::Rejected { ticket, by: name(g.decided_by), note: g.decision_note.clone() },
+            GrantState::Approved if !mine(g) => Refusal::OtherOperator { ticket },
+            GrantState::Approved | GrantState::Expired | GrantState::Pending => {
+                Refusal::Ended { ticket, ended: when(g.ends_at) }
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::ids::{BoxId, OrgId};
+    use crate::model::{BoxAuth, Role};
+    use crate::rules::{Inn, OrgFacts};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        crate::time::from_db(s).unwrap()
+    }
+
+    const NOW: &str = "2026-11-24T09:00:00.000000Z"; // 12:00 MSK
+
+    fn person(id: i64, login: &str) -> Person {
+        Person {
+            id: PersonId(id),
+            login: login.into(),
+            display_name: login.into(),
+            role: Role::Operator,
+            org_id: None,
+            email: None,
+            disabled_at: None,
+            created_at: t(NOW),
+            updated_at: t(NOW),
+        }
+    }
+
+    fn org(facts: OrgFacts) -> Organisation {
+        Organisation {
+            id: OrgId(1),
+            inn: Inn::parse("7707083893").unwrap(),
+            name: "ООО Ромашка".into(),
+            facts,
+            created_at: t(NOW),
+            updated_at: t(NOW),
+        }
+    }
+
+    fn ticket(state: TicketState) -> Ticket {
+        Ticket {
+            id: TicketId(1042),
+            org_id: OrgId(1),
+            contact_name: "Пётр".into(),
+            contact_phone: None,
+            contact_email: None,
+            product: "iks-standard".into(),
+            version: "7".into(),
+            description: "x".into(),
+            state,
+            priority: 1,
+            response_due_at: None,
+            first_response_at: None,
+            refusal_reason: None,
+            close_reason: None,
+            last_customer_activity_at: t(NOW),
+            created_at: t(NOW),
+            updated_at: t(NOW),
+            closed_at: None,
+        }
+    }
+
+    fn iks_box(product: &str, version: &str) -> IksBox {
+        IksBox {
+            id: BoxId(1),
+            org_id: OrgId(1),
+            name: "main-gw".into(),
+            product: product.into(),
+            version: version.into(),
+            address: Some("127.0.0.1:22".into()),
+            login: "support".into(),
+            host_key: None,
+            auth: BoxAuth::Certificate,
+            allow_forwarding: false,
+            created_at: t(NOW),
+            updated_at: t(NOW),
+        }
+    }
+
+    /// A grant in `state` whose window is [now+from_h, now+to_h).
+    fn grant(id: i64, state: GrantState, from_h: i64, to_h: i64, only: Option<i64>) -> Grant {
+        let now = t(NOW);
+        Grant {
+            id: GrantId(id),
+            ticket_id: TicketId(1042),
+            box_id: BoxId(1),
+            requested_by: PersonId(1),
+            operator_id: only.map(PersonId),
+            reason: "r".into(),
+            requested_secs: 3600,
+            state,
+            starts_at: (state != GrantState::Pending).then(|| now + Duration::hours(from_h)),
+            ends_at: (state != GrantState::Pending).then(|| now + Duration::hours(to_h)),
+            decided_by: Some(PersonId(5)),
+            decided_at: Some(now),
+            decision_note: Some("not during business hours".into()),
+            revoked_by: (state == GrantState::Revoked).then_some(PersonId(5)),
+            revoked_at: (state == GrantState::Revoked).then(|| now - Duration::minutes(57)),
+            created_at: now,
+            updated_at: now + Duration::seconds(id),
+        }
+    }
+
+    fn active_module() -> OrgFacts {
+        OrgFacts { module_paid_until: crate::time::parse_date("2027-01-01").ok(), ..Default::default() }
+    }
+
+    #[test]
+    fn every_rule_refuses_with_its_reason() {
+        use GrantState::*;
+        let lapsed = OrgFacts { module_paid_until: crate::time::parse_date("2026-09-30").ok(), ..Default::default() };
+        let partner = OrgFacts { partner: true, ..Default::default() };
+        struct Case {
+            name: &'static str,
+            state: TicketState,
+            facts: OrgFacts,
+            product: &'static str,
+            version: &'static str,
+            grants: Vec<Grant>,
+            want: Result<i64, (&'static str, &'static str)>,
+        }
+        let case = |name, grants, want| Case {
+            name,
+            state: TicketState::Open,
+            facts: active_module(),
+            product: "iks-standard",
+            version: "7.2",
+            grants,
+            want,
+        };
+        let cases = vec![
+            case("open grant", vec![grant(1, Approved, -1, 1, None)], Ok(1)),
+            case("restricted to me", vec![grant(1, Approved, -1, 1, Some(1))], Ok(1)),
+            case(
+                "the later-ending open grant wins",
+                vec![grant(1, Approved, -1, 1, None), grant(2, Approved, -2, 3, None)],
+                Ok(2),
+            ),
+            Case {
+                state: TicketState::InProgress,
+                ..case("in progress", vec![grant(1, Approved, -1, 1, None)], Ok(1))
+            },
+            Case { facts: partner.clone(), ..case("partner", vec![grant(1, Approved, -1, 1, None)], Ok(1)) },
+            Case {
+                state: TicketState::Closed,
+                ..case(
+                    "closed ticket",
+                    vec![grant(1, Approved, -1, 1, None)],
+                    Err(("ticket", "T-1042: the ticket is closed")),
+                )
+            },
+            Case {
+                state: TicketState::Refused,
+                ..case("refused ticket", vec![], Err(("ticket", "T-1042: the ticket is refused")))
+            },
+            Case {
+                facts: lapsed,
+                ..case(
+                    "lapsed module",
+                    vec![grant(1, Approved, -1, 1, None)],
+                    Err((
+                        "category",
+                        "T-1042: the support module of ООО Ромашка expired on 2026-10-01 (category 3: no remote SSH)",
+                    )),
+                )
+            },
+            Case {
+                facts: OrgFacts::default(),
+                ..case("never had a module", vec![grant(1, Approved, -1, 1, None)], Err(("category", "category 3")))
+            },
+            Case {
+                product: "iks-lite",
+                version: "7",
+                ..case("IKS Lite box", vec![grant(1, Approved, -1, 1, None)], Err(("category", "category 4")))
+            },
+            Case {
+                version: "5",
+                ..case(
+                    "old version",
+                    vec![grant(1, Approved, -1, 1, None)],
+                    Err(("version", "IKS Standard 5 is not a supported version")),
+                )
+            },
+            case("no request", vec![], Err(("grant", "T-1042: no access request for box main-gw"))),
+            case(
+                "pending",
+                vec![grant(3, Pending, 0, 0, None)],
+                Err(("grant", "access request G-3 is waiting for the customer's approval")),
+            ),
+            case(
+                "not yet",
+                vec![grant(1, Approved, 2, 3, None)],
+                Err(("grant", "T-1042: the grant starts at 14:00 MSK")),
+            ),
+            case(
+                "ended",
+                vec![grant(1, Approved, -3, -1, None)],
+                Err(("grant", "T-1042: the grant ended at 11:00 MSK")),
+            ),
+            case("expired", vec![grant(1, Expired, -3, -1, None)], Err(("grant", "the grant ended at 11:00 MSK"))),
+            case(
+                "revoked",
+                vec![grant(1, Revoked, -1, 1, None)],
+                Err(("grant", "T-1042: access was revoked by petrov at 11:03 MSK")),
+            ),
+            case(
+                "rejected",
+                vec![grant(1, Rejected, 0, 0, None)],
+                Err(("grant", "the customer (petrov) rejected access: not during business hours")),
+            ),
+            case(
+                "another engineer's grant",
+                vec![grant(1, Approved, -1, 1, Some(2))],
+                Err(("operator", "restricted to another engineer")),
+            ),
+            case(
+                "a pending request does not hide the revocation of the open one",
+                vec![grant(1, Revoked, -1, 1, None), grant(2, Rejected, 0, 0, None)],
+                Err(("grant", "rejected access")),
+            ),
+            case(
+                "an open grant beats an older revoked one",
+                vec![grant(1, Revoked, -1, 1, None), grant(2, Approved, 0, 1, None)],
+                Ok(2),
+            ),
+            case(
+                "tomorrow shows the date",
+                vec![grant(1, Approved, 24, 25, None)],
+                Err(("grant", "starts at 2026-11-25 12:00 MSK")),
+            ),
+        ];
+        let names = HashMap::from([(PersonId(5), "petrov".to_string())]);
+        let operator = person(1, "ivanov");
+        let catalog = ProductCatalog::default();
+        for c in cases {
+            let (o, tk, b) = (org(c.facts.clone()), ticket(c.state), iks_box(c.product, c.version));
+            let facts = Facts {
+                now: t(NOW),
+                tz: chrono_tz::Europe::Moscow,
+                operator: &operator,
+                ticket: &tk,
+                org: &o,
+                iks_box: &b,
+                grants: &c.grants,
+                names: &names,
+                catalog: &catalog,
+            };
+            match (decide(&facts), c.want) {
+                (Ok(g), Ok(id)) => assert_eq!(g.id, GrantId(id), "{}", c.name),
+                (Err(r), Err((rule, text))) => {
+                    let msg = r.to_string();
+                    assert_eq!(r.rule(), rule, "{}: {msg}", c.name);
+                    assert!(msg.starts_with("access refused: "), "{}: {msg}", c.name);
+                    assert!(msg.contains(text), "{}: '{msg}' should contain '{text}'", c.name);
+                }
+                (got, want) => panic!("{}: got {got:?}, want {want:?}", c.name),
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The access-request workflow: an operator asks for a window on a box for a ticket, the
+//! customer approves (maybe shorter, maybe for that engineer only) or rejects, and anyone
+//! entitled revokes. The rules are checked again at every step (categories change).
+//! The CLI, the panel and the API all go through here.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::audit::Actor;
+use crate::config::Config;
+use crate::ids::{BoxId, GrantId, TicketId};
+use crate::model::{Approval, Grant, IksBox, NewAccessRequest, Organisation, Person, Role, Ticket};
+use crate::rules::{GrantWindow, remote_ssh, standing};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The person may not do this (wrong role, another organisation).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The rules say no, or the input is bad.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the rules say about remote access to `b` for `ticket` today.
+fn check_rules(config: &Config, org: &Organisation, ticket: &Ticket, b: &IksBox) -> Result<(), GrantError> {
+    if !ticket.state.is_active() {
+        return Err(GrantError::Refused(format!("{} is {}", ticket.id, ticket.state.as_str().replace('_', " "))));
+    }
+    if b.org_id != ticket.org_id {
+        return Err(GrantError::Refused(format!("box {} does not belong to {}'s organisation", b.name, ticket.id)));
+    }
+    let free = config.products.get(&b.product).is_some_and(|p| p.free_edition);
+    let today = crate::time::now().with_timezone(&config.hours.timezone).date_naive();
+    remote_ssh(&standing(&org.facts, free, today))
+        .map_err(|why| GrantError::Refused(format!("{}: {}", ticket.id, why.describe_for(&org.name))))?;
+    config.products.check(&b.product, &b.version).map_err(|e| GrantError::Refused(format!("box {}: {e}", b.name)))?;
+    Ok(())
+}
+
+/// Files a request for `duration` of access to a box, by an operator.
+pub async fn request(
+    store: &Store,
+    config: &Config,
+    operator: &Person,
+    ticket: TicketId,
+    box_ref: &str,
+    duration: Duration,
+    reason: &str,
+) -> Result<Grant, GrantError> {
+    if operator.role != Role::Operator || operator.disabled_at.is_some() {
+        return Err(GrantError::NotAllowed(format!("{} is not an active operator", operator.login)));
+    }
+    if reason.trim().is_empty() {
+        return Err(GrantError::Refused("a reason is required: the customer sees it when deciding".into()));
+    }
+    let max = config.access.max_grant();
+    if duration <= Duration::zero() || duration > max {
+        return Err(GrantError::Refused(format!(
+            "a grant may last at most {}, {} was requested",
+            crate::rules::format_duration(max),
+            crate::rules::format_duration(duration)
+        )));
+    }
+    let ticket = store.ticket(ticket).await?;
+    let org = store.org(ticket.org_id).await?;
+    let b = match box_ref.parse::<BoxId>() {
+        Ok(id) => store.get_box(id).await?,
+        Err(_) => store.box_by_name(org.id, box_ref).await?,
+    };
+    check_rules(config, &org, &ticket, &b)?;
+    let new = NewAccessRequest {
+        ticket_id: ticket.id,
+        box_id: b.id,
+        requested_by: operator.id,
+        reason: reason.trim().to_string(),
+        duration,
+    };
+    Ok(store.request_access(&Actor::person(operator.id, &operator.login), &new).await?)
+}
+
+/// Whether `who` decides for the organisation of `ticket`: its customer users, or an admin.
+fn may_decide(who: &Person, ticket: &Ticket) -> Result<(), GrantError> {
+    let ok = who.disabled_at.is_none()
+        && match who.role {
+            Role::Customer => who.org_id == Some(ticket.org_id),
+            Role::Admin => true,
+            Role::Operator | Role::Auditor => false,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(GrantError::NotAllowed(format!("{} cannot decide on access to this organisation's boxes", who.login)))
+    }
+}
+
+/// How the customer approves: the window ends `until` (default: the requested length),
+/// optionally for the requesting engineer only.
+#[derive(Debug, Clone, Default)]
+pub struct ApproveOptions {
+    pub until: Option<DateTime<Utc>>,
+    pub only_requester: bool,
+    pub note: Option<String>,
+}
+
+pub async fn approve(
+    store: &Store,
+    config: &Config,
+    who: &Person,
+    id: GrantId,
+    opts: &ApproveOptions,
+) -> Result<Grant, GrantError> {
+    let g = store.grant(id).await?;
+    let ticket = store.ticket(g.ticket_id).await?;
+    may_decide(who, &ticket)?;
+    let org = store.org(ticket.org_id).await?;
+    check_rules(config, &org, &ticket, &store.get_box(g.box_id).await?)?;
+    let now = crate::time::now();
+    let requested = GrantWindow::new(now, now + Duration::seconds(g.requested_secs), config.access.max_grant())
+        .map_err(|e| GrantError::Refused(e.to_string()))?;
+    let window = match opts.until {
+        Some(until) if until > requested.end() => {
+            return Err(GrantError::Refused(format!(
+                "the window can only be shortened: the request was for {}",
+                crate::rules::format_duration(requested.len())
+            )));
+        }
+        Some(until) => requested.shortened_to(until).map_err(|e| GrantError::Refused(e.to_string()))?,
+        None => requested,
+    };
+    let approval = Approval {
+        starts_at: window.start(),
+        ends_at: window.end(),
+        operator_id: opts.only_requester.then_some(g.requested_by),
+        note: opts.note.clone(),
+    };
+    Ok(store.approve_grant(&Actor::person(who.id, &who.login), id, who.id, &approval).await?)
+}
+
+pub async fn reject(store: &Store, who: &Person, id: GrantId, note: &str) -> Result<Grant, GrantError> {
+    let g = store.grant(id).await?;
+    may_decide(who, &store.ticket(g.ticket_id).await?)?;
+    Ok(store.reject_grant(&Actor::person(who.id, &who.login), id, who.id, note).await?)
+}
+
+/// Revokes a grant: the customer or an admin, or the engineer giving it up.
+pub async fn revoke(store: &Store, who: &Person, id: GrantId) -> Result<Grant, GrantError> {
+    let g = store.grant(id).await?;
+    let ticket = store.ticket(g.ticket_id).await?;
+    let own = who.role == Role::Operator && who.id == g.requested_by;
+    if !own {
+        may_decide(who, &ticket)?;
+    }
+    Ok(store.revoke_grant(&Actor::person(who.id, &who.login), id, who.id).await?)
+}

@@ -1,0 +1,406 @@
+//! Sessions in progress on this node, and the watchdog that ends them on time.
+//!
+//! Every 250 ms the watchdog reads, in one query, the grant and ticket state of every
+//! live session of this node (see [`crate::store::Store::live_checks`]) and applies
+//! [`review`]: warn the engineer 5 and 1 minutes before the grant ends, end the session
+//! when it does, and at once when the grant is revoked, the ticket leaves the active
+//! states, or someone asked to terminate it. Working from the store, not from timers in
+//! memory, means a revocation from any node or the CLI reaches the session within a tick.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use crate::ids::{GrantId, OrgId, SessionId, TicketId};
+use crate::model::{EndReason, GrantState, TicketState};
+use crate::recording::Recording;
+
+/// What the watchdog knows about a live session, from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCheck {
+    pub session: SessionId,
+    pub ticket: TicketId,
+    pub grant_state: GrantState,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub ticket_state: TicketState,
+    pub kill_requested_by: Option<String>,
+}
+
+/// What to do about a live session now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    /// Tell the engineer how long is left (once per threshold).
+    Warn {
+        minutes: u8,
+        message: String,
+    },
+    End {
+        reason: EndReason,
+        message: String,
+    },
+}
+
+/// Warning thresholds, in minutes before the grant ends, largest first.
+pub const WARN_MINUTES: [u8; 2] = [5, 1];
+
+/// Decides a live session's fate. `warned` is the smallest threshold already announced
+/// (u8::MAX for none).
+pub fn review(c: &LiveCheck, now: DateTime<Utc>, tz: Tz, warned: u8) -> Verdict {
+    let at = |t: Option<DateTime<Utc>>| t.map_or_else(String::new, |t| crate::time::display_near(t, now, tz));
+    if let Some(by) = &c.kill_requested_by {
+        return Verdict::End { reason: EndReason::Killed, message: format!("session terminated by {by}") };
+    }
+    if !c.ticket_state.is_active() {
+        return Verdict::End {
+            reason: EndReason::TicketClosed,
+            message: format!("ticket {} was {}", c.ticket, c.ticket_state.as_str().replace('_', " ")),
+        };
+    }
+    match c.grant_state {
+        GrantState::Revoked => {
+            let by = c.revoked_by.clone().unwrap_or_else(|| "the system".into());
+            return Verdict::End {
+                reason: EndReason::Revoked,
+                message: format!("access to {} was revoked by {by} at {}", c.ticket, at(c.revoked_at)),
+            };
+        }
+        GrantState::Expired => {
+            return Verdict::End {
+                reason: EndReason::GrantExpired,
+                message: format!("the grant for {} ended at {}", c.ticket, at(c.ends_at)),
+            };
+        }
+        GrantState::Approved | GrantState::Pending | GrantState::Rejected => {}
+    }
+    let Some(ends) = c.ends_at else {
+        return Verdict::End { reason: EndReason::Revoked, message: format!("{} has no approved grant", c.ticket) };
+    };
+    if now >= ends {
+        return Verdict::End {
+            reason: EndReason::GrantExpired,
+            message: format!("the grant for {} ended at {}", c.ticket, at(Some(ends))),
+        };
+    }
+    let left = ends - now;
+    for minutes in WARN_MINUTES {
+        if left <= Duration::minutes(i64::from(minutes)) && warned > minutes {
+            let secs = left.num_seconds().max(1);
+            let rounded = (secs + 59) / 60;
+            return Verdict::Warn {
+                minutes,
+                message: format!(
+                    "access to {} ends at {} (in {} minute{}); save your work",
+                    c.ticket,
+                    at(Some(ends)),
+                    rounded,
+                    if rounded == 1 { "" } else { "s" }
+                ),
+            };
+        }
+    }
+    Verdict::Continue
+}
+
+/// A session carried by this node.
+pub struct LiveSession {
+    pub id: SessionId,
+    pub org: OrgId,
+    pub ticket: TicketId,
+    pub grant: GrantId,
+    pub operator: String,
+    pub box_name: String,
+    pub recording: Mutex<Option<Recording>>,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// The smallest warning threshold announced so far.
+    pub warned: AtomicU8,
+    end: Mutex<Option<EndReason>>,
+    /// Lets the watchdog and shutdown close the engineer's connection.
+    closer: tokio::sync::watch::Sender<Option<String>>,
+    /// Terminal channels to write notices into: (channel, server handle).
+    notice_targets: Mutex<Vec<(russh::ChannelId, russh::server::Handle)>>,
+}
+
+impl std::fmt::Debug for LiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSession").field("id", &self.id).field("ticket", &self.ticket).finish_non_exhaustive()
+    }
+}
+
+impl LiveSession {
+    pub fn new(
+        session: &crate::model::Session,
+        org: OrgId,
+        operator: String,
+        box_name: String,
+        recording: Recording,
+        closer: tokio::sync::watch::Sender<Option<String>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id: session.id,
+            org,
+            ticket: session.ticket_id,
+            grant: session.grant_id,
+            operator,
+            box_name,
+            recording: Mutex::new(Some(recording)),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            warned: AtomicU8::new(u8::MAX),
+            end: Mutex::new(None),
+            closer,
+            notice_targets: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Remembers a channel whose terminal should show the gateway's notices.
+    pub fn add_notice_target(&self, channel: russh::ChannelId, handle: russh::server::Handle) {
+        lock(&self.notice_targets).push((channel, handle));
+    }
+
+    /// Writes a line to the engineer's terminal (and the recording).
+    pub async fn notify(&self, text: &str) {
+        let line = format!("\r\n[iks-gateway] {text}\r\n");
+        if let Some(rec) = lock(&self.recording).as_mut() {
+            // A failing recording ends the session through the data path; a notice is best effort.
+            let _ = rec.notice(&line);
+        }
+        let targets = lock(&self.notice_targets).clone();
+        for (channel, handle) in targets {
+            let _ = handle.extended_data(channel, 1, line.clone().into_bytes()).await;
+        }
+    }
+
+    /// Ends the session: the first reason given wins; the engineer sees `message`.
+    pub async fn close(&self, reason: EndReason, message: &str) {
+        {
+            let mut end = lock(&self.end);
+            if end.is_some() {
+                return;
+            }
+            *end = Some(reason);
+        }
+        self.notify(&format!("session closed: {message}")).await;
+        let _ = self.closer.send(Some(message.to_string()));
+    }
+
+    /// Records why the session ended without telling the engineer (they are gone).
+    pub fn set_end_reason(&self, reason: EndReason) {
+        lock(&self.end).get_or_insert(reason);
+    }
+
+    pub fn end_reason(&self) -> EndReason {
+        lock(&self.end).unwrap_or(EndReason::ClientExit)
+    }
+
+    pub fn count_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn count_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The live sessions of this node.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    inner: Arc<Mutex<HashMap<SessionId, Arc<LiveSession>>>>,
+}
+
+impl Registry {
+    pub fn insert(&self, s: Arc<LiveSession>) {
+        lock(&self.inner).insert(s.id, s);
+    }
+
+    pub fn remove(&self, id: SessionId) {
+        lock(&self.inner).remove(&id);
+    }
+
+    pub fn get(&self, id: SessionId) -> Option<Arc<LiveSession>> {
+        lock(&self.inner).get(&id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<LiveSession>> {
+        lock(&self.inner).values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How often the watchdog looks at the store.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often approved grants whose window ended are marked expired.
+const EXPIRE_EVERY: u32 = 20;
+
+/// Ends, warns and expires, until `shutdown` resolves.
+pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut shutdown => return,
+        }
+        n = n.wrapping_add(1);
+        if n.is_multiple_of(EXPIRE_EVERY)
+            && let Err(e) = app.store.expire_grants(&crate::audit::Actor::system()).await
+        {
+            tracing::warn!(error = %e, "cannot expire grants");
+        }
+        if app.live.is_empty() {
+            continue;
+        }
+        let checks = match app.store.live_checks(&app.node).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Live sessions continue while the store is away; new ones are refused.
+                tracing::warn!(error = %e, "watchdog cannot read the store");
+                continue;
+            }
+        };
+        let now = crate::time::now();
+        for c in checks {
+            let Some(live) = app.live.get(c.session) else { continue };
+            match review(&c, now, app.tz(), live.warned.load(Ordering::Relaxed)) {
+                Verdict::Continue => {}
+                Verdict::Warn { minutes, message } => {
+                    live.warned.store(minutes, Ordering::Relaxed);
+                    live.notify(&message).await;
+                }
+                Verdict::End { reason, message } => {
+                    tracing::info!(session.id = %c.session, reason = reason.as_str(), "ending session");
+                    live.close(reason, &message).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sessions this node was carrying when it stopped without ending them (a crash): each
+/// is ended with reason "gateway crashed" and its recording hashed as it was left.
+pub async fn end_crashed(app: &crate::state::App) -> Result<usize, crate::store::StoreError> {
+    let filter = crate::store::SessionFilter { live: true, node: Some(app.node.clone()), ..Default::default() };
+    let orphans = app.store.list_sessions(&filter).await?;
+    for s in &orphans {
+        let sha256 = s.recording.as_ref().and_then(|r| {
+            std::fs::read(app.data_dir.recordings_dir().join(r))
+                .ok()
+                .map(|bytes| hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)))
+        });
+        let org = app.store.get_box(s.box_id).await?.org_id;
+        let end = crate::model::SessionEnd {
+            reason: EndReason::GatewayCrashed,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            recording: None,
+            recording_sha256: sha256,
+        };
+        app.store.end_session(&crate::audit::Actor::system(), s.id, org, &end).await?;
+        tracing::warn!(session.id = %s.id, "session ended: the gateway had crashed");
+    }
+    Ok(orphans.len())
+}
+
+/// Locks a mutex, recovering from poisoning: the data stays usable after a panic elsewhere.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        crate::time::from_db(s).unwrap()
+    }
+
+    #[test]
+    fn the_watchdog_warns_then_ends() {
+        let ends = t("2026-11-24T11:00:00.000000Z"); // 14:00 MSK
+        let base = LiveCheck {
+            session: SessionId(7),
+            ticket: TicketId(1042),
+            grant_state: GrantState::Approved,
+            ends_at: Some(ends),
+            revoked_by: None,
+            revoked_at: None,
+            ticket_state: TicketState::Open,
+            kill_requested_by: None,
+        };
+        let tz = chrono_tz::Europe::Moscow;
+        let at = |mins_before: i64, secs: i64| ends - Duration::minutes(mins_before) + Duration::seconds(secs);
+        type Case = (&'static str, LiveCheck, DateTime<Utc>, u8, &'static str);
+        let cases: Vec<Case> = vec![
+            ("plenty of time", base.clone(), at(10, 0), u8::MAX, "continue"),
+            (
+                "5 minutes left",
+                base.clone(),
+                at(5, 0),
+                u8::MAX,
+                "warn 5: access to T-1042 ends at 14:00 MSK (in 5 minutes)",
+            ),
+            ("already warned at 5", base.clone(), at(4, 0), 5, "continue"),
+            ("1 minute left", base.clone(), at(1, 0), 5, "warn 1: (in 1 minute)"),
+            ("both thresholds passed at once warns once", base.clone(), at(1, 30), u8::MAX, "warn 5: (in 1 minute)"),
+            ("after the last warning", base.clone(), at(1, 30), 1, "continue"),
+            ("at the end", base.clone(), ends, 1, "end grant expired: the grant for T-1042 ended at 14:00 MSK"),
+            (
+                "revoked",
+                LiveCheck {
+                    grant_state: GrantState::Revoked,
+                    revoked_by: Some("petrov".into()),
+                    revoked_at: Some(t("2026-11-24T09:03:00.000000Z")),
+                    ..base.clone()
+                },
+                at(60, 0),
+                u8::MAX,
+                "end revoked: access to T-1042 was revoked by petrov at 12:03 MSK",
+            ),
+            (
+                "expired by the expiry job",
+                LiveCheck { grant_state: GrantState::Expired, ..base.clone() },
+                at(60, 0),
+                u8::MAX,
+                "end grant expired",
+            ),
+            (
+                "ticket closed",
+                LiveCheck { ticket_state: TicketState::Closed, ..base.clone() },
+                at(60, 0),
+                u8::MAX,
+                "end ticket closed: ticket T-1042 was closed",
+            ),
+            (
+                "killed",
+                LiveCheck { kill_requested_by: Some("admin".into()), ..base.clone() },
+                at(60, 0),
+                u8::MAX,
+                "end killed: session terminated by admin",
+            ),
+        ];
+        for (name, check, now, warned, want) in cases {
+            let got = match review(&check, now, tz, warned) {
+                Verdict::Continue => "continue".to_string(),
+                Verdict::Warn { minutes, message } => format!("warn {minutes}: {message}"),
+                Verdict::End { reason, message } => format!("end {}: {message}", reason.as_str()),
+            };
+            let (head, tail) = want.split_once(": ").unwrap_or((want, ""));
+            assert!(got.starts_with(head) && got.contains(tail), "{name}: got '{got}', want '{want}'");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Session recordings: asciicast v2, written as things happen.
+//!
+//! Each session has one `.cast` file under the data dir's `recordings/YYYY/MM/DD/`. Every
+//! event is written with its own `write` call and no user-space buffering, so a crash of
+//! the gateway keeps everything already sent; the SHA-256 is computed as the bytes are
+//! written and enters the audit chain when the session ends. The header is written when
+//! the file is created, before the session may start (a recording that cannot be created
+//! refuses the session); a terminal's real size arrives as an `r` event.
+//!
+//! What goes into the terminal stream: output (`o`), keystrokes (`i`), resizes (`r`), and
+//! the gateway's own notices to the engineer (as output, since the engineer saw them).
+//! Exec commands, exit statuses and file transfers are session events in the store.
+
+pub mod cast;
+pub mod tap;
+pub mod transcript;
+pub mod transfer;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Datelike, Utc};
+use ring::digest::{Context, SHA256};
+
+use crate::ids::SessionId;
+
+/// The recording of one session, open for appending.
+pub struct Recording {
+    file: File,
+    hash: Context,
+    started: Instant,
+    relative: String,
+    out_carry: Vec<u8>,
+    in_carry: Vec<u8>,
+    size: (u32, u32),
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording").field("file", &self.relative).finish_non_exhaustive()
+    }
+}
+
+/// The finished file: its name under `recordings/` and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub relative: String,
+    pub sha256: String,
+}
+
+/// Where a session's recording lives, relative to the recordings directory.
+pub fn relative_path(session: SessionId, started: DateTime<Utc>) -> String {
+    format!("{:04}/{:02}/{:02}/{session}.cast", started.year(), started.month(), started.day())
+}
+
+impl Recording {
+    /// Creates the file (never overwriting one) and writes the header.
+    pub fn create(root: &Path, session: SessionId, started: DateTime<Utc>, title: &str) -> io::Result<Self> {
+        let relative = relative_path(session, started);
+        let path: PathBuf = root.join(&relative);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let mut rec = Self {
+            file,
+            hash: Context::new(&SHA256),
+            started: Instant::now(),
+            relative,
+            out_carry: Vec::new(),
+            in_carry: Vec::new(),
+            size: (80, 24),
+        };
+        let header =
+            cast::Header { version: 2, width: 80, height: 24, timestamp: started.timestamp(), title: title.into() };
+        let mut line = serde_json::to_vec(&header).map_err(io::Error::other)?;
+        line.push(b'\n');
+        rec.write(&line)?;
+        Ok(rec)
+    }
+
+    pub fn relative(&self) -> &str {
+        &self.relative
+    }
+
+    /// The terminal's size, when the engineer's client asks for a PTY or resizes.
+    pub fn resize(&mut self, cols: u32, rows: u32) -> io::Result<()> {
+        if self.size == (cols, rows) {
+            return Ok(());
+        }
+        self.size = (cols, rows);
+        self.event("r", &format!("{cols}x{rows}"))
+    }
+
+    /// What the box sent to the engineer's terminal.
+    pub fn output(&mut self, data: &[u8]) -> io::Result<()> {
+        let text = take_utf8(&mut self.out_carry, data);
+        if text.is_empty() { Ok(()) } else { self.event("o", &text) }
+    }
+
+    /// What the engineer typed.
+    pub fn input(&mut self, data: &[u8]) -> io::Result<()> {
+        let text = take_utf8(&mut self.in_carry, data);
+        if text.is_empty() { Ok(()) } else { self.event("i", &text) }
+    }
+
+    /// A message the gateway wrote to the engineer's terminal.
+    pub fn notice(&mut self, text: &str) -> io::Result<()> {
+        self.event("o", text)
+    }
+
+    /// Flushes to disk and returns the file's name and hash.
+    pub fn finish(mut self) -> io::Result<Finished> {
+        for carry in [std::mem::take(&mut self.out_carry), std::mem::take(&mut self.in_carry)] {
+            if !carry.is_empty() {
+                self.event("o", &String::from_utf8_lossy(&carry))?;
+            }
+        }
+        self.file.sync_all()?;
+        Ok(Finished { relative: self.relative, sha256: hex::encode(self.hash.finish()) })
+    }
+
+    fn event(&mut self, code: &str, text: &str) -> io::Result<()> {
+        let t = self.started.elapsed().as_secs_f64();
+        let mut line = serde_json::to_vec(&(cast::Time(t), code, text)).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.write(&line)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.hash.update(bytes);
+        Ok(())
+    }
+}
+
+/// The complete UTF-8 text of `carry ‖ data`; an incomplete sequence at the end waits in
+/// `carry` for the next chunk, so characters split across SSH packets are kept whole.
+fn take_utf8(carry: &mut Vec<u8>, data: &[u8]) -> String {
+    carry.extend_from_slice(data);
+    let keep = incomplete_tail(carry);
+    let tail = carry.split_off(carry.len() - keep);
+    let text = String::from_utf8_lossy(carry).into_owned();
+    *carry = tail;
+    text
+}
+
+/// How many bytes at the end of `b` start a UTF-8 sequence that is not yet complete.
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=b.len().min(3) {
+        let byte = b[b.len() - back];
+        if byte & 0b1100_0000 != 0b1000_0000 {
+            // A lead byte: how long its sequence should be.
+            let need = match byte {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 1,
+            };
+            return if need > back { back } else { 0 };
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_split_across_chunks_stay_whole() {
+        let text = "привет, мир ✓ 🙂";
+        let bytes = text.as_bytes();
+        for split in 0..=bytes.len() {
+            let mut carry = Vec::new();
+            let mut out = take_utf8(&mut carry, &bytes[..split]);
+            out.push_str(&take_utf8(&mut carry, &bytes[split..]));
+            assert_eq!(out, text, "split at {split}");
+            assert!(carry.is_empty());
+        }
+        let mut carry = Vec::new();
+        assert_eq!(take_utf8(&mut carry, b"a\xffb"), "a\u{fffd}b", "invalid bytes are replaced, not kept");
+    }
+
+    #[test]
+    fn the_file_is_written_as_events_happen_and_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let mut rec = Recording::create(dir.path(), SessionId(7), started, "T-1042 S-7").unwrap();
+        assert_eq!(rec.relative(), "2026/11/24/S-7.cast");
+        rec.resize(120, 40).unwrap();
+        rec.input(b"ls\r").unwrap();
+        rec.output("файл\r\n".as_bytes()).unwrap();
+        let path = dir.path().join("2026/11/24/S-7.cast");
+        // Readable before the session ends: a crash keeps what was written.
+        let partial = cast::read(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(partial.events.len(), 3);
+        let done = rec.finish().unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(done.sha256, hex::encode(ring::digest::digest(&SHA256, &bytes)));
+        let cast = cast::read(&bytes).unwrap();
+        assert_eq!(cast.header.title, "T-1042 S-7");
+        let kinds: Vec<_> = cast.events.iter().map(|e| (e.code.as_str(), e.data.as_str())).collect();
+        assert_eq!(kinds, [("r", "120x40"), ("i", "ls\r"), ("o", "файл\r\n")]);
+        assert!(Recording::create(dir.path(), SessionId(7), started, "again").is_err(), "never overwrites");
+    }
+}

@@ -1,0 +1,217 @@
+//! What one channel contributes to the session's record: a terminal's bytes go into the
+//! recording; an exec's command, byte counts, SHA-256 of each stream and exit status
+//! become session events. Shared by the channel's two pumps.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use ring::digest::{Context, SHA256};
+use serde_json::{Value, json};
+
+use super::transfer::{FileOp, ScpMode, ScpTracker, SftpTracker};
+use crate::live::{LiveSession, lock};
+use crate::model::SessionEvent;
+
+/// A file-transfer protocol recognised on the channel.
+enum Transfer {
+    Sftp(SftpTracker),
+    Scp(ScpTracker),
+}
+
+/// What the channel runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Shell,
+    Exec(String),
+    Subsystem(String),
+}
+
+/// Byte count and running SHA-256 of one stream.
+struct Stream {
+    bytes: u64,
+    hash: Context,
+}
+
+impl Stream {
+    fn new() -> Self {
+        Self { bytes: 0, hash: Context::new(&SHA256) }
+    }
+
+    fn add(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        self.hash.update(data);
+    }
+
+    fn summary(&self) -> Value {
+        json!({ "bytes": self.bytes, "sha256": hex::encode(self.hash.clone().finish()) })
+    }
+}
+
+struct State {
+    stdin: Stream,
+    stdout: Stream,
+    stderr: Stream,
+    exit: Option<Value>,
+    pending: Vec<SessionEvent>,
+    transfer: Option<Transfer>,
+}
+
+pub struct Tap {
+    live: Arc<LiveSession>,
+    channel: i64,
+    terminal: bool,
+    kind: Kind,
+    env: Vec<(String, String)>,
+    pty: Option<(u32, u32)>,
+    state: Mutex<State>,
+}
+
+impl Tap {
+    pub fn new(
+        live: Arc<LiveSession>,
+        channel: i64,
+        pty: Option<(u32, u32)>,
+        kind: &Kind,
+        env: Vec<(String, String)>,
+    ) -> Self {
+        Self {
+            live,
+            channel,
+            terminal: pty.is_some(),
+            kind: kind.clone(),
+            env,
+            pty,
+            state: Mutex::new(State {
+                stdin: Stream::new(),
+                stdout: Stream::new(),
+                stderr: Stream::new(),
+                exit: None,
+                pending: Vec::new(),
+                transfer: match kind {
+                    Kind::Subsystem(name) if name == "sftp" => Some(Transfer::Sftp(SftpTracker::new())),
+                    Kind::Exec(command) => ScpTracker::for_command(command).map(Transfer::Scp),
+                    Kind::Shell | Kind::Subsystem(_) => None,
+                },
+            }),
+        }
+    }
+
+    fn event(&self, kind: &str, details: Value) -> SessionEvent {
+        SessionEvent {
+            session_id: self.live.id,
+            at: crate::time::now(),
+            channel: Some(self.channel),
+            kind: kind.into(),
+            details,
+        }
+    }
+
+    fn record(&self, f: impl FnOnce(&mut super::Recording) -> io::Result<()>) -> io::Result<()> {
+        match lock(&self.live.recording).as_mut() {
+            Some(rec) => f(rec),
+            None => Ok(()),
+        }
+    }
+
+    /// The channel started: what it runs; a terminal's size goes into the recording.
+    pub fn started(&self) -> Vec<SessionEvent> {
+        if let Some((cols, rows)) = self.pty {
+            // A recording that cannot take the size fails on the first output too.
+            let _ = self.record(|r| r.resize(cols, rows));
+        }
+        let env: serde_json::Map<String, Value> = self.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let details = match &self.kind {
+            Kind::Shell => json!({ "pty": self.pty.map(|(c, r)| format!("{c}x{r}")), "env": env }),
+            Kind::Exec(command) => json!({ "command": command, "pty": self.terminal, "env": env }),
+            Kind::Subsystem(name) => json!({ "subsystem": name }),
+        };
+        let kind = match &self.kind {
+            Kind::Shell => "shell",
+            Kind::Exec(_) => "exec",
+            Kind::Subsystem(_) => "subsystem",
+        };
+        vec![self.event(kind, details)]
+    }
+
+    /// File operations as session events (`sftp.upload`, `scp.download`, …).
+    fn file_events(&self, st: &mut State, ops: Vec<FileOp>) {
+        let protocol = match st.transfer {
+            Some(Transfer::Sftp(_)) => "sftp",
+            Some(Transfer::Scp(_)) | None => "scp",
+        };
+        for op in ops {
+            let details = serde_json::to_value(&op).unwrap_or(Value::Null);
+            let name = details.get("op").and_then(Value::as_str).unwrap_or("op").to_string();
+            st.pending.push(self.event(&format!("{protocol}.{name}"), details));
+        }
+    }
+
+    pub fn input(&self, data: &[u8]) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        st.stdin.add(data);
+        let ops = match &mut st.transfer {
+            Some(Transfer::Sftp(t)) => t.client_bytes(data),
+            Some(Transfer::Scp(t)) if t.mode() == ScpMode::Sink => t.sender_bytes(data),
+            _ => Vec::new(),
+        };
+        self.file_events(&mut st, ops);
+        drop(st);
+        if self.terminal { self.record(|r| r.input(data)) } else { Ok(()) }
+    }
+
+    pub fn output(&self, data: &[u8]) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        st.stdout.add(data);
+        let ops = match &mut st.transfer {
+            Some(Transfer::Sftp(t)) => t.server_bytes(data),
+            Some(Transfer::Scp(t)) if t.mode() == ScpMode::Source => t.sender_bytes(data),
+            _ => Vec::new(),
+        };
+        self.file_events(&mut st, ops);
+        drop(st);
+        if self.terminal { self.record(|r| r.output(data)) } else { Ok(()) }
+    }
+
+    pub fn stderr(&self, data: &[u8]) -> io::Result<()> {
+        lock(&self.state).stderr.add(data);
+        if self.terminal { self.record(|r| r.output(data)) } else { Ok(()) }
+    }
+
+    pub fn resize(&self, cols: u32, rows: u32) -> io::Result<()> {
+        if self.terminal { self.record(|r| r.resize(cols, rows)) } else { Ok(()) }
+    }
+
+    pub fn exit_status(&self, status: u32) {
+        lock(&self.state).exit = Some(json!({ "status": status }));
+    }
+
+    pub fn exit_signal(&self, signal: &str) {
+        lock(&self.state).exit = Some(json!({ "signal": signal }));
+    }
+
+    /// Events completed so far (file transfers), to store now.
+    pub fn drain(&self) -> Vec<SessionEvent> {
+        std::mem::take(&mut lock(&self.state).pending)
+    }
+
+    /// The channel closed: its totals and exit.
+    pub fn finished(&self) -> Vec<SessionEvent> {
+        let mut st = lock(&self.state);
+        let ops = match &mut st.transfer {
+            Some(Transfer::Sftp(t)) => t.finish(),
+            Some(Transfer::Scp(t)) => t.finish(),
+            None => Vec::new(),
+        };
+        self.file_events(&mut st, ops);
+        let mut events = std::mem::take(&mut st.pending);
+        let details = json!({
+            "exit": st.exit.clone(),
+            "stdin": st.stdin.summary(),
+            "stdout": st.stdout.summary(),
+            "stderr": st.stderr.summary(),
+        });
+        drop(st);
+        events.push(self.event("close", details));
+        events
+    }
+}

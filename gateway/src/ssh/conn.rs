@@ -1,0 +1,365 @@
+//! One engineer's connection: who they are, what they asked for, and — from the first
+//! channel on — the session: the access decision, the recording, the box connection.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use russh::client;
+use russh::server::{self, Config};
+use tokio::net::TcpStream;
+use tokio::sync::{OnceCell, mpsc, watch};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::target::Target;
+use super::upstream::{self, Credential, Upstream};
+use crate::access::{self, Facts, Refusal};
+use crate::audit::{Actor, Subjects};
+use crate::ca::{self, CertRequest};
+use crate::datadir::KeyRole;
+use crate::ids::PersonId;
+use crate::live::{LiveSession, lock};
+use crate::model::{BoxAuth, EndReason, IksBox, NewSession, Person, SessionEnd, SessionEvent};
+use crate::recording::Recording;
+use crate::state::App;
+use crate::store::{GrantFilter, StoreError};
+
+/// How many session events may wait for the store before the channel waits too.
+const EVENT_QUEUE: usize = 1024;
+
+/// A session that passed every rule and has its recording and box connection.
+pub struct Established {
+    pub live: Arc<LiveSession>,
+    pub upstream: client::Handle<Upstream>,
+    pub iks_box: IksBox,
+    /// Session events on their way to the store; taken (closed) when the session ends.
+    events: Mutex<Option<mpsc::Sender<SessionEvent>>>,
+    event_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Established {
+    /// Queues an event for the store; waits when the store is behind (bounded queue).
+    pub async fn event(&self, e: SessionEvent) {
+        let sender = lock(&self.events).clone();
+        if let Some(tx) = sender {
+            let _ = tx.send(e).await;
+        }
+    }
+}
+
+pub struct Conn {
+    pub app: App,
+    pub peer: Option<SocketAddr>,
+    pub user: OnceLock<String>,
+    pub operator: OnceLock<Person>,
+    pub handle: OnceLock<server::Handle>,
+    established: OnceCell<Result<Established, Refusal>>,
+    /// Forwarding requests refused before a channel could show why.
+    notices: Mutex<Vec<String>>,
+    /// One terminal per session: its recording is the session's recording.
+    pub terminal_taken: AtomicBool,
+    closer: watch::Sender<Option<String>>,
+}
+
+/// Serves one TCP connection until it ends, then records the session's end.
+pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketAddr) {
+    let (closer, mut closed) = watch::channel(None);
+    let conn = Arc::new(Conn {
+        app,
+        peer: Some(peer),
+        user: OnceLock::new(),
+        operator: OnceLock::new(),
+        handle: OnceLock::new(),
+        established: OnceCell::new(),
+        notices: Mutex::new(Vec::new()),
+        terminal_taken: AtomicBool::new(false),
+        closer,
+    });
+    let handler = super::front::Front { conn: conn.clone() };
+    let span = info_span!("ssh", peer = %peer);
+    async {
+        match server::run_stream(config, stream, handler).await {
+            Ok(mut running) => {
+                let handle = running.handle();
+                let _ = conn.handle.set(handle.clone());
+                tokio::select! {
+                    _ = &mut running => {}
+                    Ok(message) = async { closed.wait_for(Option::is_some).await.map(|m| m.clone().unwrap_or_default()) } => {
+                        let _ = handle
+                            .disconnect(russh::Disconnect::ByApplication, format!("iks-gateway: session closed: {message}"), "en".into())
+                            .await;
+                        let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "SSH handshake failed"),
+        }
+        conn.finish().await;
+    }
+    .instrument(span)
+    .await;
+}
+
+impl Conn {
+    /// The session, established on first use; every channel shares the one decision.
+    pub async fn establish(&self) -> Result<&Established, Refusal> {
+        self.established.get_or_init(|| self.open_session()).await.as_ref().map_err(Clone::clone)
+    }
+
+    pub fn established(&self) -> Option<&Established> {
+        self.established.get().and_then(|r| r.as_ref().ok())
+    }
+
+    pub fn add_notice(&self, text: String) {
+        lock(&self.notices).push(text);
+    }
+
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.notices))
+    }
+
+    fn actor(&self) -> Actor {
+        self.operator.get().map_or_else(Actor::system, |p| Actor::person(p.id, &p.login))
+    }
+
+    fn client(&self) -> Option<String> {
+        self.peer.map(|p| p.to_string())
+    }
+
+    async fn refuse(&self, subjects: Subjects, refusal: Refusal) -> Refusal {
+        let message = refusal.to_string();
+        warn!(rule = refusal.rule(), %message, "session refused");
+        if let Err(e) = self
+            .app
+            .store
+            .record_refusal(&self.actor(), subjects, refusal.rule(), &message, self.client().as_deref())
+            .await
+        {
+            error!(error = %e, "cannot store a refusal");
+        }
+        refusal
+    }
+
+    async fn open_session(&self) -> Result<Established, Refusal> {
+        let app = &self.app;
+        let store_down = |e: StoreError| Refusal::Gateway {
+            rule: "store",
+            message: format!("access refused: the gateway cannot check access right now ({e}); try again shortly"),
+        };
+        let operator = self.operator.get().cloned().ok_or_else(|| Refusal::Gateway {
+            rule: "operator",
+            message: "access refused: not authenticated".into(),
+        })?;
+        let user = self.user.get().cloned().unwrap_or_default();
+        let target = match Target::parse(&user) {
+            Ok(t) => t,
+            Err(e) => return Err(self.refuse(Subjects::default(), Refusal::Target(e)).await),
+        };
+        let ticket = match app.store.ticket(target.ticket).await {
+            Ok(t) => t,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(self.refuse(Subjects::default(), Refusal::NoTicket(target.ticket)).await);
+            }
+            Err(e) => return Err(store_down(e)),
+        };
+        let org = app.store.org(ticket.org_id).await.map_err(store_down)?;
+        let mut subjects = Subjects { org: Some(org.id), ticket: Some(ticket.id), ..Default::default() };
+        let ticket_grants = app
+            .store
+            .list_grants(&GrantFilter { ticket: Some(ticket.id), ..Default::default() })
+            .await
+            .map_err(store_down)?;
+        let iks_box = match &target.box_name {
+            Some(name) => match app.store.box_by_name(org.id, name).await {
+                Ok(b) => b,
+                Err(StoreError::NotFound { .. }) => {
+                    let refusal = Refusal::NoSuchBox { ticket: ticket.id, name: name.clone(), org: org.name.clone() };
+                    return Err(self.refuse(subjects, refusal).await);
+                }
+                Err(e) => return Err(store_down(e)),
+            },
+            None => {
+                let ids: Vec<_> = ticket_grants.iter().map(|g| g.box_id).collect::<HashSet<_>>().into_iter().collect();
+                match ids.as_slice() {
+                    [] => return Err(self.refuse(subjects, Refusal::NoBoxRequested { ticket: ticket.id }).await),
+                    [one] => app.store.get_box(*one).await.map_err(store_down)?,
+                    several => {
+                        let mut names = Vec::new();
+                        for id in several {
+                            names.push(app.store.get_box(*id).await.map_err(store_down)?.name);
+                        }
+                        names.sort();
+                        let refusal = Refusal::SeveralBoxes { ticket: ticket.id, names };
+                        return Err(self.refuse(subjects, refusal).await);
+                    }
+                }
+            }
+        };
+        subjects.box_ = Some(iks_box.id);
+        let grants: Vec<_> = ticket_grants.into_iter().filter(|g| g.box_id == iks_box.id).collect();
+        let mut names = HashMap::new();
+        let named: Vec<PersonId> = grants.iter().flat_map(|g| [g.decided_by, g.revoked_by]).flatten().collect();
+        for id in named {
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+                slot.insert(app.store.person(id).await.map(|p| p.login).unwrap_or_else(|_| format!("person {id}")));
+            }
+        }
+        let facts = Facts {
+            now: crate::time::now(),
+            tz: app.tz(),
+            operator: &operator,
+            ticket: &ticket,
+            org: &org,
+            iks_box: &iks_box,
+            grants: &grants,
+            names: &names,
+            catalog: &app.config.products,
+        };
+        let grant = match access::decide(&facts) {
+            Ok(g) => g.clone(),
+            Err(refusal) => return Err(self.refuse(subjects, refusal).await),
+        };
+        subjects.grant = Some(grant.id);
+        let new = NewSession {
+            grant_id: grant.id,
+            ticket_id: ticket.id,
+            box_id: iks_box.id,
+            operator_id: operator.id,
+            client_addr: self.client(),
+            node: app.node.clone(),
+        };
+        let session = app.store.start_session(&self.actor(), &new, org.id).await.map_err(store_down)?;
+        let span = info_span!("session", session.id = %session.id, ticket = %ticket.id, operator = %operator.login, r#box = %iks_box.name);
+        let _entered = span.enter();
+        let end = |reason, recording: Option<crate::recording::Finished>| SessionEnd {
+            reason,
+            bytes_in: 0,
+            bytes_out: 0,
+            recording: recording.as_ref().map(|f| f.relative.clone()),
+            recording_sha256: recording.map(|f| f.sha256),
+        };
+        let title = format!("{} {} {}@{}", ticket.id, session.id, operator.login, iks_box.name);
+        let recording = match Recording::create(&app.data_dir.recordings_dir(), session.id, session.started_at, &title)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = app
+                    .store
+                    .end_session(&Actor::system(), session.id, org.id, &end(EndReason::RecordingFailed, None))
+                    .await;
+                let refusal = Refusal::Gateway {
+                    rule: "recording",
+                    message: format!(
+                        "access refused: the session cannot be recorded ({e}); no session goes unrecorded"
+                    ),
+                };
+                return Err(self.refuse(subjects, refusal).await);
+            }
+        };
+        let _ = app.store.set_session_recording(session.id, recording.relative()).await;
+        let valid_until = grant.ends_at.unwrap_or_else(crate::time::now);
+        let credential = match iks_box.auth {
+            BoxAuth::Certificate => ca::issue(
+                &app.user_ca,
+                &CertRequest {
+                    principal: &iks_box.login,
+                    key_id: format!("{} {} {}", ticket.id, session.id, operator.login),
+                    serial: u64::try_from(session.id.get()).unwrap_or(0),
+                    valid_until,
+                    permit_port_forwarding: iks_box.allow_forwarding,
+                },
+            )
+            .map(|(key, cert)| Credential::Certificate(key, Box::new(cert)))
+            .map_err(|e| e.to_string()),
+            BoxAuth::StaticKey => {
+                app.data_dir.key(KeyRole::BoxStatic(iks_box.id)).map(Credential::StaticKey).map_err(|e| e.to_string())
+            }
+        };
+        let connected = match credential {
+            Ok(c) => upstream::connect(&iks_box, c).await,
+            Err(e) => Err(Refusal::Gateway { rule: "upstream", message: format!("access refused: {e}") }),
+        };
+        let upstream = match connected {
+            Ok(h) => h,
+            Err(refusal) => {
+                let finished = recording.finish().ok();
+                let _ = app
+                    .store
+                    .end_session(&Actor::system(), session.id, org.id, &end(EndReason::UpstreamLost, finished))
+                    .await;
+                return Err(self.refuse(subjects, refusal).await);
+            }
+        };
+        let live = LiveSession::new(
+            &session,
+            org.id,
+            operator.login.clone(),
+            iks_box.name.clone(),
+            recording,
+            self.closer.clone(),
+        );
+        app.live.insert(live.clone());
+        let (events, mut queue) = mpsc::channel::<SessionEvent>(EVENT_QUEUE);
+        let store = app.store.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(e) = queue.recv().await {
+                if let Err(err) = store.add_session_event(&e).await {
+                    error!(error = %err, kind = e.kind, "cannot store a session event");
+                }
+            }
+        });
+        info!(grant = %grant.id, until = %crate::time::to_db(valid_until), "session started");
+        Ok(Established {
+            live,
+            upstream,
+            iks_box,
+            events: Mutex::new(Some(events)),
+            event_writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// The connection is gone: write the session's end (once).
+    async fn finish(&self) {
+        let Some(est) = self.established() else { return };
+        let live = &est.live;
+        let _ = est.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
+        // Close the event queue and let what is queued reach the store before the end.
+        lock(&est.events).take();
+        let writer = lock(&est.event_writer).take();
+        if let Some(w) = writer
+            && tokio::time::timeout(Duration::from_secs(10), w).await.is_err()
+        {
+            warn!(session.id = %live.id, "session events still queued after 10 s");
+        }
+        let recording = lock(&live.recording).take();
+        let finished = match recording.map(Recording::finish) {
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => {
+                error!(session.id = %live.id, error = %e, "cannot finish the recording");
+                live.set_end_reason(EndReason::RecordingFailed);
+                None
+            }
+            None => None,
+        };
+        let end = SessionEnd {
+            reason: live.end_reason(),
+            bytes_in: i64::try_from(live.bytes_in.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+            bytes_out: i64::try_from(live.bytes_out.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+            recording: finished.as_ref().map(|f| f.relative.clone()),
+            recording_sha256: finished.map(|f| f.sha256),
+        };
+        match self.app.store.end_session(&Actor::system(), live.id, live.org, &end).await {
+            Ok(s) => {
+                info!(session.id = %s.id, reason = end.reason.as_str(), bytes_in = s.bytes_in, bytes_out = s.bytes_out, "session ended")
+            }
+            Err(e) => error!(session.id = %live.id, error = %e, "cannot record the session's end"),
+        }
+        self.app.live.remove(live.id);
+    }
+
+    pub fn mark_terminal(&self) -> bool {
+        !self.terminal_taken.swap(true, Ordering::SeqCst)
+    }
+}

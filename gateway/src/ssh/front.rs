@@ -1,0 +1,193 @@
+//! russh's server callbacks. They run inside the connection's loop, so they never wait
+//! for anything slow: channel work goes to tasks ([`super::bridge`]), and every request
+//! that asks for a reply gets one here.
+
+use std::sync::Arc;
+
+use russh::keys::HashAlg;
+use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
+use tracing::{debug, info, warn};
+
+use super::conn::Conn;
+use crate::model::Person;
+
+pub struct Front {
+    pub conn: Arc<Conn>,
+}
+
+impl Front {
+    /// The enabled operator owning `key`, if any.
+    async fn operator(&self, key: &russh::keys::PublicKey) -> Option<Person> {
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        match self.conn.app.store.operator_by_key_fingerprint(&fingerprint).await {
+            Ok(found) => found,
+            Err(e) => {
+                // Fail closed: without the store nobody is recognised.
+                warn!(error = %e, "cannot look up an offered key");
+                None
+            }
+        }
+    }
+
+    fn env_allowed(&self, name: &str) -> bool {
+        self.conn.app.config.ssh.env.iter().any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        })
+    }
+}
+
+impl Handler for Front {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey_offered(&mut self, _user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        Ok(if self.operator(offer.public_key).await.is_some() { Auth::Accept } else { Auth::reject() })
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        let Some(operator) = self.operator(key.public_key).await else { return Ok(Auth::reject()) };
+        info!(operator = %operator.login, user, "operator authenticated");
+        let _ = self.conn.user.set(user.to_string());
+        let _ = self.conn.operator.set(operator);
+        Ok(Auth::Accept)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let _ = self.conn.handle.set(session.handle());
+        reply.accept().await;
+        tokio::spawn(super::bridge::session_channel(self.conn.clone(), channel));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        originator: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let target = super::bridge::Forward {
+            host: host.to_string(),
+            port,
+            originator: originator.to_string(),
+            originator_port,
+        };
+        // Deciding needs the store and maybe the box: never inside the callback.
+        tokio::spawn(super::bridge::direct_tcpip(self.conn.clone(), channel, target, reply));
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.env_allowed(name) { session.channel_success(channel) } else { session.channel_failure(channel) }
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if name == "sftp" {
+            session.channel_success(channel)
+        } else {
+            debug!(subsystem = name, "refused subsystem");
+            session.channel_failure(channel)
+        }
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single: bool,
+        _protocol: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.conn.add_notice("X11 forwarding is refused by the gateway".into());
+        session.channel_failure(channel)
+    }
+
+    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+        // The engineer's agent must never be reachable from a customer's box.
+        self.conn.add_notice("agent forwarding is refused by the gateway".into());
+        Ok(false)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.conn.add_notice(format!("remote port forwarding ({address}:{port}) is refused by the gateway"));
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(&mut self, path: &str, _session: &mut Session) -> Result<bool, Self::Error> {
+        self.conn.add_notice(format!("remote socket forwarding ({path}) is refused by the gateway"));
+        Ok(false)
+    }
+}

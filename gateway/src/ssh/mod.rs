@@ -1,0 +1,92 @@
+//! The SSH front: engineers connect with a stock OpenSSH client to `T-1042@gateway`.
+//!
+//! One task per connection runs russh's server session; [`conn::Conn`] holds what the
+//! connection learns (operator, target) and, from the first channel on, the established
+//! session (decision, recording, upstream connection). Each channel is bridged to a
+//! channel on the box by two pumps ([`bridge`]), one per direction, so typing (Ctrl-C)
+//! never waits behind output and every buffer on the way is bounded.
+
+mod bridge;
+mod conn;
+mod front;
+pub mod target;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::server::Config;
+use russh::{MethodKind, MethodSet};
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::datadir::KeyRole;
+use crate::model::EndReason;
+use crate::state::App;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("SSH host key: {0}")]
+    HostKey(#[from] crate::datadir::DataDirError),
+    #[error("SSH listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How long shutdown waits for sessions to write their end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn server_config(app: &App) -> Result<Config, SshError> {
+    Ok(Config {
+        server_id: russh::SshId::Standard(format!("SSH-2.0-iks-gateway_{}", env!("CARGO_PKG_VERSION")).into()),
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        // OpenSSH probes with `none` first and then offers every agent key: answer at once.
+        auth_rejection_time: Duration::from_millis(50),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![app.data_dir.key(KeyRole::Host)?],
+        // Sessions are bounded by their grant, not by idleness; dead clients are found by keepalives.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    })
+}
+
+/// Accepts engineers' connections until `shutdown` resolves, then closes every live
+/// session with reason "gateway shutdown" and waits (briefly) for their ends to be written.
+pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), SshError> {
+    let config = Arc::new(server_config(&app)?);
+    tokio::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(conn::run(app.clone(), config.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the sessions we have.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let live = app.live.all();
+    info!(sessions = live.len(), "closing live sessions for shutdown");
+    for s in &live {
+        s.close(EndReason::GatewayShutdown, "the gateway is shutting down").await;
+    }
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(left = connections.len(), "connections still open after the shutdown grace period");
+    }
+    debug!("SSH front stopped");
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The gateway's SSH client to a box: pinned host key, certificate (or per-box static
+//! key) authentication. The engineer never sees any of this.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{Channel, ChannelOpenFailure};
+use tokio::net::TcpStream;
+
+use crate::access::Refusal;
+use crate::model::{BoxAuth, IksBox};
+
+/// How long a box may take to answer before the session is refused.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The client side's callbacks: accept only the pinned host key, refuse every channel
+/// the box might try to open towards the gateway.
+pub struct Upstream {
+    pinned: PublicKey,
+    /// The key the box presented, for the error message on a mismatch.
+    seen: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Upstream {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let presented = key.public_key();
+        *crate::live::lock(&self.seen) = Some(presented.fingerprint(HashAlg::Sha256).to_string());
+        Ok(presented.key_data() == self.pinned.key_data())
+    }
+
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        _host: &str,
+        _port: u32,
+        _originator: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        _address: &str,
+        _port: u32,
+        _originator: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        _originator: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+}
+
+/// How the gateway proves itself to the box.
+pub enum Credential {
+    Certificate(PrivateKey, Box<russh::keys::Certificate>),
+    StaticKey(PrivateKey),
+}
+
+fn gateway_refusal(rule: &'static str, message: String) -> Refusal {
+    Refusal::Gateway { rule, message: format!("access refused: {message}") }
+}
+
+/// Connects and authenticates to the box's sshd.
+pub async fn connect(b: &IksBox, credential: Credential) -> Result<client::Handle<Upstream>, Refusal> {
+    let name = &b.name;
+    let pinned = b.host_key.as_deref().and_then(|k| PublicKey::from_openssh(k).ok()).ok_or_else(|| {
+        gateway_refusal("host-key", format!("box {name} has no pinned host key; an admin must set one"))
+    })?;
+    let address = b.address.as_deref().ok_or_else(|| {
+        gateway_refusal("upstream", format!("box {name} is reached through its agent, which is not available"))
+    })?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| gateway_refusal("upstream", format!("box {name} did not answer at {address}")))?
+        .map_err(|e| gateway_refusal("upstream", format!("cannot reach box {name} at {address}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let config = Arc::new(client::Config {
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    });
+    let seen = Arc::new(Mutex::new(None));
+    let handler = Upstream { pinned: pinned.clone(), seen: seen.clone() };
+    let mut handle = match tokio::time::timeout(CONNECT_TIMEOUT, client::connect_stream(config, stream, handler)).await
+    {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            if let Some(got) = crate::live::lock(&seen).clone() {
+                let want = pinned.fingerprint(HashAlg::Sha256);
+                if got != want.to_string() {
+                    return Err(gateway_refusal(
+                        "host-key",
+                        format!(
+                            "the host key of box {name} does not match the pinned key (pinned {want}, box presented {got}); \
+                             the box may have been replaced or the connection intercepted"
+                        ),
+                    ));
+                }
+            }
+            return Err(gateway_refusal("upstream", format!("SSH handshake with box {name} failed: {e}")));
+        }
+        Err(_) => return Err(gateway_refusal("upstream", format!("SSH handshake with box {name} timed out"))),
+    };
+    let login = &b.login;
+    let result = match credential {
+        Credential::Certificate(key, cert) => handle.authenticate_openssh_cert(login, Arc::new(key), *cert).await,
+        Credential::StaticKey(key) => {
+            handle.authenticate_publickey(login, PrivateKeyWithHashAlg::new(Arc::new(key), None)).await
+        }
+    }
+    .map_err(|e| gateway_refusal("upstream", format!("authentication to box {name} failed: {e}")))?;
+    if !result.success() {
+        let how = match b.auth {
+            BoxAuth::Certificate => "does the box trust the gateway's CA (TrustedUserCAKeys)?",
+            BoxAuth::StaticKey => "is the box's static key in the login's authorized_keys?",
+        };
+        return Err(gateway_refusal("upstream", format!("box {name} refused the gateway's login as {login}: {how}")));
+    }
+    Ok(handle)
+}

@@ -1,0 +1,36 @@
+//! What the running gateway shares between its parts, passed explicitly (no globals).
+
+use std::sync::Arc;
+
+use russh::keys::PrivateKey;
+
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::live::Registry;
+use crate::store::Store;
+
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub data_dir: DataDir,
+    /// Signs the short-lived certificates the gateway presents to boxes.
+    pub user_ca: PrivateKey,
+    /// This node's name in the store, so each node watches its own sessions.
+    pub node: String,
+    pub live: Registry,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("node", &self.node).field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The zone times are shown in.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.config.hours.timezone
+    }
+}
+
+pub type App = Arc<AppState>;
