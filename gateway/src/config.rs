@@ -83,11 +83,13 @@ impl Default for HttpConfig {
 pub struct AccessConfig {
     /// The longest window a grant may have, e.g. "8h".
     pub max_grant: String,
+    /// When to warn the engineer before the grant ends, e.g. ["5m", "1m"].
+    pub warn_before: Vec<String>,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        Self { max_grant: "8h".into() }
+        Self { max_grant: "8h".into(), warn_before: vec!["5m".into(), "1m".into()] }
     }
 }
 
@@ -95,6 +97,13 @@ impl AccessConfig {
     /// `max_grant` as a duration; [`Config::validate`] guarantees it parses.
     pub fn max_grant(&self) -> chrono::Duration {
         parse_duration(&self.max_grant).unwrap_or_else(|_| chrono::Duration::hours(8))
+    }
+
+    /// `warn_before` as durations, longest first; [`Config::validate`] guarantees they parse.
+    pub fn warn_before(&self) -> Vec<chrono::Duration> {
+        let mut w: Vec<_> = self.warn_before.iter().filter_map(|s| parse_duration(s).ok()).collect();
+        w.sort_by(|a, b| b.cmp(a));
+        w
     }
 }
 
@@ -160,6 +169,9 @@ impl Config {
         let max = parse_duration(&self.access.max_grant).map_err(|e| invalid("access.max_grant", e.to_string()))?;
         if max > chrono::Duration::days(7) {
             return Err(invalid("access.max_grant", "must be at most 7 days".into()));
+        }
+        for w in &self.access.warn_before {
+            parse_duration(w).map_err(|e| invalid("access.warn_before", format!("'{w}': {e}")))?;
         }
         if self.tickets.autoclose_days == 0 {
             return Err(invalid("tickets.autoclose_days", "must be at least 1".into()));

@@ -35,9 +35,9 @@ pub struct LiveCheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Continue,
-    /// Tell the engineer how long is left (once per threshold).
+    /// Tell the engineer how long is left; `announced` thresholds have now been used.
     Warn {
-        minutes: u8,
+        announced: u8,
         message: String,
     },
     End {
@@ -46,12 +46,9 @@ pub enum Verdict {
     },
 }
 
-/// Warning thresholds, in minutes before the grant ends, largest first.
-pub const WARN_MINUTES: [u8; 2] = [5, 1];
-
-/// Decides a live session's fate. `warned` is the smallest threshold already announced
-/// (u8::MAX for none).
-pub fn review(c: &LiveCheck, now: DateTime<Utc>, tz: Tz, warned: u8) -> Verdict {
+/// Decides a live session's fate. `warn_before` lists how long before the end the engineer
+/// is warned, longest first; `announced` is how many of them were already used.
+pub fn review(c: &LiveCheck, now: DateTime<Utc>, tz: Tz, warn_before: &[Duration], announced: u8) -> Verdict {
     let at = |t: Option<DateTime<Utc>>| t.map_or_else(String::new, |t| crate::time::display_near(t, now, tz));
     if let Some(by) = &c.kill_requested_by {
         return Verdict::End { reason: EndReason::Killed, message: format!("session terminated by {by}") };
@@ -88,23 +85,20 @@ pub fn review(c: &LiveCheck, now: DateTime<Utc>, tz: Tz, warned: u8) -> Verdict 
         };
     }
     let left = ends - now;
-    for minutes in WARN_MINUTES {
-        if left <= Duration::minutes(i64::from(minutes)) && warned > minutes {
-            let secs = left.num_seconds().max(1);
-            let rounded = (secs + 59) / 60;
-            return Verdict::Warn {
-                minutes,
-                message: format!(
-                    "access to {} ends at {} (in {} minute{}); save your work",
-                    c.ticket,
-                    at(Some(ends)),
-                    rounded,
-                    if rounded == 1 { "" } else { "s" }
-                ),
-            };
-        }
+    // The deepest threshold already reached; several passed at once give one warning.
+    let reached = warn_before.iter().take_while(|w| left <= **w).count();
+    match u8::try_from(reached) {
+        Ok(reached) if reached > announced => Verdict::Warn {
+            announced: reached,
+            message: format!(
+                "access to {} ends at {} (in {}); save your work",
+                c.ticket,
+                at(Some(ends)),
+                crate::rules::format_duration(Duration::seconds(left.num_seconds().max(1)))
+            ),
+        },
+        _ => Verdict::Continue,
     }
-    Verdict::Continue
 }
 
 /// A session carried by this node.
@@ -118,7 +112,7 @@ pub struct LiveSession {
     pub recording: Mutex<Option<Recording>>,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
-    /// The smallest warning threshold announced so far.
+    /// How many warning thresholds were announced so far.
     pub warned: AtomicU8,
     end: Mutex<Option<EndReason>>,
     /// Lets the watchdog and shutdown close the engineer's connection.
@@ -152,7 +146,7 @@ impl LiveSession {
             recording: Mutex::new(Some(recording)),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            warned: AtomicU8::new(u8::MAX),
+            warned: AtomicU8::new(0),
             end: Mutex::new(None),
             closer,
             notice_targets: Mutex::new(Vec::new()),
@@ -274,12 +268,13 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
             }
         };
         let now = crate::time::now();
+        let warn_before = app.config.access.warn_before();
         for c in checks {
             let Some(live) = app.live.get(c.session) else { continue };
-            match review(&c, now, app.tz(), live.warned.load(Ordering::Relaxed)) {
+            match review(&c, now, app.tz(), &warn_before, live.warned.load(Ordering::Relaxed)) {
                 Verdict::Continue => {}
-                Verdict::Warn { minutes, message } => {
-                    live.warned.store(minutes, Ordering::Relaxed);
+                Verdict::Warn { announced, message } => {
+                    live.warned.store(announced, Ordering::Relaxed);
                     live.notify(&message).await;
                 }
                 Verdict::End { reason, message } => {
@@ -343,22 +338,17 @@ mod tests {
             kill_requested_by: None,
         };
         let tz = chrono_tz::Europe::Moscow;
+        let warn = [Duration::minutes(5), Duration::minutes(1)];
         let at = |mins_before: i64, secs: i64| ends - Duration::minutes(mins_before) + Duration::seconds(secs);
         type Case = (&'static str, LiveCheck, DateTime<Utc>, u8, &'static str);
         let cases: Vec<Case> = vec![
-            ("plenty of time", base.clone(), at(10, 0), u8::MAX, "continue"),
-            (
-                "5 minutes left",
-                base.clone(),
-                at(5, 0),
-                u8::MAX,
-                "warn 5: access to T-1042 ends at 14:00 MSK (in 5 minutes)",
-            ),
-            ("already warned at 5", base.clone(), at(4, 0), 5, "continue"),
-            ("1 minute left", base.clone(), at(1, 0), 5, "warn 1: (in 1 minute)"),
-            ("both thresholds passed at once warns once", base.clone(), at(1, 30), u8::MAX, "warn 5: (in 1 minute)"),
-            ("after the last warning", base.clone(), at(1, 30), 1, "continue"),
-            ("at the end", base.clone(), ends, 1, "end grant expired: the grant for T-1042 ended at 14:00 MSK"),
+            ("plenty of time", base.clone(), at(10, 0), 0, "continue"),
+            ("5 minutes left", base.clone(), at(5, 0), 0, "warn 1: access to T-1042 ends at 14:00 MSK (in 5m)"),
+            ("already warned at 5", base.clone(), at(4, 0), 1, "continue"),
+            ("1 minute left", base.clone(), at(1, 0), 1, "warn 2: (in 1m)"),
+            ("both thresholds passed at once warn once", base.clone(), at(1, 30), 0, "warn 2: (in 30s)"),
+            ("after the last warning", base.clone(), at(1, 30), 2, "continue"),
+            ("at the end", base.clone(), ends, 2, "end grant expired: the grant for T-1042 ended at 14:00 MSK"),
             (
                 "revoked",
                 LiveCheck {
@@ -368,35 +358,35 @@ mod tests {
                     ..base.clone()
                 },
                 at(60, 0),
-                u8::MAX,
+                0,
                 "end revoked: access to T-1042 was revoked by petrov at 12:03 MSK",
             ),
             (
                 "expired by the expiry job",
                 LiveCheck { grant_state: GrantState::Expired, ..base.clone() },
                 at(60, 0),
-                u8::MAX,
+                0,
                 "end grant expired",
             ),
             (
                 "ticket closed",
                 LiveCheck { ticket_state: TicketState::Closed, ..base.clone() },
                 at(60, 0),
-                u8::MAX,
+                0,
                 "end ticket closed: ticket T-1042 was closed",
             ),
             (
                 "killed",
                 LiveCheck { kill_requested_by: Some("admin".into()), ..base.clone() },
                 at(60, 0),
-                u8::MAX,
+                0,
                 "end killed: session terminated by admin",
             ),
         ];
         for (name, check, now, warned, want) in cases {
-            let got = match review(&check, now, tz, warned) {
+            let got = match review(&check, now, tz, &warn, warned) {
                 Verdict::Continue => "continue".to_string(),
-                Verdict::Warn { minutes, message } => format!("warn {minutes}: {message}"),
+                Verdict::Warn { announced, message } => format!("warn {announced}: {message}"),
                 Verdict::End { reason, message } => format!("end {}: {message}", reason.as_str()),
             };
             let (head, tail) = want.split_once(": ").unwrap_or((want, ""));
