@@ -312,7 +312,14 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
             BoxCommand::Show { r#box } => {
                 let b = resolve_box(&store, &r#box).await?;
                 let org = store.org(b.org_id).await?;
-                out.iks_box(&b, &org, "")
+                out.iks_box(&b, &org, "")?;
+                if b.auth == BoxAuth::StaticKey && !out.json {
+                    // The fallback key is generated on first use and never leaves the data dir.
+                    let key = ctx.data_dir.key(iks_gateway::datadir::KeyRole::BoxStatic(b.id))?;
+                    out!("  static key:       {}", key.public_key().to_openssh()?);
+                    out!("                    (add it to ~{}/.ssh/authorized_keys on the box)", b.login);
+                }
+                Ok(())
             }
             BoxCommand::Update { r#box, fields } => {
                 let mut b = resolve_box(&store, &r#box).await?;

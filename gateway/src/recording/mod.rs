@@ -87,7 +87,8 @@ impl Recording {
 
     /// The terminal's size, when the engineer's client asks for a PTY or resizes.
     pub fn resize(&mut self, cols: u32, rows: u32) -> io::Result<()> {
-        if self.size == (cols, rows) {
+        // Clients without a real terminal (`ssh -tt` from a pipe) report 0x0: size unknown.
+        if cols == 0 || rows == 0 || self.size == (cols, rows) {
             return Ok(());
         }
         self.size = (cols, rows);
@@ -191,6 +192,7 @@ mod tests {
         let mut rec = Recording::create(dir.path(), SessionId(7), started, "T-1042 S-7").unwrap();
         assert_eq!(rec.relative(), "2026/11/24/S-7.cast");
         rec.resize(120, 40).unwrap();
+        rec.resize(0, 0).unwrap();
         rec.input(b"ls\r").unwrap();
         rec.output("файл\r\n".as_bytes()).unwrap();
         let path = dir.path().join("2026/11/24/S-7.cast");

@@ -19,6 +19,8 @@ pub fn transcript(cast: &Cast) -> String {
             "r" => {
                 if let Some((c, r)) = e.data.split_once('x')
                     && let (Ok(c), Ok(r)) = (c.parse::<u32>(), r.parse::<u32>())
+                    && c > 0
+                    && r > 0
                 {
                     (rows, cols) = (clamp(r), clamp(c));
                     parser.screen_mut().set_size(rows, cols);
