@@ -324,6 +324,9 @@ impl Conn {
     async fn finish(&self) {
         let Some(est) = self.established() else { return };
         let live = &est.live;
+        // The engineer left (unless something else ended the session first): say so before
+        // dropping the box connection, whose end the pumps would otherwise report as a loss.
+        live.set_end_reason(EndReason::ClientExit);
         let _ = est.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
         // Close the event queue and let what is queued reach the store before the end.
         lock(&est.events).take();
