@@ -7,6 +7,51 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{BoxId, GrantId, KeyId, OrgId, PersonId, SessionId, TicketId};
 use crate::rules::{Inn, OrgFacts, ProductCatalog, VersionRefusal};
 
+/// An enum stored and shown by fixed names: `as_str` and `parse` are inverse, `ALL` lists
+/// the values, and serde uses the same names, so the database, JSON and the CLI agree.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown {} '{s}'", stringify!($name))))
+            }
+        }
+    };
+}
+
 /// A bad value in a record someone asked to create or change; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
@@ -45,26 +90,13 @@ impl NewOrg {
     }
 }
 
-/// How the gateway authenticates to a box's sshd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum BoxAuth {
-    /// A short-lived OpenSSH user certificate from the gateway's CA (the box trusts the CA).
-    Certificate,
-    /// A per-box key kept in the gateway's data dir, for boxes that cannot trust a CA.
-    StaticKey,
-}
-
-impl BoxAuth {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Certificate => "certificate",
-            Self::StaticKey => "static-key",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Certificate, Self::StaticKey].into_iter().find(|a| a.as_str() == s)
+named_enum! {
+    /// How the gateway authenticates to a box's sshd.
+    pub enum BoxAuth {
+        /// A short-lived OpenSSH user certificate from the gateway's CA (the box trusts the CA).
+        Certificate = "certificate",
+        /// A per-box key kept in the gateway's data dir, for boxes that cannot trust a CA.
+        StaticKey = "static-key",
     }
 }
 
@@ -149,32 +181,17 @@ pub fn check_product(catalog: &ProductCatalog, product: &str, version: &str) -> 
     })
 }
 
-/// What a person may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// A support engineer: connects to boxes through the gateway.
-    Operator,
-    /// An admin of one customer organisation: approves and revokes access, watches.
-    Customer,
-    /// Reads everything, changes nothing: sessions, recordings, the audit log.
-    Auditor,
-    /// Manages organisations, people, boxes and tokens.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Operator => "operator",
-            Self::Customer => "customer",
-            Self::Auditor => "auditor",
-            Self::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Operator, Self::Customer, Self::Auditor, Self::Admin].into_iter().find(|r| r.as_str() == s)
+named_enum! {
+    /// What a person may do.
+    pub enum Role {
+        /// A support engineer: connects to boxes through the gateway.
+        Operator = "operator",
+        /// An admin of one customer organisation: approves and revokes access, watches.
+        Customer = "customer",
+        /// Reads everything, changes nothing: sessions, recordings, the audit log.
+        Auditor = "auditor",
+        /// Manages organisations, people, boxes and tokens.
+        Admin = "admin",
     }
 }
 
@@ -349,37 +366,19 @@ pub fn check_address(field: &'static str, v: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
-/// Where a ticket is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TicketState {
-    Open,
-    InProgress,
-    Escalated,
-    Resolved,
-    Closed,
-    Refused,
+named_enum! {
+    /// Where a ticket is in its life.
+    pub enum TicketState {
+        Open = "open",
+        InProgress = "in_progress",
+        Escalated = "escalated",
+        Resolved = "resolved",
+        Closed = "closed",
+        Refused = "refused",
+    }
 }
 
 impl TicketState {
-    pub const ALL: [Self; 6] =
-        [Self::Open, Self::InProgress, Self::Escalated, Self::Resolved, Self::Closed, Self::Refused];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::InProgress => "in_progress",
-            Self::Escalated => "escalated",
-            Self::Resolved => "resolved",
-            Self::Closed => "closed",
-            Self::Refused => "refused",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// Whether work on the ticket goes on, so access to boxes may be granted for it.
     pub fn is_active(self) -> bool {
         matches!(self, Self::Open | Self::InProgress | Self::Escalated)
@@ -423,35 +422,17 @@ pub struct NewTicket {
     pub response_due_at: Option<DateTime<Utc>>,
 }
 
-/// Where an access request is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantState {
-    /// Asked for by an operator, waiting for the customer.
-    Pending,
-    /// Approved by the customer for a window.
-    Approved,
-    Rejected,
-    Revoked,
-    /// The window ended.
-    Expired,
-}
-
-impl GrantState {
-    pub const ALL: [Self; 5] = [Self::Pending, Self::Approved, Self::Rejected, Self::Revoked, Self::Expired];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-            Self::Revoked => "revoked",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
+named_enum! {
+    /// Where an access request is in its life.
+    pub enum GrantState {
+        /// Asked for by an operator, waiting for the customer.
+        Pending = "pending",
+        /// Approved by the customer for a window.
+        Approved = "approved",
+        Rejected = "rejected",
+        Revoked = "revoked",
+        /// The window ended.
+        Expired = "expired",
     }
 }
 
@@ -497,56 +478,20 @@ pub struct Approval {
     pub note: Option<String>,
 }
 
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EndReason {
-    ClientExit,
-    GrantExpired,
-    Revoked,
-    TicketClosed,
-    UpstreamLost,
-    AgentDisconnected,
-    Killed,
-    GatewayShutdown,
-    GatewayCrashed,
-    RecordingFailed,
-    CategoryChanged,
-}
-
-impl EndReason {
-    pub const ALL: [Self; 11] = [
-        Self::ClientExit,
-        Self::GrantExpired,
-        Self::Revoked,
-        Self::TicketClosed,
-        Self::UpstreamLost,
-        Self::AgentDisconnected,
-        Self::Killed,
-        Self::GatewayShutdown,
-        Self::GatewayCrashed,
-        Self::RecordingFailed,
-        Self::CategoryChanged,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientExit => "client exit",
-            Self::GrantExpired => "grant expired",
-            Self::Revoked => "revoked",
-            Self::TicketClosed => "ticket closed",
-            Self::UpstreamLost => "upstream lost",
-            Self::AgentDisconnected => "agent disconnected",
-            Self::Killed => "killed",
-            Self::GatewayShutdown => "gateway shutdown",
-            Self::GatewayCrashed => "gateway crashed",
-            Self::RecordingFailed => "recording storage failed",
-            Self::CategoryChanged => "category changed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
+named_enum! {
+    /// Why a session ended.
+    pub enum EndReason {
+        ClientExit = "client exit",
+        GrantExpired = "grant expired",
+        Revoked = "revoked",
+        TicketClosed = "ticket closed",
+        UpstreamLost = "upstream lost",
+        AgentDisconnected = "agent disconnected",
+        Killed = "killed",
+        GatewayShutdown = "gateway shutdown",
+        GatewayCrashed = "gateway crashed",
+        RecordingFailed = "recording storage failed",
+        CategoryChanged = "category changed",
     }
 }
 

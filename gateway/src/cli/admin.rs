@@ -296,10 +296,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                 out.iks_box(&b, &org, "created ")
             }
             BoxCommand::List { org } => {
-                let org = match org {
-                    Some(o) => Some(resolve_org(&store, &o).await?.id),
-                    None => None,
-                };
+                let org = resolve_org_filter(&store, org.as_deref()).await?;
                 let boxes = store.list_boxes(org).await?;
                 if out.json {
                     return out.print_json(&boxes);
@@ -346,10 +343,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Person(cmd) => match cmd {
             PersonCommand::List { role, org } => {
-                let org = match org {
-                    Some(o) => Some(resolve_org(&store, &o).await?.id),
-                    None => None,
-                };
+                let org = resolve_org_filter(&store, org.as_deref()).await?;
                 let people = store.list_people(role.as_deref().and_then(Role::parse), org).await?;
                 if out.json {
                     return out.print_json(&people);
@@ -541,6 +535,14 @@ pub(super) async fn resolve_org(store: &Store, s: &str) -> anyhow::Result<Organi
     }
     let id: OrgId = s.parse().map_err(|_| anyhow!("--org: '{s}' is neither an INN nor an organisation ID"))?;
     Ok(store.org(id).await?)
+}
+
+/// An optional `--org` filter.
+pub(super) async fn resolve_org_filter(store: &Store, org: Option<&str>) -> anyhow::Result<Option<OrgId>> {
+    Ok(match org {
+        Some(o) => Some(resolve_org(store, o).await?.id),
+        None => None,
+    })
 }
 
 /// A box by ID or by `INN/name`.

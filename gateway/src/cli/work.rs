@@ -16,7 +16,7 @@ use iks_gateway::tickets::{self, Filing};
 use serde_json::json;
 
 use super::Context;
-use super::admin::resolve_org;
+use super::admin::{resolve_org, resolve_org_filter};
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
@@ -179,10 +179,7 @@ pub async fn ticket(ctx: &Context, cmd: TicketCommand, json: bool) -> anyhow::Re
             }
         }
         TicketCommand::List { org } => {
-            let org = match org {
-                Some(o) => Some(resolve_org(&store, &o).await?.id),
-                None => None,
-            };
+            let org = resolve_org_filter(&store, org.as_deref()).await?;
             let list = store.list_tickets(org).await?;
             if json {
                 return json_out(&list);
