@@ -26,24 +26,29 @@ pub enum Kind {
     Subsystem(String),
 }
 
-/// Byte count and running SHA-256 of one stream.
+/// Byte count and, unless the channel's files are hashed one by one, SHA-256 of one stream.
 struct Stream {
     bytes: u64,
-    hash: Context,
+    hash: Option<Context>,
 }
 
 impl Stream {
-    fn new() -> Self {
-        Self { bytes: 0, hash: Context::new(&SHA256) }
+    fn new(hashed: bool) -> Self {
+        Self { bytes: 0, hash: hashed.then(|| Context::new(&SHA256)) }
     }
 
     fn add(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
-        self.hash.update(data);
+        if let Some(h) = &mut self.hash {
+            h.update(data);
+        }
     }
 
     fn summary(&self) -> Value {
-        json!({ "bytes": self.bytes, "sha256": hex::encode(self.hash.clone().finish()) })
+        match &self.hash {
+            Some(h) => json!({ "bytes": self.bytes, "sha256": hex::encode(h.clone().finish()) }),
+            None => json!({ "bytes": self.bytes }),
+        }
     }
 }
 
@@ -74,6 +79,13 @@ impl Tap {
         kind: &Kind,
         env: Vec<(String, String)>,
     ) -> Self {
+        // File transfers are hashed file by file; hashing their whole streams again would
+        // only double the CPU spent per byte moved.
+        let transfer = match kind {
+            Kind::Subsystem(name) if name == "sftp" => Some(Transfer::Sftp(SftpTracker::new())),
+            Kind::Exec(command) => ScpTracker::for_command(command).map(Transfer::Scp),
+            Kind::Shell | Kind::Subsystem(_) => None,
+        };
         Self {
             live,
             channel,
@@ -82,16 +94,12 @@ impl Tap {
             env,
             pty,
             state: Mutex::new(State {
-                stdin: Stream::new(),
-                stdout: Stream::new(),
-                stderr: Stream::new(),
+                stdin: Stream::new(transfer.is_none()),
+                stdout: Stream::new(transfer.is_none()),
+                stderr: Stream::new(true),
                 exit: None,
                 pending: Vec::new(),
-                transfer: match kind {
-                    Kind::Subsystem(name) if name == "sftp" => Some(Transfer::Sftp(SftpTracker::new())),
-                    Kind::Exec(command) => ScpTracker::for_command(command).map(Transfer::Scp),
-                    Kind::Shell | Kind::Subsystem(_) => None,
-                },
+                transfer,
             }),
         }
     }
