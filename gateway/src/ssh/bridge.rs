@@ -16,7 +16,7 @@ use std::sync::Arc;
 use russh::server::Msg as ServerMsg;
 use russh::{Channel, ChannelMsg, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, client};
 use serde_json::json;
-use tracing::warn;
+use tracing::{Instrument as _, warn};
 
 use super::conn::{Conn, Established};
 use crate::model::{EndReason, SessionEvent};
@@ -114,7 +114,7 @@ pub async fn session_channel(conn: Arc<Conn>, channel: Channel<ServerMsg>) {
     let (up_rx, up_tx) = up.split();
     let inbound = pump_in(est, front_rx, up_tx, tap.clone());
     let outbound = pump_out(&conn, est, up_rx, backlog, front_tx, id, tap.clone());
-    tokio::join!(inbound, outbound);
+    async { tokio::join!(inbound, outbound) }.instrument(est.span.clone()).await;
     for e in tap.finished() {
         est.event(e).await;
     }

@@ -32,6 +32,8 @@ const EVENT_QUEUE: usize = 1024;
 /// A session that passed every rule and has its recording and box connection.
 pub struct Established {
     pub live: Arc<LiveSession>,
+    /// Carries session, ticket, operator and box into every log line about the session.
+    pub span: tracing::Span,
     pub upstream: client::Handle<Upstream>,
     pub iks_box: IksBox,
     /// Session events on their way to the store; taken (closed) when the session ends.
@@ -311,8 +313,10 @@ impl Conn {
             }
         });
         info!(grant = %grant.id, until = %crate::time::to_db(valid_until), "session started");
+        drop(_entered);
         Ok(Established {
             live,
+            span,
             upstream,
             iks_box,
             events: Mutex::new(Some(events)),
