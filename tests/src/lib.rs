@@ -4,6 +4,17 @@
 //! `cargo test --workspace` builds both binaries (their packages have integration tests)
 //! before running any test; they are found beside this crate's test executables, or in
 //! `IKS_BIN_DIR`.
+//!
+//! The SSH tests use real parts: [`sshd::BoxSshd`] (Debian's sshd as the IKS box),
+//! [`serve::Serve`] (`iks-gateway serve`), [`engineer::Engineer`] (the stock OpenSSH
+//! client) and [`engineer::Tmux`] (a terminal); [`scenario::Scenario::ready`] wires them up.
+//! Every command has a deadline ([`process`]), so a hang fails a test instead of CI.
+
+pub mod engineer;
+pub mod process;
+pub mod scenario;
+pub mod serve;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -104,22 +115,16 @@ impl Gateway {
         cmd
     }
 
+    /// Runs to completion (60 s at most: a hanging command fails the test).
+    #[track_caller]
     pub fn run(&self, args: &[&str]) -> Run {
-        self.command(args).output().expect("run iks-gateway").into()
+        process::run(&mut self.command(args))
     }
 
     /// Runs with `input` on stdin.
+    #[track_caller]
     pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
-        use std::io::Write;
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn iks-gateway");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-        child.wait_with_output().expect("wait iks-gateway").into()
+        process::run_timed(&mut self.command(args), Some(input.as_bytes().to_vec()), process::TIMEOUT).run
     }
 
     /// Runs with `--json` appended and parses stdout.
