@@ -94,11 +94,25 @@ pub enum Refusal {
     /// The gateway cannot decide or connect: store, recording or upstream trouble.
     Gateway {
         rule: &'static str,
+        ticket: Option<TicketId>,
         message: String,
     },
 }
 
 impl Refusal {
+    /// A refusal by the gateway itself (store, recording, box connection), not by a rule.
+    pub fn gateway(rule: &'static str, message: impl Into<String>) -> Self {
+        Self::Gateway { rule, ticket: None, message: message.into() }
+    }
+
+    /// Names the ticket in a gateway refusal, as every rule's refusal does.
+    pub fn about(self, ticket: TicketId) -> Self {
+        match self {
+            Self::Gateway { rule, ticket: None, message } => Self::Gateway { rule, ticket: Some(ticket), message },
+            other => other,
+        }
+    }
+
     /// The rule that failed, as stored with the refusal.
     pub fn rule(&self) -> &'static str {
         match self {
@@ -152,7 +166,8 @@ impl fmt::Display for Refusal {
             Self::Ended { ticket, ended } => write!(f, "{ticket}: the grant ended at {ended}"),
             Self::Revoked { ticket, by, at } => write!(f, "{ticket}: access was revoked by {by} at {at}"),
             Self::OtherOperator { ticket } => write!(f, "{ticket}: the grant is restricted to another engineer"),
-            Self::Gateway { message, .. } => f.write_str(message),
+            Self::Gateway { ticket: Some(t), message, .. } => write!(f, "{t}: {message}"),
+            Self::Gateway { ticket: None, message, .. } => f.write_str(message),
         }
     }
 }

@@ -181,6 +181,13 @@ impl LiveSession {
             *end = Some(reason);
         }
         self.notify(&format!("session closed: {message}")).await;
+        // Close the channels before the connection: OpenSSH drops channel data it has not
+        // printed yet when a disconnect arrives, and the engineer must see why.
+        let targets = lock(&self.notice_targets).clone();
+        for (channel, handle) in targets {
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
+        }
         let _ = self.closer.send(Some(message.to_string()));
     }
 

@@ -18,6 +18,8 @@ pub struct AppState {
     /// This node's name in the store, so each node watches its own sessions.
     pub node: String,
     pub live: Registry,
+    /// Set once when the gateway starts shutting down; anything waiting can subscribe.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -31,6 +31,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         user_ca,
         node: node.clone(),
         live: Registry::default(),
+        shutdown: watch::channel(false).0,
     });
     let crashed = live::end_crashed(&app).await?;
     out!("iks-gateway {} serving from {root} (node {node})", env!("CARGO_PKG_VERSION"));
@@ -46,15 +47,14 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         print_first_steps(&root);
     }
     tracing::info!(store = store.backend().name(), %ssh_addr, node, "gateway started");
-    let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let watchdog = tokio::spawn(live::watchdog(app.clone(), stopped(stop_rx.clone())));
-    let ssh = tokio::spawn(iks_gateway::ssh::serve(app.clone(), listener, stopped(stop_rx.clone())));
+    let watchdog = tokio::spawn(live::watchdog(app.clone(), stopped(app.shutdown.subscribe())));
+    let ssh = tokio::spawn(iks_gateway::ssh::serve(app.clone(), listener, stopped(app.shutdown.subscribe())));
     shutdown_signal().await;
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
+    app.shutdown.send_replace(true);
     ssh.await??;
     let _ = watchdog.await;
     store.close().await;

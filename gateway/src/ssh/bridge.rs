@@ -18,7 +18,7 @@ use russh::{Channel, ChannelMsg, ChannelOpenFailure, ChannelReadHalf, ChannelWri
 use serde_json::json;
 use tracing::{Instrument as _, warn};
 
-use super::conn::{Conn, Established};
+use super::conn::{Conn, Established, Events};
 use crate::model::{EndReason, SessionEvent};
 use crate::recording::tap::Tap;
 
@@ -64,19 +64,22 @@ pub async fn session_channel(conn: Arc<Conn>, channel: Channel<ServerMsg>) {
             Some(_) => {}
         }
     };
-    let est = match conn.establish().await {
-        Ok(est) => est,
-        Err(refusal) => return refuse(&front_tx, &refusal.to_string()).await,
-    };
-    for notice in conn.take_notices() {
-        let _ = front_tx.extended_data_bytes(1, format!("[iks-gateway] {notice}\r\n").into_bytes()).await;
-    }
     let pty = setup.iter().find_map(|s| match s {
         Setup::Pty { cols, rows, .. } => Some((*cols, *rows)),
         Setup::Env { .. } => None,
     });
+    let newline = if pty.is_some() { "\r\n" } else { "\n" };
+    let est = match conn.establish().await {
+        Ok(est) => est,
+        Err(refusal) => return refuse(&front_tx, &refusal.to_string(), newline).await,
+    };
+    let events = est.events();
+    for notice in conn.take_notices() {
+        let _ = front_tx.extended_data_bytes(1, format!("[iks-gateway] {notice}{newline}").into_bytes()).await;
+    }
     if pty.is_some() && !conn.mark_terminal() {
-        return refuse(&front_tx, "the gateway records one terminal per session; open another ssh connection").await;
+        let message = "the gateway records one terminal per session; open another ssh connection";
+        return refuse(&front_tx, message, newline).await;
     }
     let env: Vec<(String, String)> = setup
         .iter()
@@ -89,7 +92,7 @@ pub async fn session_channel(conn: Arc<Conn>, channel: Channel<ServerMsg>) {
         Ok(c) => c,
         Err(e) => {
             est.live.close(EndReason::UpstreamLost, &format!("the box closed the connection ({e})")).await;
-            return refuse(&front_tx, &format!("the box refused a new channel: {e}")).await;
+            return refuse(&front_tx, &format!("the box refused a new channel: {e}"), newline).await;
         }
     };
     let mut backlog = Vec::new();
@@ -100,23 +103,23 @@ pub async fn session_channel(conn: Arc<Conn>, channel: Channel<ServerMsg>) {
     };
     let kind = start_kind(&start);
     if let Err(message) = replay(&mut up, setup, start, &mut backlog, &front_tx).await {
-        return refuse(&front_tx, &format!("{message} ({what})")).await;
+        return refuse(&front_tx, &format!("{message} ({what})"), newline).await;
     }
-    if pty.is_some()
-        && let Some(handle) = conn.handle.get()
-    {
+    // Every channel hears the gateway's warnings and why the session closed: a terminal
+    // shows them, a plain command prints them on stderr.
+    if let Some(handle) = conn.handle.get() {
         est.live.add_notice_target(id, handle.clone());
     }
     let tap = Arc::new(Tap::new(est.live.clone(), i64::from(u32::from(id)), pty, &kind, env));
     for e in tap.started() {
-        est.event(e).await;
+        events.send(e).await;
     }
     let (up_rx, up_tx) = up.split();
-    let inbound = pump_in(est, front_rx, up_tx, tap.clone());
-    let outbound = pump_out(&conn, est, up_rx, backlog, front_tx, id, tap.clone());
+    let inbound = pump_in(est, &events, front_rx, up_tx, tap.clone());
+    let outbound = pump_out(&conn, est, &events, up_rx, backlog, front_tx, id, tap.clone());
     async { tokio::join!(inbound, outbound) }.instrument(est.span.clone()).await;
     for e in tap.finished() {
-        est.event(e).await;
+        events.send(e).await;
     }
 }
 
@@ -162,8 +165,8 @@ fn start_kind(start: &Start) -> crate::recording::tap::Kind {
 }
 
 /// Tells the engineer why, on stderr, and ends the channel with exit status 1.
-async fn refuse(front: &ChannelWriteHalf<ServerMsg>, message: &str) {
-    let _ = front.extended_data_bytes(1, format!("{message}\r\n").into_bytes()).await;
+async fn refuse(front: &ChannelWriteHalf<ServerMsg>, message: &str, newline: &str) {
+    let _ = front.extended_data_bytes(1, format!("{message}{newline}").into_bytes()).await;
     let _ = front.exit_status(1).await;
     let _ = front.eof().await;
     let _ = front.close().await;
@@ -182,7 +185,13 @@ async fn reply(up: &mut Channel<client::Msg>, backlog: &mut Vec<ChannelMsg>) -> 
 }
 
 /// Engineer → box.
-async fn pump_in(est: &Established, mut front: ChannelReadHalf, up: ChannelWriteHalf<client::Msg>, tap: Arc<Tap>) {
+async fn pump_in(
+    est: &Established,
+    events: &Events,
+    mut front: ChannelReadHalf,
+    up: ChannelWriteHalf<client::Msg>,
+    tap: Arc<Tap>,
+) {
     while let Some(msg) = front.wait().await {
         let sent = match msg {
             ChannelMsg::Data { data } => {
@@ -204,7 +213,7 @@ async fn pump_in(est: &Established, mut front: ChannelReadHalf, up: ChannelWrite
             _ => Ok(()),
         };
         for e in tap.drain() {
-            est.event(e).await;
+            events.send(e).await;
         }
         if sent.is_err() {
             break;
@@ -214,9 +223,11 @@ async fn pump_in(est: &Established, mut front: ChannelReadHalf, up: ChannelWrite
 }
 
 /// Box → engineer.
+#[allow(clippy::too_many_arguments)] // each pump owns its halves; bundling them would only hide that
 async fn pump_out(
     conn: &Conn,
     est: &Established,
+    events: &Events,
     mut up: ChannelReadHalf,
     backlog: Vec<ChannelMsg>,
     front: ChannelWriteHalf<ServerMsg>,
@@ -269,7 +280,7 @@ async fn pump_out(
             _ => Ok(()),
         };
         for e in tap.drain() {
-            est.event(e).await;
+            events.send(e).await;
         }
         if sent.is_err() {
             break;
@@ -329,14 +340,16 @@ pub async fn direct_tcpip(
         kind: kind.into(),
         details,
     };
-    est.event(event("forward.open", json!({ "host": to.host, "port": to.port }))).await;
+    let events = est.events();
+    events.send(event("forward.open", json!({ "host": to.host, "port": to.port }))).await;
     let (mut a, mut b) = (channel.into_stream(), up.into_stream());
     let (to_box, to_engineer) = tokio::io::copy_bidirectional(&mut a, &mut b).await.unwrap_or((0, 0));
     est.live.count_in(usize::try_from(to_box).unwrap_or(usize::MAX));
     est.live.count_out(usize::try_from(to_engineer).unwrap_or(usize::MAX));
-    est.event(event(
-        "forward.close",
-        json!({ "host": to.host, "port": to.port, "bytes_in": to_box, "bytes_out": to_engineer }),
-    ))
-    .await;
+    events
+        .send(event(
+            "forward.close",
+            json!({ "host": to.host, "port": to.port, "bytes_in": to_box, "bytes_out": to_engineer }),
+        ))
+        .await;
 }

@@ -26,6 +26,9 @@ use crate::recording::Recording;
 use crate::state::App;
 use crate::store::{GrantFilter, StoreError};
 
+/// How long a closed session's client has to leave before it is disconnected.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// How many session events may wait for the store before the channel waits too.
 const EVENT_QUEUE: usize = 1024;
 
@@ -42,13 +45,33 @@ pub struct Established {
 }
 
 impl Established {
-    /// Queues an event for the store; waits when the store is behind (bounded queue).
-    pub async fn event(&self, e: SessionEvent) {
-        let sender = lock(&self.events).clone();
-        if let Some(tx) = sender {
+    /// A handle for queueing session events. A channel task holds one for its whole life,
+    /// so the queue stays open (and the session's end waits) until its last event is in.
+    pub fn events(&self) -> Events {
+        Events(lock(&self.events).clone())
+    }
+}
+
+/// Queues session events for the store; waits when the store is behind (bounded queue).
+pub struct Events(Option<mpsc::Sender<SessionEvent>>);
+
+impl Events {
+    pub async fn send(&self, e: SessionEvent) {
+        if let Some(tx) = &self.0 {
             let _ = tx.send(e).await;
         }
     }
+}
+
+/// What [`Conn::open_session`] has settled when the session row exists.
+struct Started {
+    session: crate::model::Session,
+    grant: crate::model::Grant,
+    org: crate::model::Organisation,
+    operator: Person,
+    ticket_id: crate::ids::TicketId,
+    iks_box: IksBox,
+    subjects: Subjects,
 }
 
 pub struct Conn {
@@ -89,10 +112,17 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
                 tokio::select! {
                     _ = &mut running => {}
                     Ok(message) = async { closed.wait_for(Option::is_some).await.map(|m| m.clone().unwrap_or_default()) } => {
-                        let _ = handle
-                            .disconnect(russh::Disconnect::ByApplication, format!("iks-gateway: session closed: {message}"), "en".into())
-                            .await;
-                        let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+                        // Access ends now: the box connection goes first. The engineer's channels
+                        // are closed already; the client prints the notice and leaves on its own,
+                        // or is disconnected after a grace period.
+                        if let Some(est) = conn.established() {
+                            let _ = est.upstream.disconnect(russh::Disconnect::ByApplication, &message, "en").await;
+                        }
+                        if tokio::time::timeout(CLOSE_GRACE, &mut running).await.is_err() {
+                            let why = format!("iks-gateway: session closed: {message}");
+                            let _ = handle.disconnect(russh::Disconnect::ByApplication, why, "en".into()).await;
+                            let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+                        }
                     }
                 }
             }
@@ -146,14 +176,10 @@ impl Conn {
 
     async fn open_session(&self) -> Result<Established, Refusal> {
         let app = &self.app;
-        let store_down = |e: StoreError| Refusal::Gateway {
-            rule: "store",
-            message: format!("access refused: the gateway cannot check access right now ({e}); try again shortly"),
+        let store_down = |e: StoreError| {
+            Refusal::gateway("store", format!("the gateway cannot check access right now ({e}); try again shortly"))
         };
-        let operator = self.operator.get().cloned().ok_or_else(|| Refusal::Gateway {
-            rule: "operator",
-            message: "access refused: not authenticated".into(),
-        })?;
+        let operator = self.operator.get().cloned().ok_or_else(|| Refusal::gateway("operator", "not authenticated"))?;
         let user = self.user.get().cloned().unwrap_or_default();
         let target = match Target::parse(&user) {
             Ok(t) => t,
@@ -234,7 +260,15 @@ impl Conn {
         };
         let session = app.store.start_session(&self.actor(), &new, org.id).await.map_err(store_down)?;
         let span = info_span!("session", session.id = %session.id, ticket = %ticket.id, operator = %operator.login, r#box = %iks_box.name);
-        let _entered = span.enter();
+        let started = Started { session, grant, org, operator, ticket_id: ticket.id, iks_box, subjects };
+        self.record_and_connect(started).instrument(span).await
+    }
+
+    /// Everything after the session row exists: the recording (no recording, no session),
+    /// the box connection, the live registry. A failure ends the session row it started.
+    async fn record_and_connect(&self, st: Started) -> Result<Established, Refusal> {
+        let app = &self.app;
+        let Started { session, grant, org, operator, ticket_id, iks_box, subjects } = st;
         let end = |reason, recording: Option<crate::recording::Finished>| SessionEnd {
             reason,
             bytes_in: 0,
@@ -242,7 +276,7 @@ impl Conn {
             recording: recording.as_ref().map(|f| f.relative.clone()),
             recording_sha256: recording.map(|f| f.sha256),
         };
-        let title = format!("{} {} {}@{}", ticket.id, session.id, operator.login, iks_box.name);
+        let title = format!("{ticket_id} {} {}@{}", session.id, operator.login, iks_box.name);
         let recording = match Recording::create(&app.data_dir.recordings_dir(), session.id, session.started_at, &title)
         {
             Ok(r) => r,
@@ -251,13 +285,8 @@ impl Conn {
                     .store
                     .end_session(&Actor::system(), session.id, org.id, &end(EndReason::RecordingFailed, None))
                     .await;
-                let refusal = Refusal::Gateway {
-                    rule: "recording",
-                    message: format!(
-                        "access refused: the session cannot be recorded ({e}); no session goes unrecorded"
-                    ),
-                };
-                return Err(self.refuse(subjects, refusal).await);
+                let message = format!("the session cannot be recorded ({e}); no session goes unrecorded");
+                return Err(self.refuse(subjects, Refusal::gateway("recording", message).about(ticket_id)).await);
             }
         };
         let _ = app.store.set_session_recording(session.id, recording.relative()).await;
@@ -267,7 +296,7 @@ impl Conn {
                 &app.user_ca,
                 &CertRequest {
                     principal: &iks_box.login,
-                    key_id: format!("{} {} {}", ticket.id, session.id, operator.login),
+                    key_id: format!("{ticket_id} {} {}", session.id, operator.login),
                     serial: u64::try_from(session.id.get()).unwrap_or(0),
                     valid_until,
                     permit_port_forwarding: iks_box.allow_forwarding,
@@ -279,19 +308,24 @@ impl Conn {
                 app.data_dir.key(KeyRole::BoxStatic(iks_box.id)).map(Credential::StaticKey).map_err(|e| e.to_string())
             }
         };
+        // A shutdown while the box is still answering ends the session now, not after the
+        // connect timeout: shutdown only sees sessions already in the live registry.
+        let mut shutdown = app.shutdown.subscribe();
         let connected = match credential {
-            Ok(c) => upstream::connect(&iks_box, c).await,
-            Err(e) => Err(Refusal::Gateway { rule: "upstream", message: format!("access refused: {e}") }),
+            Ok(c) => tokio::select! {
+                r = upstream::connect(&iks_box, c) => r,
+                _ = shutdown.wait_for(|s| *s) => Err(Refusal::gateway("shutdown", "the gateway is shutting down")),
+            },
+            Err(e) => Err(Refusal::gateway("upstream", e)),
         };
         let upstream = match connected {
             Ok(h) => h,
             Err(refusal) => {
+                let reason =
+                    if refusal.rule() == "shutdown" { EndReason::GatewayShutdown } else { EndReason::UpstreamLost };
                 let finished = recording.finish().ok();
-                let _ = app
-                    .store
-                    .end_session(&Actor::system(), session.id, org.id, &end(EndReason::UpstreamLost, finished))
-                    .await;
-                return Err(self.refuse(subjects, refusal).await);
+                let _ = app.store.end_session(&Actor::system(), session.id, org.id, &end(reason, finished)).await;
+                return Err(self.refuse(subjects, refusal.about(ticket_id)).await);
             }
         };
         let live = LiveSession::new(
@@ -313,10 +347,13 @@ impl Conn {
             }
         });
         info!(grant = %grant.id, until = %crate::time::to_db(valid_until), "session started");
-        drop(_entered);
+        // Registered first, checked second: either shutdown saw this session or it sees shutdown.
+        if *app.shutdown.borrow() {
+            live.close(EndReason::GatewayShutdown, "the gateway is shutting down").await;
+        }
         Ok(Established {
             live,
-            span,
+            span: tracing::Span::current(),
             upstream,
             iks_box,
             events: Mutex::new(Some(events)),
@@ -332,7 +369,8 @@ impl Conn {
         // dropping the box connection, whose end the pumps would otherwise report as a loss.
         live.set_end_reason(EndReason::ClientExit);
         let _ = est.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
-        // Close the event queue and let what is queued reach the store before the end.
+        // Close our end of the event queue; the writer finishes once every channel task has
+        // sent its last event (their closing totals) and dropped its handle.
         lock(&est.events).take();
         let writer = lock(&est.event_writer).take();
         if let Some(w) = writer

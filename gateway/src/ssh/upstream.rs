@@ -100,7 +100,7 @@ pub enum Credential {
 }
 
 fn gateway_refusal(rule: &'static str, message: String) -> Refusal {
-    Refusal::Gateway { rule, message: format!("access refused: {message}") }
+    Refusal::gateway(rule, message)
 }
 
 /// Connects and authenticates to the box's sshd.

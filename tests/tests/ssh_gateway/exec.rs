@@ -37,18 +37,9 @@ fn exec_reports_exit_status_and_keeps_stdout_and_stderr_apart() {
     }
 }
 
-/// GATEWAY BUG (race, fails most runs): a session's `close` event — the exec's exit
-/// status, and the stdin/stdout/stderr byte counts and SHA-256 — is often missing.
-///
-/// Done: seven connections `ssh T-1001@gw 'echo out; echo err >&2; exit 3'` (and one
-/// `kill -TERM $$`), each waited for to end, then `session show S-n --json`.
-/// Seen: about half of the sessions have only the `exec` event, no `close`.
-/// Expected: every session has `close` with `exit: {status: 3}` (`{signal: …}` for the
-/// killed one), `stdout: {bytes: 4, sha256: sha256("out\n")}`, `stderr` likewise.
-/// Why: `bridge::session_channel` queues the `close` event (`tap.finished()`) after both
-/// pumps end, but by then the client has usually disconnected and `Conn::finish` has
-/// already taken the event sender (`lock(&est.events).take()`), so `Established::event`
-/// drops the event silently.
+/// Every exec channel's `close` event reaches the store before the session's end: the exit
+/// status (or signal) and the stdin/stdout/stderr byte counts and SHA-256. (Regression: the
+/// event was once dropped when the client left before the channel task finished.)
 #[test]
 fn exec_close_events_record_exit_status_and_stream_hashes() {
     let s = Scenario::ready();
@@ -81,7 +72,7 @@ fn exec_close_events_record_exit_status_and_stream_hashes() {
     }
     assert!(
         missing.is_empty(),
-        "GATEWAY BUG: {} of {} sessions have no `close` event (exit status, stream hashes): {missing:?}",
+        "{} of {} sessions have no `close` event (exit status, stream hashes): {missing:?}",
         missing.len(),
         runs + 1
     );

@@ -11,8 +11,7 @@
 //! - [`forwarding`]: -L, -R and -A;
 //! - [`memory`]: a slow reader of 1 GiB does not grow the gateway.
 //!
-//! Tests marked `GATEWAY BUG` fail because of a defect found in the gateway; the comment
-//! above each says what was done, seen and expected.
+//! Tests marked "Regression" cover defects this suite found in the gateway.
 
 use std::sync::{Mutex, MutexGuard};
 
