@@ -15,12 +15,15 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     println!("  store:            {}", store.backend().name());
     println!("  host key:         {}", fingerprint(&host));
     println!("  user CA key:      {}", fingerprint(&ca));
+    println!("  audit key:        {}", fingerprint(&ctx.data_dir.key(KeyRole::Audit)?));
     if store.list_people(Some(Role::Admin), None).await?.is_empty() && store.list_orgs().await?.is_empty() {
         print_first_steps(&root.to_string());
     }
+    let audit = super::audit::Upkeep::start(ctx, &store)?;
     tracing::info!(store = store.backend().name(), "gateway started");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    audit.shutdown().await;
     store.close().await;
     Ok(())
 }

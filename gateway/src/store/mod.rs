@@ -27,7 +27,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use audit::EventFilter;
+pub use audit::{EventFilter, PAGE, Retained, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
 
@@ -53,6 +53,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A checkpoint could not be signed.
+    #[error(transparent)]
+    Sign(#[from] crate::audit::checkpoint::SignError),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -200,11 +203,18 @@ impl Tx {
         Ok(())
     }
 
-    /// Appends an event to the audit chain as part of this transaction.
-    pub(crate) async fn audit(&mut self, event: NewEvent) -> Result<Event> {
+    /// Takes the audit chain for the rest of this transaction, so no one else appends
+    /// meanwhile. (On SQLite the transaction already holds the only write lock.)
+    pub(crate) async fn lock_chain(&mut self) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(self.conn()).await?;
         }
+        Ok(())
+    }
+
+    /// Appends an event to the audit chain as part of this transaction.
+    pub(crate) async fn audit(&mut self, event: NewEvent) -> Result<Event> {
+        self.lock_chain().await?;
         let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(self.conn())
             .await?;
