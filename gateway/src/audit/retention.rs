@@ -57,7 +57,7 @@ pub struct RetentionDetails {
     pub cutoff: DateTime<Utc>,
     /// How many events were deleted.
     pub deleted: i64,
-    /// The first event kept (possibly this retention event itself).
+    /// The first event kept.
     pub first_seq: i64,
     /// The hash of the last event deleted, which the first event kept links to.
     pub first_prev_hash: String,

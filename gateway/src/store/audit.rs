@@ -209,8 +209,8 @@ impl Store {
         Ok(latest.as_ref().and_then(ChainStart::from_retention_event).unwrap_or_else(ChainStart::genesis))
     }
 
-    /// Deletes the events before `cutoff` (all of a prefix of the chain: an event is kept
-    /// with everything after it), records the deletion and the chain's new start as an
+    /// Deletes the events before `cutoff` (always a prefix of the chain: an event is kept
+    /// with everything after it, and the newest is always kept), records the deletion and the chain's new start as an
     /// `audit.retention` event, and signs a checkpoint covering that event. `None` when
     /// nothing is old enough.
     pub async fn apply_audit_retention(
@@ -230,9 +230,9 @@ impl Store {
             .bind(crate::time::to_db(cutoff))
             .fetch_one(tx.conn())
             .await?;
-        // Everything before the first young event goes; if none is young, everything, and
-        // the retention event itself becomes the first one kept.
-        let keep_from = opt_aggregate(&young)?.unwrap_or(head + 1);
+        // Everything before the first young event goes, but never the newest event: the
+        // chain's next link is computed from it.
+        let keep_from = opt_aggregate(&young)?.unwrap_or(head).min(head);
         if keep_from <= first {
             return Ok(None);
         }
