@@ -34,6 +34,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub access: AccessConfig,
     pub tickets: TicketsConfig,
+    pub audit: AuditConfig,
     pub hours: WorkingHours,
     pub products: ProductCatalog,
 }
@@ -120,6 +121,21 @@ impl Default for TicketsConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint once this many events were appended since the newest one.
+    pub checkpoint_every: u64,
+    /// Delete audit events older than this many days; 0 keeps them forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { checkpoint_every: 1000, retention_days: 0 }
+    }
+}
+
 /// The documented example configuration: every key at its default.
 pub const EXAMPLE: &str = include_str!("../../deploy/iks-gateway.example.toml");
 
@@ -176,6 +192,9 @@ impl Config {
         if self.tickets.autoclose_days == 0 {
             return Err(invalid("tickets.autoclose_days", "must be at least 1".into()));
         }
+        if self.audit.checkpoint_every == 0 {
+            return Err(invalid("audit.checkpoint_every", "must be at least 1".into()));
+        }
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
         Ok(())
@@ -194,7 +213,7 @@ impl Config {
 /// Sets `section.key` from `IKS_SECTION_KEY`. The value is read as a TOML value when it is
 /// one (numbers, booleans, arrays) and as a string otherwise.
 fn apply_env(table: &mut toml::Table, var: &str, rest: &str, value: &str) -> Result<(), ConfigError> {
-    let sections = ["database", "ssh", "http", "access", "tickets", "hours"];
+    let sections = ["database", "ssh", "http", "access", "tickets", "audit", "hours"];
     let lower = rest.to_ascii_lowercase();
     let Some((section, key)) =
         sections.iter().find_map(|s| lower.strip_prefix(s).and_then(|k| k.strip_prefix('_')).map(|k| (*s, k)))
@@ -245,6 +264,7 @@ mod tests {
             &[
                 ("IKS_SSH_LISTEN", "127.0.0.1:2022"),
                 ("IKS_TICKETS_AUTOCLOSE_DAYS", "14"),
+                ("IKS_AUDIT_RETENTION_DAYS", "1095"),
                 ("IKS_HOURS_TIMEZONE", "Asia/Yekaterinburg"),
                 ("IKS_DATA_DIR", "/ignored"),
                 ("IKS_TEST_DATABASE_URL", "ignored"),
@@ -254,6 +274,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.ssh.listen.port(), 2022);
         assert_eq!(c.tickets.autoclose_days, 14);
+        assert_eq!(c.audit.retention_days, 1095);
         assert_eq!(c.hours.timezone, chrono_tz::Asia::Yekaterinburg);
     }
 
@@ -267,6 +288,8 @@ mod tests {
             ("[access]\nmax_grant = \"forever\"\n", &[], "access.max_grant"),
             ("[access]\nmax_grant = \"30d\"\n", &[], "at most 7 days"),
             ("[tickets]\nautoclose_days = 0\n", &[], "tickets.autoclose_days"),
+            ("[audit]\ncheckpoint_every = 0\n", &[], "audit.checkpoint_every"),
+            ("[audit]\nretention_days = -1\n", &[], "expected u32"),
             ("[database]\nurl = \"mysql://x\"\n", &[], "database.url"),
             ("[hours]\ntimezone = \"Mars/Olympus\"\n", &[], "Mars/Olympus"),
             ("this is not toml", &[], "config file"),

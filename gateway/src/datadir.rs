@@ -5,12 +5,16 @@
 //! rather than used, as OpenSSH does.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+use ring::digest::{Context, SHA256};
 
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{Algorithm, HashAlg, PrivateKey};
+
+use crate::audit::verify::RecordingState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -63,11 +67,16 @@ pub struct DataDir {
 impl DataDir {
     /// Opens `root`, creating it (and its `keys/` and `recordings/`) when missing.
     pub fn open(root: &Path) -> Result<Self, DataDirError> {
-        let dir = Self { root: root.to_path_buf() };
+        let dir = Self::at(root);
         for d in [dir.root.clone(), dir.keys_dir(), dir.recordings_dir()] {
             create_private_dir(&d)?;
         }
         Ok(dir)
+    }
+
+    /// The data dir at `root`, which may not exist: for looking, never creating.
+    pub fn at(root: &Path) -> Self {
+        Self { root: root.to_path_buf() }
     }
 
     pub fn root(&self) -> &Path {
@@ -87,9 +96,30 @@ impl DataDir {
         self.root.join("iks-gateway.toml")
     }
 
+    fn key_path(&self, role: KeyRole) -> PathBuf {
+        self.keys_dir().join(role.file_name())
+    }
+
     /// Loads the key for `role`, generating it the first time.
     pub fn key(&self, role: KeyRole) -> Result<PrivateKey, DataDirError> {
-        let path = self.keys_dir().join(role.file_name());
+        if let Some(key) = self.existing_key(role)? {
+            return Ok(key);
+        }
+        let path = self.key_path(role);
+        let key_err = |message: String| DataDirError::Key { path: path.clone(), message };
+        let mut key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
+            .map_err(|e| key_err(e.to_string()))?;
+        key.set_comment(role.comment());
+        key.write_openssh_file(&path, LineEnding::LF).map_err(|e| key_err(e.to_string()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .map_err(|source| DataDirError::Io { path: path.clone(), source })?;
+        Ok(key)
+    }
+
+    /// Loads the key for `role` if it was generated; for commands that must not create one
+    /// (checking signatures against a key made just now would prove nothing).
+    pub fn existing_key(&self, role: KeyRole) -> Result<Option<PrivateKey>, DataDirError> {
+        let path = self.key_path(role);
         let key_err = |message: String| DataDirError::Key { path: path.clone(), message };
         match fs::metadata(&path) {
             Ok(meta) => {
@@ -99,18 +129,38 @@ impl DataDir {
                         meta.permissions().mode() & 0o777
                     )));
                 }
-                PrivateKey::read_openssh_file(&path).map_err(|e| key_err(e.to_string()))
+                PrivateKey::read_openssh_file(&path).map(Some).map_err(|e| key_err(e.to_string()))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let mut key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
-                    .map_err(|e| key_err(e.to_string()))?;
-                key.set_comment(role.comment());
-                key.write_openssh_file(&path, LineEnding::LF).map_err(|e| key_err(e.to_string()))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-                    .map_err(|source| DataDirError::Io { path: path.clone(), source })?;
-                Ok(key)
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(DataDirError::Io { path, source }),
+        }
+    }
+}
+
+/// What is at a recording's place under `dir`: its SHA-256, or why there is none. The
+/// name comes from the audit log, so it must stay inside `dir`.
+pub fn recording_state(dir: &Path, name: &str) -> RecordingState {
+    let path = dir.join(name);
+    let shown = path.display().to_string();
+    if !Path::new(name).components().all(|c| matches!(c, Component::Normal(_))) {
+        return RecordingState::Unreadable(shown, "not a plain relative file name".into());
+    }
+    match sha256_file(&path) {
+        Ok(hash) => RecordingState::Hashed(hash),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => RecordingState::Missing(shown),
+        Err(e) => RecordingState::Unreadable(shown, e.to_string()),
+    }
+}
+
+/// SHA-256 (hex) of a file's contents, read in chunks: recordings can be large.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut ctx = Context::new(&SHA256);
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match file.read(&mut buf)? {
+            0 => return Ok(hex::encode(ctx.finish())),
+            n => ctx.update(&buf[..n]),
         }
     }
 }
@@ -150,5 +200,18 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = dir.key(KeyRole::Host).unwrap_err().to_string();
         assert!(err.contains("readable by others"), "{err}");
+        assert!(dir.existing_key(KeyRole::Audit).unwrap().is_none(), "looking does not generate");
+    }
+
+    #[test]
+    fn recordings_are_hashed_inside_their_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.cast"), b"abc").unwrap();
+        let sha_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(recording_state(tmp.path(), "a.cast"), RecordingState::Hashed(sha_abc.into()));
+        let missing = tmp.path().join("b.cast").display().to_string();
+        assert_eq!(recording_state(tmp.path(), "b.cast"), RecordingState::Missing(missing));
+        assert!(matches!(recording_state(tmp.path(), "../etc/passwd"), RecordingState::Unreadable(..)));
+        assert!(matches!(recording_state(tmp.path(), "/etc/passwd"), RecordingState::Unreadable(..)));
     }
 }

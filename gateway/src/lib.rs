@@ -7,7 +7,8 @@
 //!   products and versions, the working-hours clock, grant windows);
 //! - [`model`]: the records and the checks a new record must pass;
 //! - [`store`]: persistence on SQLite or PostgreSQL, every change with its audit event;
-//! - [`audit`]: the hash chain that makes the log tamper-evident;
+//! - [`audit`]: the hash chain that makes the log tamper-evident, its signed checkpoints,
+//!   verification, exports and retention;
 //! - [`config`] and [`datadir`]: configuration, keys and files on disk.
 
 pub mod access;

@@ -35,6 +35,18 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, chrono::ParseError> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
 }
 
+/// The first instant of `d` in the zone `tz` (midnight, or the first time after a gap).
+pub fn start_of_day(d: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    use chrono::TimeZone as _;
+    let midnight = d.and_time(chrono::NaiveTime::MIN);
+    // A zone may skip midnight (a DST change at 00:00): then the day starts an hour later.
+    let local = tz
+        .from_local_datetime(&midnight)
+        .earliest()
+        .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest());
+    local.map_or_else(|| midnight.and_utc(), |t| t.with_timezone(&Utc))
+}
+
 /// An instant as people read it: in the configured zone, with the zone's abbreviation.
 pub fn display(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
@@ -44,6 +56,26 @@ pub fn display(t: DateTime<Utc>, tz: Tz) -> String {
 pub fn display_near(t: DateTime<Utc>, now: DateTime<Utc>, tz: Tz) -> String {
     let (local, today) = (t.with_timezone(&tz), now.with_timezone(&tz).date_naive());
     if local.date_naive() == today { local.format("%H:%M %Z").to_string() } else { display(t, tz) }
+}
+
+/// An instant as people read it, to the second: for logs where order within a minute matters.
+pub fn display_seconds(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+/// Serde in the store's text form ([`to_db`]), for files whose bytes must match the store's.
+pub mod db_text {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::to_db(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::from_db(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +98,11 @@ mod tests {
     fn display_uses_the_zone() {
         let t = from_db("2026-11-24T11:00:00.000000Z").unwrap();
         assert_eq!(display(t, chrono_tz::Europe::Moscow), "2026-11-24 14:00 MSK");
+        assert_eq!(display_seconds(t, chrono_tz::Europe::Moscow), "2026-11-24 14:00:00 MSK");
+        let day = parse_date("2026-11-24").unwrap();
+        assert_eq!(to_db(start_of_day(day, chrono_tz::Europe::Moscow)), "2026-11-23T21:00:00.000000Z");
+        // Havana springs forward at midnight: 2027-03-14 begins at 01:00 local.
+        let gap = parse_date("2027-03-14").unwrap();
+        assert_eq!(to_db(start_of_day(gap, chrono_tz::America::Havana)), "2027-03-14T05:00:00.000000Z");
     }
 }

@@ -95,6 +95,36 @@ impl Gateway {
         self.dir.path().join("data")
     }
 
+    /// The SQLite database of a gateway on the default store.
+    pub fn sqlite_file(&self) -> PathBuf {
+        self.data_dir().join("iks-gateway.db")
+    }
+
+    /// The URL the gateway's store is at, for a test that opens it through the library.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.sqlite_file().display()))
+    }
+
+    /// A second installation with a copy of this one's data dir (database, keys,
+    /// recordings), to tamper with while this one stays intact.
+    pub fn duplicate(&self) -> Self {
+        let copy = Self { dir: tempfile::tempdir().expect("temp dir"), database_url: self.database_url.clone() };
+        copy_tree(&self.data_dir(), &copy.data_dir());
+        copy
+    }
+
+    /// Runs `sql` on the SQLite database with the `sqlite3` shell, as someone with access
+    /// to the file could.
+    #[track_caller]
+    pub fn sqlite3(&self, sql: &str) -> Run {
+        Command::new("sqlite3")
+            .arg(self.sqlite_file())
+            .arg(sql)
+            .output()
+            .expect("run sqlite3 (apt-get install sqlite3)")
+            .into()
+    }
+
     /// A file path inside this test's private directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -134,5 +164,19 @@ impl Gateway {
         all.push("--json");
         let run = self.run(&all);
         serde_json::from_str(run.success()).unwrap_or_else(|e| panic!("JSON from {args:?}: {e}\n{}", run.stdout))
+    }
+}
+
+/// Copies a directory tree; file modes come along, so private keys stay private.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
     }
 }

@@ -4,7 +4,6 @@
 //! naming the option and why (`--inn: INN check digit 10 is 4, expected 3`).
 
 use std::io::Read as _;
-use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
 use chrono::NaiveDate;
@@ -18,7 +17,7 @@ use iks_gateway::rules::{Inn, OrgFacts, Standing, standing};
 use iks_gateway::store::{Store, StoreError};
 use serde_json::json;
 
-use super::Context;
+use super::{Context, key_lines};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -557,17 +556,8 @@ async fn resolve_box(store: &Store, s: &str) -> anyhow::Result<IksBox> {
 
 /// A host key given inline or as a file (the first key line in it).
 fn read_host_key(arg: &str) -> anyhow::Result<String> {
-    let text = if Path::new(arg).is_file() {
-        std::fs::read_to_string(arg).with_context(|| format!("--host-key: reading {arg}"))?
-    } else {
-        arg.to_string()
-    };
-    let line =
-        key_lines(&text).next().map(|(_, l)| l).ok_or_else(|| anyhow!("--host-key: no public key in '{arg}'"))?;
-    // `ssh-keyscan` lines start with the host name; the key starts at its type.
-    let line = line.find("ssh-").or_else(|| line.find("ecdsa-")).map_or(line, |i| &line[i..]);
-    let key = iks_gateway::model::parse_public_key("host_key", line).map_err(flag_error)?;
-    let mut key = key;
+    let line = super::public_key_line("--host-key", arg)?;
+    let mut key = iks_gateway::model::parse_public_key("host_key", &line).map_err(flag_error)?;
     key.set_comment("");
     Ok(key.to_openssh()?.trim().to_string())
 }
@@ -593,11 +583,6 @@ fn read_ssh_keys(files: &[String]) -> anyhow::Result<Vec<NewSshKey>> {
         }
     }
     Ok(keys)
-}
-
-/// Non-empty, non-comment lines with their 1-based numbers.
-fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
 fn standing_today(org: &Organisation) -> Standing {

@@ -14,12 +14,13 @@ macro_rules! out {
 }
 
 mod admin;
+mod audit;
 mod serve;
 mod work;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
 use iks_gateway::config::{self, Config};
 use iks_gateway::datadir::DataDir;
@@ -55,6 +56,8 @@ enum Command {
     Config(ConfigCommand),
     /// Manage organisations, boxes and people.
     Admin(Box<admin::AdminArgs>),
+    /// The hash-chained audit log: verify, export, tail, checkpoints, retention.
+    Audit(audit::AuditArgs),
     /// Support tickets: every session belongs to one.
     Ticket {
         #[arg(long, global = true)]
@@ -121,6 +124,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         out!("{}", config::EXAMPLE.trim_end());
         return Ok(());
     }
+    // An auditor checks an export anywhere: no database, no data dir created.
+    if let Command::Audit(args) = &cli.command
+        && let Some(check) = args.export_check()
+    {
+        return audit::verify_export(&cli.data_dir, check);
+    }
     let ctx = Context::load(&cli)?;
     match cli.command {
         Command::Serve => serve::run(&ctx).await,
@@ -135,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Example) => unreachable!("handled before loading the configuration"),
         Command::Admin(args) => admin::run(&ctx, *args).await,
+        Command::Audit(args) => audit::run(&ctx, args).await,
         Command::Ticket { json, command } => work::ticket(&ctx, command, json).await,
         Command::Access { json, command } => work::access(&ctx, command, json).await,
         Command::Session { json, command } => work::session(&ctx, command, json).await,
@@ -144,4 +154,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The public key line in `arg`, given inline or as a file (its first key line), from the
+/// key type on: `ssh-keyscan` lines start with a host name, `allowed_signers` lines with a
+/// principal.
+fn public_key_line(flag: &str, arg: &str) -> anyhow::Result<String> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).with_context(|| format!("{flag}: reading {arg}"))?
+    } else {
+        arg.to_string()
+    };
+    let line = key_lines(&text).next().map(|(_, l)| l).ok_or_else(|| anyhow!("{flag}: no public key in '{arg}'"))?;
+    let line = line.find("ssh-").or_else(|| line.find("ecdsa-")).map_or(line, |i| &line[i..]);
+    Ok(line.to_string())
+}
+
+/// Non-empty, non-comment lines with their 1-based numbers.
+fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }

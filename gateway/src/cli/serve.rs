@@ -39,6 +39,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     out!("  SSH:              {ssh_addr} (engineers: ssh -p {} T-<ticket>@{})", ssh_addr.port(), ssh_addr.ip());
     out!("  host key:         {}", fingerprint(&host));
     out!("  user CA:          {ca_line}");
+    out!("  audit key:        {}", fingerprint(&ctx.data_dir.key(KeyRole::Audit)?));
     out!("                    (put this line in each box's TrustedUserCAKeys file)");
     if crashed > 0 {
         out!("  ended {crashed} session(s) left open by a crash");
@@ -46,6 +47,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     if store.list_people(Some(Role::Admin), None).await?.is_empty() && store.list_orgs().await?.is_empty() {
         print_first_steps(&root);
     }
+    let audit = super::audit::Upkeep::start(ctx, &store)?;
     tracing::info!(store = store.backend().name(), %ssh_addr, node, "gateway started");
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -57,6 +59,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     app.shutdown.send_replace(true);
     ssh.await??;
     let _ = watchdog.await;
+    audit.shutdown().await;
     store.close().await;
     Ok(())
 }

@@ -1,22 +1,66 @@
-//! Reading the audit log back.
+//! The audit log beyond appending: reading it back, signed checkpoints, deletion by the
+//! retention policy, and verification of the whole stored chain.
+//!
+//! The rules live in [`crate::audit`]; this module only gathers their inputs from the
+//! database and writes their outputs. Verification pages through the events in chain
+//! order, so memory stays bounded however long the chain is.
 
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use russh::keys::{PrivateKey, PublicKey};
+use serde_json::json;
+use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Result, RowExt, Store, StoreError};
-use crate::audit::{Actor, ActorKind, Event, Subjects};
+use crate::audit::checkpoint::{self, Checkpoint, SignedCheckpoint};
+use crate::audit::export::ExportFilter;
+use crate::audit::retention::{self, ChainStart, RetentionDetails};
+use crate::audit::verify::{ChainVerifier, Coverage, Problem, RecordingState, Summary};
+use crate::audit::{Actor, ActorKind, Event, NewEvent, Subjects};
 use crate::ids::{BoxId, GrantId, OrgId, SessionId, TicketId};
 
 const EVENT_COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, action, org_id, ticket_id, box_id, \
                              grant_id, session_id, details, prev_hash, hash";
+const CHECKPOINT_COLUMNS: &str = "id, seq, hash, at, key_fingerprint, signature";
+
+/// How many events verification and export read at a time.
+pub const PAGE: i64 = 1000;
 
 /// Which events to read; every field narrows the selection.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub after_seq: Option<i64>,
+    pub through_seq: Option<i64>,
     pub org: Option<OrgId>,
     pub ticket: Option<TicketId>,
     pub session: Option<SessionId>,
+    /// Events at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Events before this instant.
+    pub until: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
+}
+
+/// What a deletion by the retention policy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained {
+    /// What the `audit.retention` event records: the cutoff, the count, the new start.
+    pub details: RetentionDetails,
+    /// The `audit.retention` event.
+    pub event: i64,
+    /// The checkpoint signed right after it.
+    pub checkpoint: i64,
+}
+
+/// Why the stored chain does not verify: it could not be read, or it was tampered with.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Problem(#[from] Problem),
 }
 
 fn event_from_row(r: &AnyRow) -> Result<Event> {
@@ -44,22 +88,242 @@ fn event_from_row(r: &AnyRow) -> Result<Event> {
     })
 }
 
+fn checkpoint_from_row(r: &AnyRow) -> Result<Checkpoint> {
+    Ok(Checkpoint {
+        id: r.int("id")?,
+        signed: SignedCheckpoint {
+            seq: r.int("seq")?,
+            hash: r.text("hash")?,
+            at: r.time("at")?,
+            key_fingerprint: r.text("key_fingerprint")?,
+            signature: r.text("signature")?,
+        },
+    })
+}
+
+/// The single integer a `SELECT MIN(…)`/`MAX(…)` returns, `None` on an empty table.
+fn opt_aggregate(r: &AnyRow) -> Result<Option<i64>> {
+    Ok(r.try_get(0)?)
+}
+
 impl Store {
     /// Events in chain order.
     pub async fn audit_events(&self, f: &EventFilter) -> Result<Vec<Event>> {
         sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 AND ($2 IS NULL OR org_id = $2) \
-             AND ($3 IS NULL OR ticket_id = $3) AND ($4 IS NULL OR session_id = $4) ORDER BY seq LIMIT $5"
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 AND seq <= $2 \
+             AND ($3 IS NULL OR org_id = $3) AND ($4 IS NULL OR ticket_id = $4) AND ($5 IS NULL OR session_id = $5) \
+             AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) ORDER BY seq LIMIT $8"
         ))
         .bind(f.after_seq.unwrap_or(0))
+        .bind(f.through_seq.unwrap_or(i64::MAX))
         .bind(f.org.map(OrgId::get))
         .bind(f.ticket.map(TicketId::get))
         .bind(f.session.map(SessionId::get))
+        .bind(f.since.map(crate::time::to_db))
+        .bind(f.until.map(crate::time::to_db))
         .bind(f.limit.unwrap_or(i64::MAX))
         .fetch_all(&self.read)
         .await?
         .iter()
         .map(event_from_row)
         .collect()
+    }
+
+    /// The newest `n` events, in chain order.
+    pub async fn latest_audit_events(&self, n: i64) -> Result<Vec<Event>> {
+        let mut events = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq DESC LIMIT $1"))
+            .bind(n)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    /// Checkpoints covering events up to `through_seq` (all when `None`), oldest first.
+    pub async fn audit_checkpoints(&self, through_seq: Option<i64>) -> Result<Vec<Checkpoint>> {
+        sqlx::query(&format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq <= $1 ORDER BY id"))
+            .bind(through_seq.unwrap_or(i64::MAX))
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(checkpoint_from_row)
+            .collect()
+    }
+
+    /// Signs and stores a checkpoint of the chain's newest event; `None` if the log is empty.
+    pub async fn checkpoint_audit(&self, key: &PrivateKey) -> Result<Option<Checkpoint>> {
+        let Some(head) = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.read)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let signed = checkpoint::sign(key, head.int("seq")?, &head.text("hash")?, crate::time::now())?;
+        let mut tx = self.begin().await?;
+        let id = sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at, key_fingerprint, signature) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(signed.seq)
+        .bind(&signed.hash)
+        .bind(crate::time::to_db(signed.at))
+        .bind(&signed.key_fingerprint)
+        .bind(&signed.signature)
+        .fetch_one(tx.conn())
+        .await?
+        .int("id")?;
+        tx.commit().await?;
+        Ok(Some(Checkpoint { id, signed }))
+    }
+
+    /// Signs a checkpoint if `every` events or more were appended since the newest one:
+    /// what the gateway calls periodically (and with `every = 1` at shutdown).
+    pub async fn checkpoint_audit_if_due(&self, key: &PrivateKey, every: u64) -> Result<Option<Checkpoint>> {
+        let head = opt_aggregate(&sqlx::query("SELECT MAX(seq) FROM audit_events").fetch_one(&self.read).await?)?;
+        let covered =
+            opt_aggregate(&sqlx::query("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(&self.read).await?)?;
+        let Some(head) = head else { return Ok(None) };
+        if head - covered.unwrap_or(0) < i64::try_from(every).unwrap_or(i64::MAX) {
+            return Ok(None);
+        }
+        self.checkpoint_audit(key).await
+    }
+
+    /// The newest `audit.retention` event, which says where the stored chain starts.
+    async fn latest_retention_event(&self) -> Result<Option<Event>> {
+        sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE action = $1 ORDER BY seq DESC LIMIT 1"))
+            .bind(retention::ACTION)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(event_from_row)
+            .transpose()
+    }
+
+    /// Where the stored chain starts: event #1, or the anchor of the newest retention.
+    pub async fn audit_chain_start(&self) -> Result<ChainStart> {
+        let latest = self.latest_retention_event().await?;
+        Ok(latest.as_ref().and_then(ChainStart::from_retention_event).unwrap_or_else(ChainStart::genesis))
+    }
+
+    /// Deletes the events before `cutoff` (always a prefix of the chain: an event is kept
+    /// with everything after it, and the newest is always kept), records the deletion and the chain's new start as an
+    /// `audit.retention` event, and signs a checkpoint covering that event. `None` when
+    /// nothing is old enough.
+    pub async fn apply_audit_retention(
+        &self,
+        actor: &Actor,
+        key: &PrivateKey,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Option<Retained>> {
+        let mut tx = self.begin().await?;
+        tx.lock_chain().await?;
+        let bounds = sqlx::query("SELECT MIN(seq), MAX(seq) FROM audit_events").fetch_one(tx.conn()).await?;
+        let (Some(first), Some(head)) = (bounds.try_get::<Option<i64>, _>(0)?, bounds.try_get::<Option<i64>, _>(1)?)
+        else {
+            return Ok(None);
+        };
+        let young = sqlx::query("SELECT MIN(seq) FROM audit_events WHERE at >= $1")
+            .bind(crate::time::to_db(cutoff))
+            .fetch_one(tx.conn())
+            .await?;
+        // Everything before the first young event goes, but never the newest event: the
+        // chain's next link is computed from it.
+        let keep_from = opt_aggregate(&young)?.unwrap_or(head).min(head);
+        if keep_from <= first {
+            return Ok(None);
+        }
+        let prev_hash = sqlx::query("SELECT hash FROM audit_events WHERE seq = $1")
+            .bind(keep_from - 1)
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "audit event #{} is missing; run `iks-gateway audit verify`",
+                    keep_from - 1
+                ))
+            })?
+            .text("hash")?;
+        // The permit lets the append-only trigger allow exactly this deletion; it never
+        // outlives the transaction.
+        sqlx::query("INSERT INTO audit_retention_permit (below_seq) VALUES ($1)")
+            .bind(keep_from)
+            .execute(tx.conn())
+            .await?;
+        let deleted = sqlx::query("DELETE FROM audit_events WHERE seq < $1")
+            .bind(keep_from)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_retention_permit").execute(tx.conn()).await?;
+        let details = RetentionDetails {
+            cutoff,
+            deleted: i64::try_from(deleted).unwrap_or(i64::MAX),
+            first_seq: keep_from,
+            first_prev_hash: prev_hash,
+        };
+        let value = serde_json::to_value(&details).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let event = tx.audit(NewEvent::new(actor, retention::ACTION, Subjects::default(), value)).await?;
+        tx.commit().await?;
+        let checkpoint = self.checkpoint_audit(key).await?;
+        let checkpoint =
+            checkpoint.ok_or_else(|| StoreError::Corrupt("the audit log vanished during retention".into()))?;
+        Ok(Some(Retained { details, event: event.seq, checkpoint: checkpoint.id }))
+    }
+
+    /// Records who exported what, before the export is written.
+    pub async fn record_audit_export(
+        &self,
+        actor: &Actor,
+        filter: &ExportFilter,
+        format: &str,
+        output: &str,
+    ) -> Result<Event> {
+        let mut tx = self.begin().await?;
+        let subjects = Subjects { org: filter.org, ticket: filter.ticket, ..Default::default() };
+        let details = json!({ "filter": filter, "format": format, "output": output });
+        let event = tx.audit(NewEvent::new(actor, "audit.export", subjects, details)).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    /// Verifies the whole stored chain against the checkpoints (signed by `trusted`) and,
+    /// when `recordings` is given, every ended session's recording file in it.
+    pub async fn verify_audit(
+        &self,
+        trusted: Option<&PublicKey>,
+        recordings: Option<&Path>,
+    ) -> Result<Summary, VerifyError> {
+        let checkpoints = self.audit_checkpoints(None).await?;
+        let start = match self.latest_retention_event().await? {
+            // The start is taken from this event before the walk reaches it: it must be intact.
+            Some(e) if e.recomputed_hash() != e.hash => return Err(Problem::Edited { seq: e.seq }.into()),
+            Some(e) => ChainStart::from_retention_event(&e).unwrap_or_else(ChainStart::genesis),
+            None => ChainStart::genesis(),
+        };
+        let mut verifier = ChainVerifier::new(Coverage::Complete { start, through: None }, checkpoints, trusted)?;
+        // From the lowest possible number, so that no stray event escapes the walk.
+        let mut after = i64::MIN;
+        loop {
+            let next = EventFilter { after_seq: Some(after), limit: Some(PAGE), ..Default::default() };
+            let page = self.audit_events(&next).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                if let Some(claim) = verifier.push(e)?
+                    && let Some(dir) = recordings
+                {
+                    let (dir, file) = (dir.to_path_buf(), claim.file.clone());
+                    let found = tokio::task::spawn_blocking(move || crate::datadir::recording_state(&dir, &file))
+                        .await
+                        .unwrap_or_else(|e| RecordingState::Unreadable(claim.file.clone(), e.to_string()));
+                    verifier.check_recording(&claim, found)?;
+                }
+            }
+        }
+        Ok(verifier.finish()?)
     }
 }

@@ -27,7 +27,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use audit::EventFilter;
+pub use audit::{EventFilter, PAGE, Retained, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
 
@@ -53,6 +53,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A checkpoint could not be signed.
+    #[error(transparent)]
+    Sign(#[from] crate::audit::checkpoint::SignError),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -173,7 +176,7 @@ impl Store {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,
         };
-        Ok(Tx { tx, backend: self.backend })
+        Ok(Tx { tx, backend: self.backend, chain_locked: false, head: None })
     }
 
     /// Closes the pools, waiting for connections in use to be returned.
@@ -188,6 +191,11 @@ impl Store {
 pub(crate) struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
+    /// Whether this transaction holds the audit chain (PostgreSQL's advisory lock).
+    chain_locked: bool,
+    /// The newest event this transaction appended: while it holds the chain, the next
+    /// event follows it without asking the database.
+    head: Option<(i64, String)>,
 }
 
 impl Tx {
@@ -200,17 +208,30 @@ impl Tx {
         Ok(())
     }
 
-    /// Appends an event to the audit chain as part of this transaction.
-    pub(crate) async fn audit(&mut self, event: NewEvent) -> Result<Event> {
-        if self.backend == Backend::Postgres {
+    /// Takes the audit chain for the rest of this transaction, so no one else appends
+    /// meanwhile. (On SQLite the transaction already holds the only write lock.)
+    pub(crate) async fn lock_chain(&mut self) -> Result<()> {
+        if self.backend == Backend::Postgres && !self.chain_locked {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(self.conn()).await?;
         }
-        let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(self.conn())
-            .await?;
-        let (seq, prev_hash) = match last {
-            Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
-            None => (1, GENESIS_HASH.to_string()),
+        self.chain_locked = true;
+        Ok(())
+    }
+
+    /// Appends an event to the audit chain as part of this transaction.
+    pub(crate) async fn audit(&mut self, event: NewEvent) -> Result<Event> {
+        self.lock_chain().await?;
+        let (seq, prev_hash) = match self.head.take() {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => {
+                let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(self.conn())
+                    .await?;
+                match last {
+                    Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
+                    None => (1, GENESIS_HASH.to_string()),
+                }
+            }
         };
         let at = crate::time::now();
         let details = event.details.to_string();
@@ -247,6 +268,7 @@ impl Tx {
         .bind(&hash)
         .execute(self.conn())
         .await?;
+        self.head = Some((seq, hash.clone()));
         Ok(Event {
             seq,
             at,

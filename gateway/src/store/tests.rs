@@ -91,6 +91,8 @@ story!(organisations);
 story!(boxes);
 story!(people_and_keys);
 story!(audit_chain_under_concurrency);
+story!(checkpoints_and_retention);
+story!(tampering_is_named);
 story!(migrations_are_idempotent);
 story!(tickets_grants_and_sessions);
 
@@ -274,21 +276,33 @@ async fn people_and_keys(db: &TestDb) {
 async fn audit_chain_under_concurrency(db: &TestDb) {
     let store = &db.store;
     const WRITERS: i64 = 16;
-    const EACH: i64 = 25;
+    const EVENTS: i64 = 10_000;
+    append_concurrently(store, WRITERS, EVENTS / WRITERS / 5, 5).await;
+    let summary = store.verify_audit(None, None).await.unwrap();
+    assert_eq!(summary.events as i64, EVENTS);
+    let events = store.audit_events(&EventFilter::default()).await.unwrap();
+    assert_eq!(events.len() as i64, EVENTS);
+    assert!(events.iter().enumerate().all(|(i, e)| e.seq == i as i64 + 1), "no gaps");
+    let filter = EventFilter { after_seq: Some(395), limit: Some(3), ..Default::default() };
+    let tail = store.audit_events(&filter).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [396, 397, 398]);
+}
+
+/// `writers` tasks each committing `transactions` transactions of `batch` events (a change
+/// with several events, like closing a ticket that revokes its grants, is one transaction).
+async fn append_concurrently(store: &Store, writers: i64, transactions: i64, batch: i64) {
     let mut tasks = Vec::new();
-    for w in 0..WRITERS {
+    for w in 0..writers {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            for i in 0..EACH {
+            for t in 0..transactions {
                 let mut tx = store.begin().await.unwrap();
-                tx.audit(NewEvent::new(
-                    &Actor::system(),
-                    "test.event",
-                    Subjects::default(),
-                    serde_json::json!({ "writer": w, "i": i }),
-                ))
-                .await
-                .unwrap();
+                for i in 0..batch {
+                    let details = serde_json::json!({ "process": std::process::id(), "writer": w, "tx": t, "i": i });
+                    tx.audit(NewEvent::new(&Actor::system(), "test.event", Subjects::default(), details))
+                        .await
+                        .unwrap();
+                }
                 tx.commit().await.unwrap();
             }
         }));
@@ -296,18 +310,118 @@ async fn audit_chain_under_concurrency(db: &TestDb) {
     for t in tasks {
         t.await.unwrap();
     }
-    let events = store.audit_events(&EventFilter::default()).await.unwrap();
-    assert_eq!(events.len() as i64, WRITERS * EACH);
-    let mut prev = crate::audit::GENESIS_HASH.to_string();
-    for (i, e) in events.iter().enumerate() {
-        assert_eq!(e.seq, i as i64 + 1, "no gaps");
-        assert_eq!(e.prev_hash, prev, "event #{} links to its predecessor", e.seq);
-        assert_eq!(e.recomputed_hash(), e.hash, "event #{} is intact", e.seq);
-        prev = e.hash.clone();
+}
+
+/// The writer processes of [`two_processes_share_one_chain`] find the database here.
+const CHAIN_WRITER: &str = "IKS_TEST_CHAIN_WRITER_URL";
+
+/// Two gateway processes on one PostgreSQL database extend one chain. The test runs its
+/// own executable twice more as the writer processes (told apart by [`CHAIN_WRITER`]),
+/// each with 8 concurrent writers, 5,000 events each, then verifies the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_chain() {
+    if let Ok(url) = std::env::var(CHAIN_WRITER) {
+        let store = Store::open(&url).await.unwrap();
+        append_concurrently(&store, 8, 125, 5).await;
+        store.close().await;
+        return;
     }
-    let filter = EventFilter { after_seq: Some(395), limit: Some(3), ..Default::default() };
-    let tail = store.audit_events(&filter).await.unwrap();
-    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [396, 397, 398]);
+    let Some(db) = TestDb::postgres().await else { return };
+    let exe = std::env::current_exe().unwrap();
+    let spawn = || {
+        tokio::process::Command::new(&exe)
+            .args(["store::tests::two_processes_share_one_chain", "--exact", "--test-threads=1", "--quiet"])
+            .env(CHAIN_WRITER, &db.url)
+            .stdout(std::process::Stdio::null())
+            .status()
+    };
+    let (a, b) = tokio::join!(spawn(), spawn());
+    assert!(a.unwrap().success() && b.unwrap().success(), "writer processes");
+    let summary = db.store.verify_audit(None, None).await.unwrap();
+    assert_eq!(summary.events, 10_000, "one chain, no gap, no fork");
+    let events = db.store.audit_events(&EventFilter::default()).await.unwrap();
+    let processes: std::collections::HashSet<_> = events
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["process"].clone())
+        .collect();
+    assert_eq!(processes.len(), 2, "both processes wrote");
+    db.finish().await;
+}
+
+/// Checkpoints are signed when due, verification checks them, the database refuses to
+/// edit the log, and retention deletes a prefix while the rest still verifies.
+async fn checkpoints_and_retention(db: &TestDb) {
+    let store = &db.store;
+    let key = crate::audit::checkpoint::test_key();
+    assert!(store.checkpoint_audit(&key).await.unwrap().is_none(), "nothing to sign in an empty log");
+    append_concurrently(store, 1, 5, 1).await;
+    assert!(store.checkpoint_audit_if_due(&key, 6).await.unwrap().is_none(), "not due");
+    let first = store.checkpoint_audit_if_due(&key, 5).await.unwrap().unwrap();
+    assert_eq!(first.signed.seq, 5);
+    assert!(store.checkpoint_audit_if_due(&key, 1).await.unwrap().is_none(), "nothing new since");
+    let summary = store.verify_audit(Some(key.public_key()), None).await.unwrap();
+    assert_eq!((summary.events, summary.last_checkpoint), (5, Some((first.id, first.signed.at))));
+    let other = crate::audit::checkpoint::test_key();
+    let foreign = store.verify_audit(Some(other.public_key()), None).await.unwrap_err().to_string();
+    assert!(foreign.starts_with(&format!("checkpoint #{} is signed by SHA256:", first.id)), "{foreign}");
+
+    // The database itself refuses to change the log.
+    for sql in ["UPDATE audit_events SET details = '{}' WHERE seq = 2", "DELETE FROM audit_events WHERE seq = 5"] {
+        let err = sqlx::query(sql).execute(&store.write).await.unwrap_err().to_string();
+        assert!(err.contains("audit_events is append-only"), "{sql}: {err}");
+    }
+
+    // Selections by time, and the record of an export, on both backends.
+    let events = store.audit_events(&EventFilter::default()).await.unwrap();
+    let (since, until) = (events[1].at, events[3].at);
+    let between = EventFilter { since: Some(since), until: Some(until), ..Default::default() };
+    let got: Vec<_> = store.audit_events(&between).await.unwrap().iter().map(|e| e.seq).collect();
+    let want: Vec<_> = events.iter().filter(|e| e.at >= since && e.at < until).map(|e| e.seq).collect();
+    assert_eq!(got.first(), Some(&2));
+    assert_eq!(got, want);
+    let filter = crate::audit::export::ExportFilter { ticket: Some(TicketId(1001)), ..Default::default() };
+    let export = store.record_audit_export(&Actor::cli(), &filter, "jsonl", "stdout").await.unwrap();
+    assert_eq!((export.seq, export.action.as_str(), export.subjects.ticket), (6, "audit.export", Some(TicketId(1001))));
+    let events = store.audit_events(&EventFilter::default()).await.unwrap();
+
+    // Events before the cutoff go; the rest verifies from the start the retention recorded.
+    let cutoff = events[3].at;
+    let keep_from = events.iter().find(|e| e.at >= cutoff).unwrap().seq;
+    let r = store.apply_audit_retention(&Actor::system(), &key, cutoff).await.unwrap().unwrap();
+    assert_eq!((r.details.first_seq, r.details.deleted, r.event), (keep_from, keep_from - 1, 7));
+    let start = store.audit_chain_start().await.unwrap();
+    assert_eq!((start.seq, start.retention_event), (keep_from, Some(7)));
+    assert_eq!(start.prev_hash, events[keep_from as usize - 2].hash);
+    let summary = store.verify_audit(Some(key.public_key()), None).await.unwrap();
+    assert_eq!(summary.events as i64, 7 - keep_from + 1);
+    assert_eq!(summary.last_checkpoint.map(|c| c.0), Some(r.checkpoint));
+    assert!(store.apply_audit_retention(&Actor::system(), &key, cutoff).await.unwrap().is_none(), "done already");
+
+    // A cutoff after every event deletes all but the newest, which the chain continues from.
+    let later = crate::time::now() + chrono::Duration::seconds(1);
+    let all = store.apply_audit_retention(&Actor::system(), &key, later).await.unwrap().unwrap();
+    assert_eq!((all.details.first_seq, all.event), (7, 8));
+    assert_eq!(store.verify_audit(Some(key.public_key()), None).await.unwrap().events, 2);
+    append_concurrently(store, 1, 1, 1).await;
+    assert_eq!(store.latest_audit_events(1).await.unwrap()[0].seq, 9);
+    assert_eq!(store.verify_audit(Some(key.public_key()), None).await.unwrap().events, 3);
+}
+
+/// Someone who drops the guard and edits the log is caught by verification.
+async fn tampering_is_named(db: &TestDb) {
+    let store = &db.store;
+    append_concurrently(store, 1, 4, 1).await;
+    let drop_guard = match store.backend() {
+        Backend::Sqlite => "DROP TRIGGER audit_events_no_update",
+        Backend::Postgres => "DROP TRIGGER audit_events_no_update ON audit_events",
+    };
+    sqlx::query(drop_guard).execute(&store.write).await.unwrap();
+    sqlx::query("UPDATE audit_events SET actor_name = 'someone else' WHERE seq = 2")
+        .execute(&store.write)
+        .await
+        .unwrap();
+    let err = store.verify_audit(None, None).await.unwrap_err();
+    assert_eq!(err.to_string(), "event #2 was edited (hash mismatch)");
 }
 
 /// A rolled-back change leaves no event behind, and reopening the store migrates nothing twice.

@@ -6,11 +6,23 @@
 //! text stored in the database, so the chain survives any database round trip and can be
 //! re-computed by an auditor from an export with nothing but SHA-256. This module is pure;
 //! the store appends events inside the same transaction as the change they record.
+//!
+//! Around the chain: [`checkpoint`] signs "the chain reached event #n with hash h" with
+//! the gateway's audit key, so a cut-off tail or a rewritten chain shows; [`verify`]
+//! walks a chain and names the first thing wrong with it; [`export`] writes and reads
+//! the self-verifying JSONL export (and the CSV one for SIEMs); [`retention`] describes
+//! where a chain starts after old events were deleted by policy. The whole format is
+//! documented for auditors in `docs/audit.md`.
+
+pub mod checkpoint;
+pub mod export;
+pub mod retention;
+pub mod verify;
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use ring::digest::{SHA256, digest};
+use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
@@ -155,8 +167,8 @@ pub struct Unsealed<'a> {
     pub details: &'a str,
 }
 
-/// The hash of an event that follows `prev_hash` (hex).
-pub fn chain_hash(prev_hash: &str, e: &Unsealed<'_>) -> String {
+/// The canonical bytes of an event: the JSON object that is hashed after `prev_hash`.
+fn canonical_bytes(e: &Unsealed<'_>) -> Vec<u8> {
     let at = crate::time::to_db(e.at);
     let canonical = Canonical {
         seq: e.seq,
@@ -173,27 +185,54 @@ pub fn chain_hash(prev_hash: &str, e: &Unsealed<'_>) -> String {
         details: e.details,
     };
     // Infallible: a struct of strings and integers always serialises.
-    let body = serde_json::to_vec(&canonical).unwrap_or_default();
-    let mut input = Vec::with_capacity(prev_hash.len() + body.len());
-    input.extend_from_slice(prev_hash.as_bytes());
-    input.extend_from_slice(&body);
-    hex::encode(digest(&SHA256, &input))
+    serde_json::to_vec(&canonical).unwrap_or_default()
+}
+
+/// SHA-256 (hex) of `prev_hash` followed by `parts`.
+fn hash_parts(prev_hash: &str, parts: &[&[u8]]) -> String {
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(prev_hash.as_bytes());
+    for p in parts {
+        ctx.update(p);
+    }
+    hex::encode(ctx.finish())
+}
+
+/// The hash of an event that follows `prev_hash` (hex).
+pub fn chain_hash(prev_hash: &str, e: &Unsealed<'_>) -> String {
+    hash_parts(prev_hash, &[&canonical_bytes(e)])
 }
 
 impl Event {
     /// Re-computes this event's hash from its fields and its stored `prev_hash`.
     pub fn recomputed_hash(&self) -> String {
-        chain_hash(
-            &self.prev_hash,
-            &Unsealed {
-                seq: self.seq,
-                at: self.at,
-                actor: &self.actor,
-                action: &self.action,
-                subjects: self.subjects,
-                details: &self.details,
-            },
-        )
+        chain_hash(&self.prev_hash, &self.unsealed())
+    }
+
+    fn unsealed(&self) -> Unsealed<'_> {
+        Unsealed {
+            seq: self.seq,
+            at: self.at,
+            actor: &self.actor,
+            action: &self.action,
+            subjects: self.subjects,
+            details: &self.details,
+        }
+    }
+
+    /// The sequence number, among `candidates`, under which this event's content and
+    /// `prev_hash` produce its stored hash: where an event that fails its own check was
+    /// written, if it is intact but was moved.
+    pub fn original_seq(&self, candidates: impl IntoIterator<Item = i64>) -> Option<i64> {
+        // The canonical object starts with `{"seq":N`; the rest does not depend on N, so it
+        // is serialised once and each candidate costs one SHA-256.
+        let body = canonical_bytes(&self.unsealed());
+        let head = format!("{{\"seq\":{}", self.seq);
+        let rest = body.strip_prefix(head.as_bytes())?;
+        candidates.into_iter().find(|&seq| {
+            let head = format!("{{\"seq\":{seq}");
+            hash_parts(&self.prev_hash, &[head.as_bytes(), rest]) == self.hash
+        })
     }
 }
 

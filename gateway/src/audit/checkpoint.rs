@@ -1,0 +1,154 @@
+//! Signed checkpoints: "the chain reached event #n, whose hash is h, at time t", signed with
+//! the gateway's audit key.
+//!
+//! The hash chain proves that nothing before an event changed, but someone who can write
+//! the database could still cut off the newest events, or rewrite the chain from some
+//! point on and recompute every hash after it. A checkpoint covering event #n reveals
+//! both, as long as the key that signed it is trusted.
+//!
+//! Signatures are SSH signatures (OpenSSH's `PROTOCOL.sshsig`, what `ssh-keygen -Y sign`
+//! writes) in the namespace [`NAMESPACE`], so an auditor can check a checkpoint, or a
+//! whole export, with stock OpenSSH and no gateway code (`docs/audit.md` shows how).
+
+use chrono::{DateTime, Utc};
+use ring::digest::{SHA512, digest};
+use russh::keys::ssh_key::{LineEnding, SshSig};
+use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use serde::{Deserialize, Serialize};
+
+/// The SSH signature namespace of everything the audit key signs (`ssh-keygen -n`).
+pub const NAMESPACE: &str = "iks-gateway-audit";
+
+/// The digest inside the SSH signature: SHA-512, as `ssh-keygen -Y sign` uses.
+const HASH_ALG: HashAlg = HashAlg::Sha512;
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub id: i64,
+    #[serde(flatten)]
+    pub signed: SignedCheckpoint,
+}
+
+/// What a checkpoint says and its signature: everything but the row ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedCheckpoint {
+    /// The event covered: the chain's newest event when the checkpoint was made.
+    pub seq: i64,
+    /// That event's hash.
+    pub hash: String,
+    #[serde(with = "crate::time::db_text")]
+    pub at: DateTime<Utc>,
+    /// `SHA256:…` of the signing key, for people; the signature itself names the key.
+    pub key_fingerprint: String,
+    /// The armored SSH signature (`-----BEGIN SSH SIGNATURE-----`) over [`message`].
+    pub signature: String,
+}
+
+/// The audit key could not sign.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign with the audit key: {0}")]
+pub struct SignError(#[from] russh::keys::ssh_key::Error);
+
+/// Why a signature is not good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadSignature {
+    /// Made by a key other than the trusted one (its fingerprint).
+    ForeignKey(String),
+    /// Unreadable, or does not match the signed bytes.
+    Invalid,
+}
+
+/// The exact text a checkpoint's signature covers.
+pub fn message(seq: i64, hash: &str, at: DateTime<Utc>) -> String {
+    format!("iks-gateway audit checkpoint v1\nseq: {seq}\nhash: {hash}\nat: {}\n", crate::time::to_db(at))
+}
+
+/// Signs a checkpoint of event #`seq` with hash `hash`, made at `at`.
+pub fn sign(key: &PrivateKey, seq: i64, hash: &str, at: DateTime<Utc>) -> Result<SignedCheckpoint, SignError> {
+    let signature = sign_sha512(key, digest(&SHA512, message(seq, hash, at).as_bytes()).as_ref())?;
+    Ok(SignedCheckpoint {
+        seq,
+        hash: hash.to_string(),
+        at,
+        key_fingerprint: crate::datadir::fingerprint(key),
+        signature,
+    })
+}
+
+/// An armored SSH signature over a message given by its SHA-512 digest, so that a large
+/// message (an export) is signed as it streams out.
+pub fn sign_sha512(key: &PrivateKey, sha512: &[u8]) -> Result<String, SignError> {
+    Ok(key.sign_prehash(NAMESPACE, HASH_ALG, sha512)?.to_pem(LineEnding::LF)?)
+}
+
+/// Checks an armored SSH signature over a message given by its SHA-512 digest: made by
+/// `trusted`, in [`NAMESPACE`], over exactly that message.
+pub fn check_sha512(trusted: &PublicKey, armored: &str, sha512: &[u8]) -> Result<(), BadSignature> {
+    let sig = SshSig::from_pem(armored).map_err(|_| BadSignature::Invalid)?;
+    if sig.public_key() != trusted.key_data() {
+        return Err(BadSignature::ForeignKey(sig.public_key().fingerprint(HashAlg::Sha256).to_string()));
+    }
+    if sig.hash_alg() != HASH_ALG {
+        return Err(BadSignature::Invalid);
+    }
+    trusted.verify_prehash(NAMESPACE, sha512, &sig).map_err(|_| BadSignature::Invalid)
+}
+
+impl SignedCheckpoint {
+    /// Checks the signature against the trusted audit key.
+    pub fn check(&self, trusted: &PublicKey) -> Result<(), BadSignature> {
+        check_sha512(
+            trusted,
+            &self.signature,
+            digest(&SHA512, message(self.seq, &self.hash, self.at).as_bytes()).as_ref(),
+        )
+    }
+}
+
+/// A fresh Ed25519 key for tests.
+#[cfg(test)]
+pub(crate) fn test_key() -> PrivateKey {
+    PrivateKey::random(&mut russh::keys::key::safe_rng(), russh::keys::Algorithm::Ed25519).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_text_is_fixed() {
+        let at = crate::time::from_db("2026-11-24T10:00:00.000001Z").unwrap();
+        assert_eq!(
+            message(42, &"ab".repeat(32), at),
+            format!(
+                "iks-gateway audit checkpoint v1\nseq: 42\nhash: {}\nat: 2026-11-24T10:00:00.000001Z\n",
+                "ab".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_holds_only_for_what_was_signed_by_whom() {
+        let key = test_key();
+        let at = crate::time::now();
+        let cp = sign(&key, 7, &"cd".repeat(32), at).unwrap();
+        assert!(cp.signature.starts_with("-----BEGIN SSH SIGNATURE-----\n"), "{}", cp.signature);
+        assert_eq!(cp.key_fingerprint, crate::datadir::fingerprint(&key));
+        assert_eq!(cp.check(key.public_key()), Ok(()));
+
+        let mut moved = cp.clone();
+        moved.seq = 8;
+        assert_eq!(moved.check(key.public_key()), Err(BadSignature::Invalid));
+        let mut rehashed = cp.clone();
+        rehashed.hash = "ef".repeat(32);
+        assert_eq!(rehashed.check(key.public_key()), Err(BadSignature::Invalid));
+        let mut garbled = cp.clone();
+        garbled.signature = "not a signature".into();
+        assert_eq!(garbled.check(key.public_key()), Err(BadSignature::Invalid));
+
+        let other = test_key();
+        let forged = sign(&other, 7, &"cd".repeat(32), at).unwrap();
+        assert_eq!(forged.check(key.public_key()), Err(BadSignature::ForeignKey(crate::datadir::fingerprint(&other))));
+    }
+}

@@ -1,0 +1,700 @@
+//! Verifying an audit chain, purely: the caller hands over the checkpoints, then feeds the
+//! events one at a time in stored order (so a chain of millions is checked in bounded
+//! memory), and for each ended session says what its recording's SHA-256 is now. The
+//! first problem found is returned, named by its most specific cause.
+//!
+//! How each kind of tampering shows, and so how it is told apart:
+//! - an edited field: the event's hash no longer recomputes, but its `prev_hash` still
+//!   links to its predecessor: "event #n was edited";
+//! - an edited event whose hash was recomputed: it checks out by itself, but its successor
+//!   links to a different hash: "event #n was replaced";
+//! - a deleted event: the numbers jump and the event after the gap is intact: "event #n is
+//!   missing";
+//! - swapped or moved events: the event found at #a neither recomputes nor links, but its
+//!   content and `prev_hash` recompute to its stored hash under another number #b, so it is
+//!   intact, only not where it was written: "events #a and #b are out of order" (reported
+//!   instead of the hash breaks the move also causes);
+//! - a fork (an event appended after an event that already had a successor): an intact
+//!   event links to an event before its predecessor: "chain forked at #n";
+//! - a cut-off tail: a signed checkpoint covers an event beyond the end: "tail cut";
+//! - a chain rewritten consistently from some event on: the event a checkpoint covers has
+//!   another hash than the one signed;
+//! - a changed or deleted recording: its SHA-256 differs from the one `session.end` put into
+//!   the chain (the chain's copy is authoritative; the session row can be edited).
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use russh::keys::PublicKey;
+use serde::Deserialize;
+
+use super::Event;
+use super::checkpoint::{BadSignature, Checkpoint};
+use super::retention::ChainStart;
+use crate::ids::SessionId;
+
+/// How many recent events are remembered to recognise a fork.
+const FORK_MEMORY: usize = 64;
+
+/// How far from where it was found a moved event is searched for (each candidate costs one
+/// SHA-256, and only once a problem was found). An event moved further is reported as edited.
+const MOVE_SEARCH: i64 = 100_000;
+
+/// The first thing wrong with a chain, an export or a recording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("event #{seq} was edited (hash mismatch)")]
+    Edited { seq: i64 },
+    #[error("event #{seq} was replaced (event #{next} links to a different hash)")]
+    Replaced { seq: i64, next: i64 },
+    #[error("{} (chain jumps from #{after} to #{next})", Missing(.after + 1, .next - 1))]
+    Missing { after: i64, next: i64 },
+    #[error("{} (the log starts at #{first})", Missing(*.expected, .first - 1))]
+    MissingAtStart { expected: i64, first: i64 },
+    #[error("event #{seq} does not link to the start of the chain")]
+    Unanchored { seq: i64 },
+    #[error("event #{seq} precedes the start of the chain (#{start})")]
+    BeforeStart { seq: i64, start: i64 },
+    #[error("events #{0} and #{1} are out of order")]
+    OutOfOrder(i64, i64),
+    #[error("chain forked at #{seq}")]
+    Forked { seq: i64 },
+    #[error("event #{seq} appears twice")]
+    Duplicate { seq: i64 },
+    #[error("retention event #{seq} does not match the start the chain was checked from")]
+    AnchorMismatch { seq: i64 },
+    #[error("tail cut: checkpoint #{checkpoint} covers event #{covers} but {}", LogEnd(*.last))]
+    TailCut { checkpoint: i64, covers: i64, last: Option<i64> },
+    #[error("tail cut: retention event #{retention} starts the log but {}", LogEnd(*.last))]
+    RetentionCut { retention: i64, last: Option<i64> },
+    #[error("tail cut: the export was made through event #{through} but {}", LogEnd(*.last))]
+    ExportCut { through: i64, last: Option<i64> },
+    #[error("event #{seq} does not match checkpoint #{checkpoint} (the chain was rewritten after it was signed)")]
+    Rewritten { seq: i64, checkpoint: i64 },
+    #[error("checkpoint #{checkpoint} signature is invalid")]
+    CheckpointSignature { checkpoint: i64 },
+    #[error("checkpoint #{checkpoint} is signed by {signer}, not the audit key {trusted}")]
+    CheckpointSigner { checkpoint: i64, signer: String, trusted: String },
+    #[error("checkpoint #{checkpoint} cannot be checked: no audit public key given")]
+    NoTrustedKey { checkpoint: i64 },
+    #[error("recording of session {session} changed (sha256 {actual} expected {expected})")]
+    RecordingChanged { session: SessionId, actual: String, expected: String },
+    #[error("recording of session {session} is missing ({path})")]
+    RecordingMissing { session: SessionId, path: String },
+    #[error("recording of session {session} is unreadable ({path}: {error})")]
+    RecordingUnreadable { session: SessionId, path: String, error: String },
+    #[error("line {line}: {message}")]
+    Malformed { line: u64, message: String },
+    #[error("the export is not signed (no signature line: was it cut short?)")]
+    ExportUnsigned,
+    #[error("the export's signature is invalid (lines were added, removed or changed)")]
+    ExportSignature,
+    #[error("the export is signed by {signer}, not the audit key {trusted}")]
+    ExportSigner { signer: String, trusted: String },
+    #[error("the export cannot be checked: no audit public key given")]
+    ExportNoTrustedKey,
+}
+
+impl Problem {
+    fn out_of_order(a: i64, b: i64) -> Self {
+        Self::OutOfOrder(a.min(b), a.max(b))
+    }
+}
+
+/// "event #5 is missing" or "events #5–#7 are missing".
+struct Missing(i64, i64);
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self(a, b) if a == b => write!(f, "event #{a} is missing"),
+            Self(a, b) => write!(f, "events #{a}–#{b} are missing"),
+        }
+    }
+}
+
+/// "the log ends at #9" or "the log is empty".
+struct LogEnd(Option<i64>);
+
+impl fmt::Display for LogEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(seq) => write!(f, "the log ends at #{seq}"),
+            None => write!(f, "the log is empty"),
+        }
+    }
+}
+
+/// How much of the chain the events fed are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// All of it from `start`: every event must be there, in order, linked. `through`, if
+    /// given, is the last event that must be present (an export's snapshot).
+    Complete { start: ChainStart, through: Option<i64> },
+    /// A selection (a filtered export): every event must be intact and events with
+    /// consecutive numbers must link, but gaps between them are expected.
+    Selection,
+}
+
+/// What a clean verification saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub events: u64,
+    /// Recordings whose SHA-256 matched the chain's.
+    pub recordings: u64,
+    /// Stretches of consecutive events: 1 for a complete chain that is not empty.
+    pub runs: u64,
+    /// The newest checkpoint: its ID and when it was signed.
+    pub last_checkpoint: Option<(i64, DateTime<Utc>)>,
+}
+
+/// A recording the chain vouches for: a `session.end` event's file name and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingClaim {
+    pub session: SessionId,
+    /// Relative to the recordings directory.
+    pub file: String,
+    pub sha256: String,
+}
+
+impl RecordingClaim {
+    /// The recording an event vouches for, if it is a `session.end` with one.
+    pub fn of(e: &Event) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Details {
+            recording: Option<String>,
+            recording_sha256: Option<String>,
+        }
+        if e.action != "session.end" {
+            return None;
+        }
+        let d: Details = serde_json::from_str(&e.details).ok()?;
+        Some(Self { session: e.subjects.session?, file: d.recording?, sha256: d.recording_sha256? })
+    }
+}
+
+/// What is found where a recording should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordingState {
+    /// The file's SHA-256 (hex).
+    Hashed(String),
+    /// No file at this path.
+    Missing(String),
+    /// The file at this path could not be read, and why.
+    Unreadable(String, String),
+}
+
+/// The last event accepted.
+struct Link {
+    seq: i64,
+    hash: String,
+}
+
+/// A verification in progress; see the module documentation for what it detects.
+pub struct ChainVerifier {
+    coverage: Coverage,
+    /// Sorted by (seq, id); those before `next_checkpoint` are done with.
+    checkpoints: Vec<Checkpoint>,
+    next_checkpoint: usize,
+    last: Option<Link>,
+    /// Recent (seq, hash) pairs, to tell a fork from a replaced event.
+    recent: VecDeque<(i64, String)>,
+    /// A jump in the numbers, judged when the next event shows whether events are missing
+    /// or only out of order: (last seq before it, seq after it).
+    gap: Option<(i64, i64)>,
+    summary: Summary,
+}
+
+impl ChainVerifier {
+    /// Starts a verification; every checkpoint's signature is checked first, since the
+    /// checkpoints are what the rest is compared against.
+    pub fn new(
+        coverage: Coverage,
+        mut checkpoints: Vec<Checkpoint>,
+        trusted: Option<&PublicKey>,
+    ) -> Result<Self, Problem> {
+        checkpoints.sort_by_key(|c| c.id);
+        for c in &checkpoints {
+            let Some(trusted) = trusted else {
+                return Err(Problem::NoTrustedKey { checkpoint: c.id });
+            };
+            c.signed.check(trusted).map_err(|e| match e {
+                BadSignature::Invalid => Problem::CheckpointSignature { checkpoint: c.id },
+                BadSignature::ForeignKey(signer) => {
+                    Problem::CheckpointSigner { checkpoint: c.id, signer, trusted: fingerprint(trusted) }
+                }
+            })?;
+        }
+        let last_checkpoint = checkpoints.last().map(|c| (c.id, c.signed.at));
+        checkpoints.sort_by_key(|c| (c.signed.seq, c.id));
+        Ok(Self {
+            coverage,
+            checkpoints,
+            next_checkpoint: 0,
+            last: None,
+            recent: VecDeque::with_capacity(FORK_MEMORY),
+            gap: None,
+            summary: Summary { last_checkpoint, ..Summary::default() },
+        })
+    }
+
+    /// Checks the next event. If it vouches for a recording, the caller looks the file up
+    /// and reports with [`ChainVerifier::check_recording`] before the next event.
+    pub fn push(&mut self, e: &Event) -> Result<Option<RecordingClaim>, Problem> {
+        if let Some((after, next)) = self.gap.take() {
+            // The event after a jump tells a deletion from events merely out of order.
+            return Err(if e.seq < next {
+                Problem::out_of_order(e.seq, next)
+            } else {
+                Problem::Missing { after, next }
+            });
+        }
+        let expected_prev = match (&self.last, &self.coverage) {
+            (Some(last), _) if e.seq == last.seq => {
+                return Err(if e.hash == last.hash {
+                    Problem::Duplicate { seq: e.seq }
+                } else {
+                    Problem::Forked { seq: e.seq }
+                });
+            }
+            (Some(last), _) if e.seq < last.seq => return Err(Problem::out_of_order(e.seq, last.seq)),
+            (Some(last), _) if e.seq == last.seq + 1 => Some(last.hash.clone()),
+            (Some(last), Coverage::Complete { .. }) => {
+                self.gap = Some((last.seq, e.seq));
+                return Ok(None);
+            }
+            (Some(_), Coverage::Selection) | (None, Coverage::Selection) => {
+                self.summary.runs += 1;
+                None
+            }
+            (None, Coverage::Complete { start, .. }) => {
+                if e.seq < start.seq {
+                    return Err(Problem::BeforeStart { seq: e.seq, start: start.seq });
+                }
+                if e.seq > start.seq {
+                    return Err(Problem::MissingAtStart { expected: start.seq, first: e.seq });
+                }
+                self.summary.runs = 1;
+                Some(start.prev_hash.clone())
+            }
+        };
+        self.check_links(e, expected_prev.as_deref())?;
+        self.check_checkpoints(e)?;
+        if let Coverage::Complete { start, .. } = &self.coverage
+            && start.retention_event == Some(e.seq)
+            && ChainStart::from_retention_event(e).as_ref() != Some(start)
+        {
+            return Err(Problem::AnchorMismatch { seq: e.seq });
+        }
+        if self.recent.len() == FORK_MEMORY {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((e.seq, e.hash.clone()));
+        self.last = Some(Link { seq: e.seq, hash: e.hash.clone() });
+        self.summary.events += 1;
+        Ok(RecordingClaim::of(e))
+    }
+
+    /// The event itself, and its link to its predecessor (`expected_prev`, when known).
+    fn check_links(&self, e: &Event, expected_prev: Option<&str>) -> Result<(), Problem> {
+        let linked = expected_prev.is_none_or(|p| p == e.prev_hash);
+        if e.recomputed_hash() != e.hash {
+            // An intact event whose link is broken may just be in the wrong place. (With the
+            // link intact it cannot have been moved: its prev_hash names its position.)
+            if !linked || expected_prev.is_none() {
+                let nearby = (1..=MOVE_SEARCH).flat_map(|d| [e.seq + d, e.seq - d]).filter(|&s| s >= 1);
+                if let Some(original) = e.original_seq(nearby) {
+                    return Err(Problem::out_of_order(e.seq, original));
+                }
+            }
+            return Err(Problem::Edited { seq: e.seq });
+        }
+        if linked {
+            return Ok(());
+        }
+        if let Some((seq, _)) = self.recent.iter().find(|(_, h)| *h == e.prev_hash) {
+            return Err(Problem::Forked { seq: seq + 1 });
+        }
+        Err(match &self.last {
+            Some(last) => Problem::Replaced { seq: last.seq, next: e.seq },
+            None => Problem::Unanchored { seq: e.seq },
+        })
+    }
+
+    /// Checkpoints signed for this event must name its hash.
+    fn check_checkpoints(&mut self, e: &Event) -> Result<(), Problem> {
+        while let Some(c) = self.checkpoints.get(self.next_checkpoint) {
+            if c.signed.seq > e.seq {
+                break;
+            }
+            // Checkpoints of events before this one are of events not in a selection, or
+            // deleted by retention: only their signatures could be checked.
+            if c.signed.seq == e.seq && c.signed.hash != e.hash {
+                return Err(Problem::Rewritten { seq: e.seq, checkpoint: c.id });
+            }
+            self.next_checkpoint += 1;
+        }
+        Ok(())
+    }
+
+    /// Compares what was found for a recording with what the chain vouches for.
+    pub fn check_recording(&mut self, claim: &RecordingClaim, found: RecordingState) -> Result<(), Problem> {
+        let session = claim.session;
+        match found {
+            RecordingState::Hashed(actual) if actual == claim.sha256 => {
+                self.summary.recordings += 1;
+                Ok(())
+            }
+            RecordingState::Hashed(actual) => {
+                Err(Problem::RecordingChanged { session, actual, expected: claim.sha256.clone() })
+            }
+            RecordingState::Missing(path) => Err(Problem::RecordingMissing { session, path }),
+            RecordingState::Unreadable(path, error) => Err(Problem::RecordingUnreadable { session, path, error }),
+        }
+    }
+
+    /// Ends the verification: what remains to check is whether the chain ends too early.
+    pub fn finish(self) -> Result<Summary, Problem> {
+        if let Some((after, next)) = self.gap {
+            return Err(Problem::Missing { after, next });
+        }
+        let Coverage::Complete { start, through } = &self.coverage else {
+            return Ok(self.summary);
+        };
+        let last = self.last.as_ref().map(|l| l.seq);
+        let beyond = |seq: i64| last.is_none_or(|l| seq > l);
+        // Sorted by seq: the last checkpoint not yet reached covers the furthest event.
+        let cut = self.checkpoints[self.next_checkpoint..].last().filter(|c| c.signed.seq >= start.seq);
+        if let Some(c) = cut.filter(|c| beyond(c.signed.seq)) {
+            return Err(Problem::TailCut { checkpoint: c.id, covers: c.signed.seq, last });
+        }
+        if let Some(retention) = start.retention_event.filter(|&r| beyond(r)) {
+            return Err(Problem::RetentionCut { retention, last });
+        }
+        if let Some(through) = through.filter(|&t| beyond(t)) {
+            return Err(Problem::ExportCut { through, last });
+        }
+        Ok(self.summary)
+    }
+}
+
+fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(russh::keys::HashAlg::Sha256).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::audit::checkpoint::{self, test_key};
+    use crate::audit::retention::{self, RetentionDetails};
+    use crate::audit::{Actor, GENESIS_HASH, Subjects, Unsealed, chain_hash};
+    use crate::ids::TicketId;
+
+    const RECORDING: &str = "2026/11/24/S-7.cast";
+
+    /// An event after `prev_hash`, sealed as the store would.
+    fn seal(seq: i64, prev_hash: &str, action: &str, subjects: Subjects, details: &str) -> Event {
+        let actor = Actor::person(crate::ids::PersonId(3), "ivanov");
+        let at = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap() + chrono::Duration::seconds(seq);
+        let hash = chain_hash(prev_hash, &Unsealed { seq, at, actor: &actor, action, subjects, details });
+        Event {
+            seq,
+            at,
+            actor,
+            action: action.into(),
+            subjects,
+            details: details.into(),
+            prev_hash: prev_hash.into(),
+            hash,
+        }
+    }
+
+    fn reseal(e: &Event, prev_hash: &str) -> Event {
+        seal(e.seq, prev_hash, &e.action, e.subjects, &e.details)
+    }
+
+    /// A chain of `n` events; #5 ends session S-7 with a recording.
+    fn chain(n: i64) -> Vec<Event> {
+        let mut events: Vec<Event> = Vec::new();
+        for seq in 1..=n {
+            let prev = events.last().map_or(GENESIS_HASH.to_string(), |e| e.hash.clone());
+            let e = if seq == 5 {
+                let subjects = Subjects { session: Some(SessionId(7)), ..Default::default() };
+                let details =
+                    json!({ "reason": "client-exit", "recording": RECORDING, "recording_sha256": "ab".repeat(32) });
+                seal(seq, &prev, "session.end", subjects, &details.to_string())
+            } else {
+                let subjects = Subjects { ticket: Some(TicketId(1042)), ..Default::default() };
+                seal(seq, &prev, "ticket.open", subjects, &json!({ "n": seq }).to_string())
+            };
+            events.push(e);
+        }
+        events
+    }
+
+    fn checkpoint(id: i64, e: &Event, key: &russh::keys::PrivateKey) -> Checkpoint {
+        Checkpoint { id, signed: checkpoint::sign(key, e.seq, &e.hash, e.at).unwrap() }
+    }
+
+    struct Case {
+        coverage: Coverage,
+        events: Vec<Event>,
+        checkpoints: Vec<Checkpoint>,
+        recordings: HashMap<&'static str, RecordingState>,
+    }
+
+    impl Case {
+        fn complete(events: Vec<Event>) -> Self {
+            Self {
+                coverage: Coverage::Complete { start: ChainStart::genesis(), through: None },
+                events,
+                checkpoints: Vec::new(),
+                recordings: HashMap::from([(RECORDING, RecordingState::Hashed("ab".repeat(32)))]),
+            }
+        }
+
+        fn run(self, trusted: &PublicKey) -> Result<Summary, Problem> {
+            let mut v = ChainVerifier::new(self.coverage, self.checkpoints, Some(trusted))?;
+            for e in &self.events {
+                if let Some(claim) = v.push(e)? {
+                    let found = self.recordings.get(claim.file.as_str()).cloned();
+                    v.check_recording(&claim, found.unwrap_or_else(|| RecordingState::Missing(claim.file.clone())))?;
+                }
+            }
+            v.finish()
+        }
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let key = test_key();
+        let events = chain(8);
+        let mut case = Case::complete(events.clone());
+        case.checkpoints = vec![checkpoint(1, &events[3], &key), checkpoint(2, &events[7], &key)];
+        let summary = case.run(key.public_key()).unwrap();
+        assert_eq!((summary.events, summary.recordings, summary.runs), (8, 1, 1));
+        assert_eq!(summary.last_checkpoint, Some((2, events[7].at)));
+        assert_eq!(Case::complete(Vec::new()).run(key.public_key()), Ok(Summary::default()));
+    }
+
+    #[test]
+    fn each_tampering_is_named() {
+        let key = test_key();
+        let events = chain(8);
+        let tampered = |edit: &dyn Fn(&mut Vec<Event>)| {
+            let mut e = events.clone();
+            edit(&mut e);
+            Case::complete(e)
+        };
+        let with_checkpoints = |mut case: Case, at: &[usize]| {
+            case.checkpoints =
+                at.iter().enumerate().map(|(i, &n)| checkpoint(i as i64 + 1, &events[n], &key)).collect();
+            case
+        };
+        let swap = |a: usize, b: usize| {
+            tampered(&move |e: &mut Vec<Event>| {
+                let (sa, sb) = (e[a].seq, e[b].seq);
+                e.swap(a, b);
+                (e[a].seq, e[b].seq) = (sa, sb);
+            })
+        };
+        let other_key = test_key();
+        let cases: Vec<(&str, Case, String)> = vec![
+            (
+                "details",
+                tampered(&|e| e[2].details = r#"{"n":33}"#.into()),
+                "event #3 was edited (hash mismatch)".into(),
+            ),
+            ("actor", tampered(&|e| e[2].actor.name = "petrov".into()), "event #3 was edited (hash mismatch)".into()),
+            (
+                "time",
+                tampered(&|e| e[7].at += chrono::Duration::hours(1)),
+                "event #8 was edited (hash mismatch)".into(),
+            ),
+            (
+                "rehashed edit",
+                tampered(&|e| {
+                    e[2].details = r#"{"n":33}"#.into();
+                    e[2] = reseal(&e[2], &e[2].prev_hash.clone());
+                }),
+                "event #3 was replaced (event #4 links to a different hash)".into(),
+            ),
+            ("deleted", tampered(&|e| drop(e.remove(3))), "event #4 is missing (chain jumps from #3 to #5)".into()),
+            (
+                "two deleted",
+                tampered(&|e| drop(e.drain(3..5))),
+                "events #4–#5 are missing (chain jumps from #3 to #6)".into(),
+            ),
+            ("first deleted", tampered(&|e| drop(e.remove(0))), "event #1 is missing (the log starts at #2)".into()),
+            ("swapped", swap(2, 4), "events #3 and #5 are out of order".into()),
+            ("adjacent swapped", swap(5, 6), "events #6 and #7 are out of order".into()),
+            ("lines reordered", tampered(&|e| e.swap(2, 3)), "events #3 and #4 are out of order".into()),
+            ("duplicated", tampered(&|e| e.insert(4, e[4].clone())), "event #5 appears twice".into()),
+            (
+                "forked",
+                tampered(&|e| {
+                    let branch = reseal(&e[5], &e[3].hash.clone());
+                    e[5] = branch;
+                }),
+                "chain forked at #5".into(),
+            ),
+            ("second head", tampered(&|e| e.insert(5, reseal(&e[5], &e[3].hash.clone()))), "chain forked at #5".into()),
+            (
+                "tail cut",
+                with_checkpoints(tampered(&|e| e.truncate(6)), &[3, 7]),
+                "tail cut: checkpoint #2 covers event #8 but the log ends at #6".into(),
+            ),
+            (
+                "all cut",
+                with_checkpoints(tampered(&|e| e.clear()), &[7]),
+                "tail cut: checkpoint #1 covers event #8 but the log is empty".into(),
+            ),
+            (
+                "rewritten",
+                with_checkpoints(
+                    tampered(&|e| {
+                        e[5].details = r#"{"n":66}"#.into();
+                        for i in 5..e.len() {
+                            let prev = e[i - 1].hash.clone();
+                            e[i] = reseal(&e[i], &prev);
+                        }
+                    }),
+                    &[3, 7],
+                ),
+                "event #8 does not match checkpoint #2 (the chain was rewritten after it was signed)".into(),
+            ),
+            (
+                "checkpoint moved",
+                with_checkpoints(tampered(&|_| {}), &[3]).map_checkpoints(|c| c.signed.seq = 5),
+                "checkpoint #1 signature is invalid".into(),
+            ),
+            (
+                "checkpoint forged",
+                {
+                    let mut case = tampered(&|_| {});
+                    case.checkpoints = vec![checkpoint(1, &events[7], &other_key)];
+                    case
+                },
+                format!(
+                    "checkpoint #1 is signed by {}, not the audit key {}",
+                    crate::datadir::fingerprint(&other_key),
+                    crate::datadir::fingerprint(&key)
+                ),
+            ),
+            (
+                "recording changed",
+                tampered(&|_| {}).with_recording(RecordingState::Hashed("cd".repeat(32))),
+                format!("recording of session S-7 changed (sha256 {} expected {})", "cd".repeat(32), "ab".repeat(32)),
+            ),
+            (
+                "recording missing",
+                tampered(&|_| {}).with_recording(RecordingState::Missing("/data/recordings/x.cast".into())),
+                "recording of session S-7 is missing (/data/recordings/x.cast)".into(),
+            ),
+        ];
+        for (what, case, want) in cases {
+            let got = case.run(key.public_key()).map_err(|p| p.to_string());
+            assert_eq!(got, Err(want), "{what}");
+        }
+    }
+
+    impl Case {
+        fn map_checkpoints(mut self, f: impl Fn(&mut Checkpoint)) -> Self {
+            self.checkpoints.iter_mut().for_each(f);
+            self
+        }
+
+        fn with_recording(mut self, state: RecordingState) -> Self {
+            self.recordings.insert(RECORDING, state);
+            self
+        }
+    }
+
+    /// A chain whose events #1–#3 were deleted by policy; #9 is the retention event.
+    fn retained() -> (Vec<Event>, ChainStart) {
+        let mut events = chain(8);
+        let details = RetentionDetails {
+            cutoff: events[3].at,
+            deleted: 3,
+            first_seq: 4,
+            first_prev_hash: events[2].hash.clone(),
+        };
+        let retention =
+            seal(9, &events[7].hash, retention::ACTION, Subjects::default(), &serde_json::to_string(&details).unwrap());
+        let start = ChainStart::from_retention_event(&retention).unwrap();
+        events.push(retention);
+        events.drain(..3);
+        (events, start)
+    }
+
+    #[test]
+    fn retention_moves_the_start_and_nothing_else() {
+        let key = test_key();
+        let (events, start) = retained();
+        let complete = |events: Vec<Event>, start: &ChainStart| Case {
+            coverage: Coverage::Complete { start: start.clone(), through: None },
+            ..Case::complete(events)
+        };
+        let summary = complete(events.clone(), &start).run(key.public_key()).unwrap();
+        assert_eq!(summary.events, 6);
+
+        let mut more = events.clone();
+        more.remove(0);
+        assert_eq!(
+            complete(more, &start).run(key.public_key()).unwrap_err().to_string(),
+            "event #4 is missing (the log starts at #5)"
+        );
+        let mut cut = events.clone();
+        cut.pop();
+        assert_eq!(
+            complete(cut, &start).run(key.public_key()).unwrap_err().to_string(),
+            "tail cut: retention event #9 starts the log but the log ends at #8"
+        );
+        let forged = ChainStart { seq: 5, prev_hash: events[0].hash.clone(), retention_event: Some(9) };
+        assert_eq!(
+            complete(events[1..].to_vec(), &forged).run(key.public_key()).unwrap_err().to_string(),
+            "retention event #9 does not match the start the chain was checked from"
+        );
+        assert_eq!(
+            complete(chain(8), &start).run(key.public_key()).unwrap_err().to_string(),
+            "event #1 precedes the start of the chain (#4)"
+        );
+    }
+
+    #[test]
+    fn a_selection_checks_each_event_and_each_run() {
+        let key = test_key();
+        let events = chain(8);
+        let pick = |seqs: &[usize]| Case {
+            coverage: Coverage::Selection,
+            ..Case::complete(seqs.iter().map(|&s| events[s - 1].clone()).collect())
+        };
+        let summary = pick(&[2, 3, 6, 7, 8]).run(key.public_key()).unwrap();
+        assert_eq!((summary.events, summary.runs), (5, 2));
+        let mut edited = pick(&[2, 3, 6]);
+        edited.events[2].details = "{}".into();
+        assert_eq!(edited.run(key.public_key()).unwrap_err().to_string(), "event #6 was edited (hash mismatch)");
+        let mut moved = pick(&[2, 6]);
+        moved.events[1].seq = 4;
+        assert_eq!(moved.run(key.public_key()).unwrap_err().to_string(), "events #4 and #6 are out of order");
+        // A selection's gaps are not a cut tail.
+        let mut early = pick(&[1, 2]);
+        early.checkpoints = vec![checkpoint(1, &events[7], &key)];
+        assert!(early.run(key.public_key()).is_ok());
+    }
+
+    #[test]
+    fn checkpoints_need_a_key_to_be_trusted() {
+        let key = test_key();
+        let events = chain(2);
+        let checkpoints = vec![checkpoint(4, &events[1], &key)];
+        let coverage = Coverage::Complete { start: ChainStart::genesis(), through: None };
+        let err = ChainVerifier::new(coverage, checkpoints, None).err().unwrap();
+        assert_eq!(err.to_string(), "checkpoint #4 cannot be checked: no audit public key given");
+    }
+}

@@ -1,0 +1,436 @@
+//! `iks-gateway audit …`: verify, export, tail, checkpoints and retention of the
+//! hash-chained audit log, and the log's upkeep while `serve` runs.
+//!
+//! The rules and file formats live in the library (`iks_gateway::audit`); this is argument
+//! handling and output. A verification problem is the command's one error line.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use clap::{Args, Subcommand};
+use iks_gateway::audit::export::{self, CSV_HEADER, ExportFilter, Header, JsonlWriter};
+use iks_gateway::audit::retention;
+use iks_gateway::audit::verify::{RecordingState, Summary};
+use iks_gateway::audit::{Actor, Event};
+use iks_gateway::datadir::{DataDir, KeyRole, fingerprint, recording_state};
+use iks_gateway::ids::TicketId;
+use iks_gateway::store::{EventFilter, Store};
+use iks_gateway::time::{display_seconds, to_db};
+use russh::keys::PublicKey;
+
+use super::Context;
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole chain, the signed checkpoints and every ended session's recording;
+    /// print OK, or the first problem and exit non-zero.
+    Verify {
+        /// Check a JSONL export instead of the store (needs no database).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The audit public key to trust, inline or as a file (a line of `audit public-key`)
+        /// [default: the data dir's audit key].
+        #[arg(long, value_name = "KEY|FILE")]
+        public_key: Option<String>,
+        /// With --file: also check the recordings the export vouches for, in this directory.
+        #[arg(long, value_name = "DIR", requires = "file")]
+        recordings: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the chain's newest event now.
+    Checkpoint,
+    /// Print the audit key's public key, to check checkpoints and exports elsewhere.
+    PublicKey {
+        /// As a line of an OpenSSH allowed_signers file, for `ssh-keygen -Y verify`.
+        #[arg(long)]
+        allowed_signers: bool,
+    },
+    /// Export events: JSONL (verifiable on its own with `verify --file`) or CSV for a SIEM.
+    Export {
+        /// Events at or after this date (YYYY-MM-DD, in the configured zone) or RFC 3339 time.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Events before this RFC 3339 time, or up to the end of this date (YYYY-MM-DD).
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// Only events about this ticket.
+        #[arg(long, value_name = "T-NNNN")]
+        ticket: Option<String>,
+        /// Only events about this organisation (INN or ID).
+        #[arg(long, value_name = "INN|ID")]
+        org: Option<String>,
+        #[arg(long, value_parser = ["jsonl", "csv"], default_value = "jsonl")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print the newest events, one per line.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', value_name = "N", default_value_t = 20)]
+        lines: i64,
+        /// Keep printing new events as they are appended, until Ctrl-C.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Delete events older than [audit] retention_days now (`serve` does it daily).
+    ApplyRetention,
+}
+
+/// The arguments of `audit verify --file`.
+pub struct ExportCheck<'a> {
+    file: &'a Path,
+    public_key: Option<&'a str>,
+    recordings: Option<&'a Path>,
+}
+
+impl AuditArgs {
+    /// `audit verify --file …`, which runs without the data dir or the store.
+    pub fn export_check(&self) -> Option<ExportCheck<'_>> {
+        match &self.command {
+            AuditCommand::Verify { file: Some(file), public_key, recordings } => {
+                Some(ExportCheck { file, public_key: public_key.as_deref(), recordings: recordings.as_deref() })
+            }
+            _ => None,
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
+    match args.command {
+        AuditCommand::Verify { file: Some(_), .. } => unreachable!("export checks run before loading the context"),
+        AuditCommand::Verify { file: None, public_key, recordings: _ } => {
+            let trusted = trusted_key(&ctx.data_dir, public_key.as_deref())?;
+            let store = ctx.store().await?;
+            let recordings = ctx.data_dir.recordings_dir();
+            let summary = store.verify_audit(trusted.as_ref(), Some(&recordings)).await?;
+            println!("{}", ok_line(&summary));
+            Ok(())
+        }
+        AuditCommand::Checkpoint => {
+            let key = ctx.data_dir.key(KeyRole::Audit)?;
+            let store = ctx.store().await?;
+            let c = store.checkpoint_audit(&key).await?.ok_or_else(|| anyhow!("the audit log is empty"))?;
+            let s = &c.signed;
+            println!(
+                "checkpoint #{}: event #{} ({}) at {}, signed by {}",
+                c.id,
+                s.seq,
+                s.hash,
+                to_db(s.at),
+                s.key_fingerprint
+            );
+            Ok(())
+        }
+        AuditCommand::PublicKey { allowed_signers } => {
+            let key = ctx.data_dir.key(KeyRole::Audit)?;
+            let line = key.public_key().to_openssh()?;
+            if allowed_signers {
+                println!("{ALLOWED_SIGNER} namespaces=\"{}\" {line}", iks_gateway::audit::checkpoint::NAMESPACE);
+            } else {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        AuditCommand::Export { since, until, ticket, org, format, output } => {
+            let store = ctx.store().await?;
+            let tz = ctx.config.hours.timezone;
+            let filter = ExportFilter {
+                since: since.map(|s| parse_when("--since", &s, tz, false)).transpose()?,
+                until: until.map(|s| parse_when("--until", &s, tz, true)).transpose()?,
+                ticket: ticket.map(|t| t.parse::<TicketId>().map_err(|e| anyhow!("--ticket: {e}"))).transpose()?,
+                org: match org {
+                    Some(o) => Some(super::admin::resolve_org(&store, &o).await?.id),
+                    None => None,
+                },
+            };
+            if let (Some(s), Some(u)) = (filter.since, filter.until)
+                && s >= u
+            {
+                bail!("--until must be after --since");
+            }
+            export(ctx, &store, filter, &format, output.as_deref()).await
+        }
+        AuditCommand::Tail { lines, follow } => tail(ctx, lines, follow).await,
+        AuditCommand::ApplyRetention => {
+            let days = ctx.config.audit.retention_days;
+            let Some(cutoff) = retention::cutoff(days, iks_gateway::time::now()) else {
+                println!("retention is off ([audit] retention_days = 0): nothing deleted");
+                return Ok(());
+            };
+            let key = ctx.data_dir.key(KeyRole::Audit)?;
+            let store = ctx.store().await?;
+            match store.apply_audit_retention(&Actor::cli(), &key, cutoff).await? {
+                None => println!("no audit event is older than {days} days (before {})", to_db(cutoff)),
+                Some(r) => println!(
+                    "deleted {} events before {}; the log now starts at #{} (retention event #{}, checkpoint #{})",
+                    r.details.deleted,
+                    to_db(cutoff),
+                    r.details.first_seq,
+                    r.event,
+                    r.checkpoint
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The principal of the `allowed_signers` line `audit public-key` prints.
+const ALLOWED_SIGNER: &str = "audit@iks-gateway";
+
+/// `audit verify --file`.
+pub fn verify_export(data_dir: &Path, check: ExportCheck<'_>) -> anyhow::Result<()> {
+    let trusted = trusted_key(&DataDir::at(data_dir), check.public_key)?;
+    let file = File::open(check.file).with_context(|| format!("cannot open {}", check.file.display()))?;
+    let mut in_dir;
+    let recordings: Option<&mut dyn FnMut(&str) -> RecordingState> = match check.recordings {
+        Some(dir) => {
+            in_dir = |name: &str| recording_state(dir, name);
+            Some(&mut in_dir)
+        }
+        None => None,
+    };
+    let report = export::verify_file(BufReader::new(file), trusted.as_ref(), recordings)?;
+    println!("{}", ok_line(&report.summary));
+    if !report.header.filter.is_empty() {
+        println!(
+            "note: a filtered export ({}): every event in it is intact and its {} runs of consecutive events \
+             are linked, but events outside the filter are not in it",
+            report.header.filter.describe(),
+            report.summary.runs
+        );
+    }
+    Ok(())
+}
+
+fn ok_line(s: &Summary) -> String {
+    let checkpoint = match s.last_checkpoint {
+        Some((id, at)) => format!("last checkpoint #{id} at {}", to_db(at)),
+        None => "no checkpoint yet".into(),
+    };
+    format!("OK: {} events, {} recordings, {checkpoint}", s.events, s.recordings)
+}
+
+/// The key checkpoints and exports must be signed with: `--public-key`, else the data dir's
+/// audit key if it exists (never generated here: a new key would vouch for nothing).
+fn trusted_key(data_dir: &DataDir, given: Option<&str>) -> anyhow::Result<Option<PublicKey>> {
+    if let Some(arg) = given {
+        let line = super::public_key_line("--public-key", arg)?;
+        let key = iks_gateway::model::parse_public_key("public_key", &line)
+            .map_err(|e| anyhow!("--public-key: {}", e.reason))?;
+        return Ok(Some(key));
+    }
+    Ok(data_dir.existing_key(KeyRole::Audit)?.map(|k| k.public_key().clone()))
+}
+
+/// `--since`/`--until`: a date in the configured zone (`until` meaning its end), or an
+/// RFC 3339 instant.
+fn parse_when(flag: &str, s: &str, tz: Tz, end_of_day: bool) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = iks_gateway::time::parse_date(s) {
+        let d = if end_of_day { d.succ_opt().ok_or_else(|| anyhow!("{flag}: '{s}' is too far ahead"))? } else { d };
+        return Ok(iks_gateway::time::start_of_day(d, tz));
+    }
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| anyhow!("{flag}: '{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
+}
+
+async fn export(
+    ctx: &Context,
+    store: &Store,
+    filter: ExportFilter,
+    format: &str,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    // Everything that can fail for a trivial reason fails before the export is recorded.
+    let key = ctx.data_dir.key(KeyRole::Audit)?;
+    let out: Box<dyn Write> = match output {
+        Some(path) => {
+            Box::new(File::create(path).with_context(|| format!("--output: cannot create {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout()),
+    };
+    let mut out = BufWriter::new(out);
+    let destination = output.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+    let event = store.record_audit_export(&Actor::cli(), &filter, format, &destination).await?;
+    // The snapshot ends with the export's own event, whatever is appended meanwhile.
+    let selection = EventFilter {
+        through_seq: Some(event.seq),
+        org: filter.org,
+        ticket: filter.ticket,
+        since: filter.since,
+        until: filter.until,
+        ..EventFilter::default()
+    };
+    let count = if format == "csv" {
+        out.write_all(CSV_HEADER.as_bytes())?;
+        let count = for_each_event(store, selection, |e| Ok(out.write_all(export::csv_record(e).as_bytes())?)).await?;
+        out.flush()?;
+        count
+    } else {
+        let header = Header {
+            version: export::FORMAT_VERSION,
+            exported_at: event.at,
+            exported_by: event.actor.to_string(),
+            filter,
+            through_seq: event.seq,
+            start: store.audit_chain_start().await?,
+        };
+        let mut w = JsonlWriter::start(out, &header)?;
+        for c in store.audit_checkpoints(Some(event.seq)).await? {
+            w.checkpoint(&c)?;
+        }
+        let count = for_each_event(store, selection, |e| Ok(w.event(e)?)).await?;
+        w.finish(&key)?;
+        count
+    };
+    if let Some(path) = output {
+        println!("exported {count} events to {} (recorded as audit event #{})", path.display(), event.seq);
+    }
+    Ok(())
+}
+
+/// Calls `f` on each selected event in chain order, a page at a time; returns how many.
+async fn for_each_event(
+    store: &Store,
+    mut selection: EventFilter,
+    mut f: impl FnMut(&Event) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut count = 0;
+    selection.limit = Some(iks_gateway::store::PAGE);
+    loop {
+        let page = store.audit_events(&selection).await?;
+        let Some(last) = page.last() else { return Ok(count) };
+        selection.after_seq = Some(last.seq);
+        for e in &page {
+            f(e)?;
+            count += 1;
+        }
+    }
+}
+
+async fn tail(ctx: &Context, lines: i64, follow: bool) -> anyhow::Result<()> {
+    let store = ctx.store().await?;
+    let tz = ctx.config.hours.timezone;
+    let mut after = 0;
+    for e in store.latest_audit_events(lines.max(0)).await? {
+        println!("{}", tail_line(&e, tz));
+        after = e.seq;
+    }
+    if !follow {
+        return Ok(());
+    }
+    if after == 0 {
+        after = store.latest_audit_events(1).await?.first().map_or(0, |e| e.seq);
+    }
+    let mut poll = tokio::time::interval(Duration::from_millis(500));
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = poll.tick() => {}
+        }
+        let new =
+            EventFilter { after_seq: Some(after), limit: Some(iks_gateway::store::PAGE), ..EventFilter::default() };
+        for e in store.audit_events(&new).await? {
+            println!("{}", tail_line(&e, tz));
+            after = e.seq;
+        }
+    }
+}
+
+/// `#12  2026-11-24 14:27:05 MSK  ivanov (person)  session.end  ticket=T-1042 session=S-7  {…}`
+fn tail_line(e: &Event, tz: Tz) -> String {
+    let s = e.subjects;
+    let subjects: Vec<String> = [
+        s.org.map(|v| format!("org={v}")),
+        s.ticket.map(|v| format!("ticket={v}")),
+        s.box_.map(|v| format!("box={v}")),
+        s.grant.map(|v| format!("grant={v}")),
+        s.session.map(|v| format!("session={v}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let subjects = if subjects.is_empty() { "-".to_string() } else { subjects.join(" ") };
+    format!("#{}  {}  {}  {}  {subjects}  {}", e.seq, display_seconds(e.at, tz), e.actor, e.action, e.details)
+}
+
+/// The audit log's upkeep while the gateway serves: a checkpoint whenever
+/// `[audit] checkpoint_every` events have accumulated (looked at every few seconds), the
+/// retention policy once a day, and a last checkpoint at shutdown.
+pub struct Upkeep {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How often the upkeep looks whether a checkpoint is due.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+const RETENTION_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+impl Upkeep {
+    pub fn start(ctx: &Context, store: &Store) -> anyhow::Result<Self> {
+        let key = ctx.data_dir.key(KeyRole::Audit)?;
+        let (store, config) = (store.clone(), ctx.config.audit.clone());
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            let mut retention_due = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {}
+                }
+                checkpoint(&store, &key, config.checkpoint_every).await;
+                if let Some(cutoff) = retention::cutoff(config.retention_days, iks_gateway::time::now())
+                    && tokio::time::Instant::now() >= retention_due
+                {
+                    retention_due += RETENTION_INTERVAL;
+                    match store.apply_audit_retention(&Actor::system(), &key, cutoff).await {
+                        Ok(Some(r)) => tracing::info!(
+                            deleted = r.details.deleted,
+                            first = r.details.first_seq,
+                            "audit retention applied"
+                        ),
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "audit retention failed"),
+                    }
+                }
+            }
+            // Whatever happened since the last checkpoint is signed before the gateway stops.
+            checkpoint(&store, &key, 1).await;
+        });
+        Ok(Self { stop, task })
+    }
+
+    /// Stops the upkeep after its last checkpoint.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "audit upkeep failed");
+        }
+    }
+}
+
+async fn checkpoint(store: &Store, key: &russh::keys::PrivateKey, every: u64) {
+    match store.checkpoint_audit_if_due(key, every).await {
+        Ok(Some(c)) => {
+            tracing::info!(checkpoint = c.id, seq = c.signed.seq, key = %fingerprint(key), "audit checkpoint signed")
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+    }
+}
