@@ -8,13 +8,15 @@
 //! - [`model`]: the records and the checks a new record must pass;
 //! - [`store`]: persistence on SQLite or PostgreSQL, every change with its audit event;
 //! - [`audit`]: the hash chain that makes the log tamper-evident;
-//! - [`config`] and [`datadir`]: configuration, keys and files on disk.
+//! - [`config`] and [`datadir`]: configuration, keys and files on disk;
+//! - [`tunnel`] and [`enrollment`]: boxes reached through their agent.
 
 pub mod access;
 pub mod audit;
 pub mod ca;
 pub mod config;
 pub mod datadir;
+pub mod enrollment;
 pub mod grants;
 pub mod ids;
 pub mod live;
@@ -26,3 +28,4 @@ pub mod state;
 pub mod store;
 pub mod tickets;
 pub mod time;
+pub mod tunnel;

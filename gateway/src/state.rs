@@ -18,6 +18,8 @@ pub struct AppState {
     /// This node's name in the store, so each node watches its own sessions.
     pub node: String,
     pub live: Registry,
+    /// The agents (and their sessions' data connections) this node holds.
+    pub tunnels: crate::tunnel::Tunnels,
 }
 
 impl std::fmt::Debug for AppState {

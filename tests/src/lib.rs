@@ -5,6 +5,8 @@
 //! before running any test; they are found beside this crate's test executables, or in
 //! `IKS_BIN_DIR`.
 
+pub mod agent_harness;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

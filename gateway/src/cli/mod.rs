@@ -14,6 +14,7 @@ macro_rules! out {
 }
 
 mod admin;
+mod agents;
 mod serve;
 mod work;
 
@@ -55,6 +56,14 @@ enum Command {
     Config(ConfigCommand),
     /// Manage organisations, boxes and people.
     Admin(Box<admin::AdminArgs>),
+    /// Agents of boxes reached through an outbound tunnel: enrol, revoke.
+    #[command(name = "box")]
+    Box_ {
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: agents::BoxCommand,
+    },
     /// Support tickets: every session belongs to one.
     Ticket {
         #[arg(long, global = true)]
@@ -135,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Example) => unreachable!("handled before loading the configuration"),
         Command::Admin(args) => admin::run(&ctx, *args).await,
+        Command::Box_ { json, command } => agents::run(&ctx, command, json).await,
         Command::Ticket { json, command } => work::ticket(&ctx, command, json).await,
         Command::Access { json, command } => work::access(&ctx, command, json).await,
         Command::Session { json, command } => work::session(&ctx, command, json).await,
