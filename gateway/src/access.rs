@@ -442,7 +442,7 @@ mod tests {
             ),
             (
                 AgentPresence::Offline { since: now - Duration::days(2) },
-                Some("T-1042: box main-gw is offline since 2026-11-22 11:00 MSK"),
+                Some("T-1042: box main-gw is offline since 2026-11-22 12:00 MSK"),
             ),
             (
                 AgentPresence::NotEnrolled,
