@@ -258,7 +258,7 @@ fn sessions_run_through_the_agent() {
     let took = live.wait_exit(Duration::from_secs(10));
     eprintln!("kill switch ended a live session in {took:?}");
     assert!(live.output().contains("the customer disabled remote access on box main-gw"), "{}", live.output());
-    assert_eq!(s.last_session()["end_reason"], "remote access disabled");
+    assert_eq!(s.last_session()["end_reason"], "remote_access_disabled");
     s.agent.run_command(&["enable"]).success();
     wait_for(Duration::from_secs(5), "the switch off", || {
         (agent_record(&s.gw)["remote_access_disabled"] == false).then_some(())
@@ -278,7 +278,7 @@ fn sessions_run_through_the_agent() {
     let mut live = s.spawn(&["echo started; sleep 60"], Stdio::null());
     live.wait_output("started");
     live.wait_exit(Duration::from_secs(15));
-    assert_eq!(s.last_session()["end_reason"], "grant expired", "{}", live.output());
+    assert_eq!(s.last_session()["end_reason"], "grant_expired", "{}", live.output());
 
     // Revoking the agent drops it at once and refuses its key afterwards.
     grant(&s.gw, None);
@@ -327,7 +327,7 @@ fn the_agent_survives_a_gateway_restart_and_its_loss_ends_sessions() {
     assert!(live.output().contains("the agent of box main-gw disconnected"), "{}", live.output());
     let id = format!("S-{}", session["id"]);
     let ended = s.gw.json(&["session", "show", &id]);
-    assert_eq!(ended["session"]["end_reason"], "agent disconnected", "{ended}");
+    assert_eq!(ended["session"]["end_reason"], "agent_disconnected", "{ended}");
     assert!(ended["session"]["recording_sha256"].is_string(), "{ended}");
     let transcript = s.gw.run(&["session", "transcript", &id]);
     assert!(transcript.success().contains("started-42"), "{}", transcript.stdout);
