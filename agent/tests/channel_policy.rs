@@ -214,3 +214,44 @@ async fn the_agent_opens_nothing_but_its_own_sshd() {
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(5), running).await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_gateway_host_key_is_refused_every_time() {
+    let (gateway, mut events) = fake_gateway(random_key()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ConfigDir::new(tmp.path().join("agent"));
+    let pinned = random_key();
+    let config = AgentConfig {
+        gateway,
+        gateway_host_key: pinned.public_key().to_openssh().unwrap(),
+        box_name: "main-gw".into(),
+        org: "ООО Ромашка".into(),
+        sshd: "127.0.0.1:22".into(),
+        product: None,
+        version: None,
+        version_file: default_version_file(),
+    };
+    dir.save(&config, &random_key()).unwrap();
+    let options = Options { write_status: false, backoff_min: Duration::from_millis(50), ..Default::default() };
+    let agent = Agent::load(dir, options).unwrap();
+    let mut status = agent.status();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        agent
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e.contains("the gateway's host key changed"))),
+    )
+    .await;
+    let message = refused.expect("refused in time").unwrap().last_error.clone().unwrap();
+    let expected = pinned.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string();
+    assert!(message.contains(&format!("expected {expected}")), "{message}");
+    assert!(events.try_recv().is_err(), "the agent never logged in to the impostor");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), running).await.unwrap().unwrap();
+}

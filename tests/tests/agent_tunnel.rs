@@ -179,6 +179,8 @@ fn sessions_run_through_the_agent() {
         refused.stderr
     );
     s.start_agent();
+    let list = s.gw.run(&["admin", "box", "list"]);
+    assert!(list.success().contains("main-gw") && list.stdout.contains(" online since "), "{}", list.stdout);
 
     let exec = s.exec("echo tunnel-$((6*7)); id -un");
     assert_eq!(exec.success(), "tunnel-42\nroot\n", "{}", s.diagnostics());
@@ -251,9 +253,12 @@ fn sessions_run_through_the_agent() {
     });
     s.exec("true").success();
 
-    // Disabling ends a live session.
+    // Disabling ends a live session (which the box's status shows meanwhile).
     let mut live = s.spawn(&["echo started; sleep 60"], Stdio::null());
     live.wait_output("started");
+    wait_for(Duration::from_secs(5), "iks-agent status to count the live session", || {
+        s.agent.run_command(&["status"]).stdout.contains("live sessions:    1").then_some(())
+    });
     s.agent.run_command(&["disable"]).success();
     let took = live.wait_exit(Duration::from_secs(10));
     eprintln!("kill switch ended a live session in {took:?}");
@@ -338,6 +343,10 @@ fn the_agent_survives_a_gateway_restart_and_its_loss_ends_sessions() {
     let offline = s.exec("true");
     assert!(offline.stderr.contains("access refused: T-1001: box main-gw is offline since "), "{}", offline.stderr);
     assert!(offline.stderr.contains(" MSK"), "{}", offline.stderr);
+    assert!(s.gw.run(&["admin", "box", "show", "main-gw"]).success().contains(" offline since "));
+    let status = s.agent.run_command(&["status"]);
+    assert_eq!(status.code, Some(3), "not connected: {}", status.stdout);
+    assert!(status.stdout.contains(": not running (last status from "), "{}", status.stdout);
 }
 
 /// russh stalls a whole connection when one channel's queue is full; each session has a
