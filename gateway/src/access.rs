@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::ids::{GrantId, PersonId, TicketId};
-use crate::model::{Grant, GrantState, IksBox, Organisation, Person, Ticket, TicketState};
+use crate::model::{Agent, Grant, GrantState, IksBox, Organisation, Person, Ticket, TicketState};
 use crate::rules::{NoRemoteSsh, ProductCatalog, VersionRefusal, remote_ssh, standing};
 use crate::ssh::target::BadTarget;
 
@@ -249,6 +249,25 @@ pub enum AgentPresence {
     },
 }
 
+/// An agent another node claims but has not seen for this long is presumed gone with that
+/// node (nodes write `last_seen` every 10 s while they hold an agent).
+const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+impl AgentPresence {
+    /// What the store says about an agent this node does not hold.
+    pub fn from_record(agent: Option<&Agent>, this_node: &str, now: DateTime<Utc>) -> Self {
+        let Some(a) = agent.filter(|a| a.is_active()) else { return Self::NotEnrolled };
+        let fresh = a.last_seen.is_some_and(|t| now - t < STALE_AFTER);
+        match (&a.connection, &a.node, a.offline_since) {
+            (Some(_), Some(node), _) if node != this_node && fresh => Self::Elsewhere { node: node.clone() },
+            // This node held it a moment ago and has just let go, or the node holding it is gone.
+            (Some(_), _, _) => Self::Offline { since: a.last_seen.or(a.online_since).unwrap_or(now) },
+            (None, _, Some(since)) => Self::Offline { since },
+            (None, _, None) => Self::NeverConnected,
+        }
+    }
+}
+
 /// Whether a session to an agent-connected box can be carried now. Checked after
 /// [`decide`], so an engineer without a grant hears about the grant, not the agent.
 pub fn check_agent(
@@ -424,6 +443,56 @@ mod tests {
 
     fn active_module() -> OrgFacts {
         OrgFacts { module_paid_until: crate::time::parse_date("2027-01-01").ok(), ..Default::default() }
+    }
+
+    #[test]
+    fn presence_from_the_store() {
+        let now = t(NOW);
+        let agent = Agent {
+            id: crate::ids::AgentId(3),
+            box_id: BoxId(1),
+            key_fingerprint: "SHA256:a".into(),
+            public_key: "ssh-ed25519 AAAA".into(),
+            enrolled_at: now - Duration::days(1),
+            revoked_at: None,
+            revoked_by: None,
+            agent_version: None,
+            product: None,
+            version: None,
+            remote_access_disabled: false,
+            node: None,
+            connection: None,
+            online_since: None,
+            offline_since: None,
+            last_seen: None,
+        };
+        let held = |node: &str, seen_secs_ago: i64| Agent {
+            node: Some(node.into()),
+            connection: Some(format!("{node}#1")),
+            online_since: Some(now - Duration::hours(1)),
+            last_seen: Some(now - Duration::seconds(seen_secs_ago)),
+            ..agent.clone()
+        };
+        let dropped =
+            Agent { offline_since: Some(now - Duration::minutes(5)), node: Some("gw-1".into()), ..agent.clone() };
+        let revoked = Agent { revoked_at: Some(now), ..agent.clone() };
+        let (elsewhere, stale, let_go) = (held("gw-2", 10), held("gw-2", 300), held("gw-1", 2));
+        let cases: Vec<(&str, Option<&Agent>, AgentPresence)> = vec![
+            ("no enrolment", None, AgentPresence::NotEnrolled),
+            ("revoked", Some(&revoked), AgentPresence::NotEnrolled),
+            ("enrolled only", Some(&agent), AgentPresence::NeverConnected),
+            ("dropped", Some(&dropped), AgentPresence::Offline { since: now - Duration::minutes(5) }),
+            ("on another node", Some(&elsewhere), AgentPresence::Elsewhere { node: "gw-2".into() }),
+            (
+                "on a node that stopped heartbeating",
+                Some(&stale),
+                AgentPresence::Offline { since: now - Duration::seconds(300) },
+            ),
+            ("this node just let go", Some(&let_go), AgentPresence::Offline { since: now - Duration::seconds(2) }),
+        ];
+        for (name, record, want) in cases {
+            assert_eq!(AgentPresence::from_record(record, "gw-1", now), want, "{name}");
+        }
     }
 
     #[test]

@@ -684,7 +684,7 @@ fn check_reported(field: &'static str, v: &str) -> Result<(), InvalidField> {
         let shown: String = v.chars().take(64).flat_map(char::escape_default).collect();
         return Err(InvalidField::new(
             field,
-            format!("'{shown}' must be 1-64 characters of a-z, 0-9, '-', '_', '.', '+'"),
+            format!("'{shown}' must be 1-64 characters: letters, digits, '-', '_', '.', '+'"),
         ));
     }
     Ok(())

@@ -252,14 +252,8 @@ pub async fn presence(app: &App, b: &IksBox) -> Result<AgentPresence, StoreError
     if let Some(remote_access_disabled) = app.tunnels.online_here(b.id) {
         return Ok(AgentPresence::Online { remote_access_disabled });
     }
-    let Some(agent) = app.store.active_agent(b.id).await? else { return Ok(AgentPresence::NotEnrolled) };
-    Ok(match (agent.connection, agent.node, agent.offline_since) {
-        (Some(_), Some(node), _) if node != app.node => AgentPresence::Elsewhere { node },
-        // This node held it a moment ago and has just let go.
-        (Some(_), _, _) => AgentPresence::Offline { since: agent.last_seen.unwrap_or_else(crate::time::now) },
-        (None, _, Some(since)) => AgentPresence::Offline { since },
-        (None, _, None) => AgentPresence::NeverConnected,
-    })
+    let agent = app.store.active_agent(b.id).await?;
+    Ok(AgentPresence::from_record(agent.as_ref(), &app.node, crate::time::now()))
 }
 
 fn tunnel_refusal(message: String) -> Refusal {
