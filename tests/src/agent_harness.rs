@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{Gateway, Run, bin};
@@ -16,6 +17,12 @@ use crate::{Gateway, Run, bin};
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A name no other log file of this test process has.
+fn log_name(what: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{what}-{}.log", N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
@@ -158,7 +165,7 @@ pub struct Serve {
 impl Serve {
     /// Starts the gateway; `port` 0 lets the kernel choose. Returns once it listens.
     pub fn start(gw: &Gateway, port: u16) -> Self {
-        let log = gw.path(&format!("serve-{}.log", free_port()));
+        let log = gw.path(&log_name("serve"));
         let mut child = gw
             .command(&["serve"])
             .env("IKS_SSH_LISTEN", format!("127.0.0.1:{port}"))
@@ -360,7 +367,7 @@ impl Agent {
 
     /// Starts `iks-agent run`.
     pub fn start(&mut self) {
-        let log = self.dir.with_extension(format!("{}.log", free_port()));
+        let log = self.dir.with_file_name(log_name("agent"));
         let child = self
             .command(&["run"])
             .env("IKS_LOG", "info,russh=warn")

@@ -363,14 +363,15 @@ impl Conn {
         credential: Credential,
         session: crate::ids::SessionId,
     ) -> Result<(client::Handle<Upstream>, Option<crate::tunnel::DataLink>), Refusal> {
+        let pinned = upstream::pinned_key(b)?;
         match &b.address {
             Some(address) => {
                 let stream = upstream::dial(b, address).await?;
-                Ok((upstream::connect(b, credential, stream).await?, None))
+                Ok((upstream::connect(b, pinned, credential, stream).await?, None))
             }
             None => {
                 let (link, stream) = crate::tunnel::open(&self.app, b, session).await?;
-                match upstream::connect(b, credential, stream).await {
+                match upstream::connect(b, pinned, credential, stream).await {
                     Ok(handle) => Ok((handle, Some(link))),
                     Err(refusal) => {
                         link.close().await;

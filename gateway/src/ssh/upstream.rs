@@ -139,15 +139,25 @@ pub async fn dial(b: &IksBox, address: &str) -> Result<TcpStream, Refusal> {
     Ok(stream)
 }
 
-/// Runs the SSH handshake with the box's sshd over `stream` and authenticates.
-pub async fn connect<S>(b: &IksBox, credential: Credential, stream: S) -> Result<client::Handle<Upstream>, Refusal>
+/// The box's pinned host key: without one there is nothing to connect to.
+pub fn pinned_key(b: &IksBox) -> Result<PublicKey, Refusal> {
+    b.host_key.as_deref().and_then(|k| PublicKey::from_openssh(k).ok()).ok_or_else(|| {
+        gateway_refusal("host-key", format!("box {} has no pinned host key; an admin must set one", b.name))
+    })
+}
+
+/// Runs the SSH handshake with the box's sshd over `stream`, accepting only `pinned`,
+/// and authenticates.
+pub async fn connect<S>(
+    b: &IksBox,
+    pinned: PublicKey,
+    credential: Credential,
+    stream: S,
+) -> Result<client::Handle<Upstream>, Refusal>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let name = &b.name;
-    let pinned = b.host_key.as_deref().and_then(|k| PublicKey::from_openssh(k).ok()).ok_or_else(|| {
-        gateway_refusal("host-key", format!("box {name} has no pinned host key; an admin must set one"))
-    })?;
     let config = Arc::new(client::Config {
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
