@@ -84,18 +84,31 @@ pub fn read_request(command: &[u8], key: &russh::keys::PublicKey) -> Result<(Str
     Ok((token_hash(token), enrolment))
 }
 
-/// Enrols the agent that sent `command` while logged in with `key`; errors are the one
-/// line the agent shows its operator.
-pub async fn enroll(
-    store: &Store,
-    tz: chrono_tz::Tz,
-    command: &[u8],
-    key: &russh::keys::PublicKey,
-) -> Result<Enrolled, String> {
-    let (hash, enrolment) = read_request(command, key).map_err(|e| e.to_string())?;
-    store.enroll_agent(&hash, &enrolment).await.map_err(|e: EnrollError| {
+/// Why an enrolment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollFailure {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Refused(#[from] EnrollError),
+}
+
+impl EnrollFailure {
+    /// The one line the agent shows the box's admin, with times in the gateway's zone.
+    pub fn message(&self, tz: chrono_tz::Tz) -> String {
+        match self {
+            Self::Request(e) => e.to_string(),
+            Self::Refused(e) => e.message(tz),
+        }
+    }
+}
+
+/// Enrols the agent that sent `command` while logged in with `key`.
+pub async fn enroll(store: &Store, command: &[u8], key: &russh::keys::PublicKey) -> Result<Enrolled, EnrollFailure> {
+    let (hash, enrolment) = read_request(command, key)?;
+    store.enroll_agent(&hash, &enrolment).await.map_err(|e| {
         tracing::warn!(error = %e, fingerprint = enrolment.key_fingerprint, "enrolment refused");
-        e.message(tz)
+        e.into()
     })
 }
 

@@ -156,7 +156,7 @@ async fn exec_command(rx: &mut russh::ChannelReadHalf) -> Option<Vec<u8>> {
 async fn enroll(app: App, key: PublicKey, channel: Channel<Msg>, handle: Handle) {
     let (mut rx, tx) = channel.split();
     if let Some(command) = exec_command(&mut rx).await {
-        match crate::enrollment::enroll(&app.store, app.tz(), &command, &key).await {
+        match crate::enrollment::enroll(&app.store, &command, &key).await {
             Ok(done) => {
                 info!(agent = %done.agent.id, r#box = %done.iks_box.name, org = %done.org.name, "agent enrolled");
                 let reply = iks_proto::EnrollReply {
@@ -176,7 +176,8 @@ async fn enroll(app: App, key: PublicKey, channel: Channel<Msg>, handle: Handle)
                     Err(e) => warn!(error = %e, "cannot encode the enrolment reply"),
                 }
             }
-            Err(message) => {
+            Err(failure) => {
+                let message = failure.message(app.tz());
                 let _ = tx.extended_data_bytes(1, format!("{message}\n").into_bytes()).await;
                 let _ = tx.exit_status(1).await;
             }
