@@ -293,9 +293,16 @@ fn sessions_run_through_the_agent() {
     live.wait_exit(Duration::from_secs(15));
     assert_eq!(s.last_end_reason(), "grant_expired", "{}", live.output());
 
-    // Revoking the agent drops it at once and refuses its key afterwards.
+    // Revoking the agent drops it (and its sessions) at once and refuses its key afterwards.
     grant(&s.gw, None);
-    s.gw.run(&["box", "revoke-agent", "main-gw"]).success();
+    let mut live = s.spawn(&["echo started; sleep 60"], Stdio::null());
+    live.wait_output("started");
+    let revoked = s.gw.run(&["box", "revoke-agent", "main-gw"]);
+    assert!(revoked.success().starts_with("revoked agent A-1 of box main-gw (SHA256:"), "{}", revoked.stdout);
+    let took = live.wait_exit(Duration::from_secs(10));
+    eprintln!("revoking the agent ended its session in {took:?}");
+    assert!(live.output().contains("the agent of this box was revoked by"), "{}", live.output());
+    assert_eq!(s.last_end_reason(), "agent_disconnected");
     wait_for(Duration::from_secs(10), "the agent to be refused", || {
         s.agent.log_text().contains("refused this agent's key").then_some(())
     });
