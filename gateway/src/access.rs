@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::ids::{GrantId, PersonId, TicketId};
-use crate::model::{Grant, GrantState, IksBox, Organisation, Person, Ticket, TicketState};
+use crate::model::{Agent, Grant, GrantState, IksBox, Organisation, Person, Ticket, TicketState};
 use crate::rules::{NoRemoteSsh, ProductCatalog, VersionRefusal, remote_ssh, standing};
 use crate::ssh::target::BadTarget;
 
@@ -91,6 +91,27 @@ pub enum Refusal {
     OtherOperator {
         ticket: TicketId,
     },
+    /// The box is reached through an agent, and no agent is there to reach it.
+    NoAgent {
+        ticket: TicketId,
+        box_name: String,
+        enrolled: bool,
+    },
+    BoxOffline {
+        ticket: TicketId,
+        box_name: String,
+        since: String,
+    },
+    AgentElsewhere {
+        ticket: TicketId,
+        box_name: String,
+        node: String,
+    },
+    /// The customer's kill switch on the box (`iks-agent disable`).
+    RemoteAccessDisabled {
+        ticket: TicketId,
+        box_name: String,
+    },
     /// The gateway cannot decide or connect: store, recording or upstream trouble.
     Gateway {
         rule: &'static str,
@@ -129,6 +150,10 @@ impl Refusal {
             | Self::Ended { .. }
             | Self::Revoked { .. } => "grant",
             Self::OtherOperator { .. } => "operator",
+            Self::NoAgent { .. }
+            | Self::BoxOffline { .. }
+            | Self::AgentElsewhere { .. }
+            | Self::RemoteAccessDisabled { .. } => "agent",
             Self::Gateway { rule, .. } => rule,
         }
     }
@@ -166,6 +191,25 @@ impl fmt::Display for Refusal {
             Self::Ended { ticket, ended } => write!(f, "{ticket}: the grant ended at {ended}"),
             Self::Revoked { ticket, by, at } => write!(f, "{ticket}: access was revoked by {by} at {at}"),
             Self::OtherOperator { ticket } => write!(f, "{ticket}: the grant is restricted to another engineer"),
+            Self::NoAgent { ticket, box_name, enrolled: false } => write!(
+                f,
+                "{ticket}: box {box_name} has no agent connected (enrol it with: iks-gateway box enroll-token {box_name})"
+            ),
+            Self::NoAgent { ticket, box_name, enrolled: true } => write!(
+                f,
+                "{ticket}: box {box_name} has no agent connected (its agent is enrolled but never connected: \
+                 is iks-agent running on the box?)"
+            ),
+            Self::BoxOffline { ticket, box_name, since } => {
+                write!(f, "{ticket}: box {box_name} is offline since {since}")
+            }
+            Self::AgentElsewhere { ticket, box_name, node } => write!(
+                f,
+                "{ticket}: the agent of box {box_name} is connected to gateway node {node}; connect through that node"
+            ),
+            Self::RemoteAccessDisabled { ticket, box_name } => {
+                write!(f, "{ticket}: the customer has disabled remote access on box {box_name}")
+            }
             Self::Gateway { ticket: Some(t), message, .. } => write!(f, "{t}: {message}"),
             Self::Gateway { ticket: None, message, .. } => f.write_str(message),
         }
@@ -198,6 +242,69 @@ pub fn decide<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
     })?;
     f.catalog.check(&f.iks_box.product, &f.iks_box.version).map_err(|why| Refusal::Version { ticket, why })?;
     choose_grant(f)
+}
+
+/// Where a box's agent is, as far as this gateway node can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentPresence {
+    /// No active enrolment.
+    NotEnrolled,
+    /// Enrolled, but its agent has never connected.
+    NeverConnected,
+    Offline {
+        since: DateTime<Utc>,
+    },
+    /// Connected to another gateway node sharing the store.
+    Elsewhere {
+        node: String,
+    },
+    /// Connected to this node.
+    Online {
+        remote_access_disabled: bool,
+    },
+}
+
+/// An agent another node claims but has not seen for this long is presumed gone with that
+/// node (nodes write `last_seen` every 10 s while they hold an agent).
+const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+impl AgentPresence {
+    /// What the store says about an agent this node does not hold.
+    pub fn from_record(agent: Option<&Agent>, this_node: &str, now: DateTime<Utc>) -> Self {
+        let Some(a) = agent.filter(|a| a.is_active()) else { return Self::NotEnrolled };
+        let fresh = a.last_seen.is_some_and(|t| now - t < STALE_AFTER);
+        match (&a.connection, &a.node, a.offline_since) {
+            (Some(_), Some(node), _) if node != this_node && fresh => Self::Elsewhere { node: node.clone() },
+            // This node held it a moment ago and has just let go, or the node holding it is gone.
+            (Some(_), _, _) => Self::Offline { since: a.last_seen.or(a.online_since).unwrap_or(now) },
+            (None, _, Some(since)) => Self::Offline { since },
+            (None, _, None) => Self::NeverConnected,
+        }
+    }
+}
+
+/// Whether a session to an agent-connected box can be carried now. Checked after
+/// [`decide`], so an engineer without a grant hears about the grant, not the agent.
+pub fn check_agent(
+    ticket: TicketId,
+    box_name: &str,
+    presence: &AgentPresence,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Result<(), Refusal> {
+    let box_name = box_name.to_string();
+    match presence {
+        AgentPresence::Online { remote_access_disabled: false } => Ok(()),
+        AgentPresence::Online { remote_access_disabled: true } => {
+            Err(Refusal::RemoteAccessDisabled { ticket, box_name })
+        }
+        AgentPresence::NotEnrolled => Err(Refusal::NoAgent { ticket, box_name, enrolled: false }),
+        AgentPresence::NeverConnected => Err(Refusal::NoAgent { ticket, box_name, enrolled: true }),
+        AgentPresence::Offline { since } => {
+            Err(Refusal::BoxOffline { ticket, box_name, since: crate::time::display_near(*since, now, tz) })
+        }
+        AgentPresence::Elsewhere { node } => Err(Refusal::AgentElsewhere { ticket, box_name, node: node.clone() }),
+    }
 }
 
 fn choose_grant<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
@@ -351,6 +458,96 @@ mod tests {
 
     fn active_module() -> OrgFacts {
         OrgFacts { module_paid_until: crate::time::parse_date("2027-01-01").ok(), ..Default::default() }
+    }
+
+    #[test]
+    fn presence_from_the_store() {
+        let now = t(NOW);
+        let agent = Agent {
+            id: crate::ids::AgentId(3),
+            box_id: BoxId(1),
+            key_fingerprint: "SHA256:a".into(),
+            public_key: "ssh-ed25519 AAAA".into(),
+            enrolled_at: now - Duration::days(1),
+            revoked_at: None,
+            revoked_by: None,
+            agent_version: None,
+            product: None,
+            version: None,
+            remote_access_disabled: false,
+            node: None,
+            connection: None,
+            online_since: None,
+            offline_since: None,
+            last_seen: None,
+        };
+        let held = |node: &str, seen_secs_ago: i64| Agent {
+            node: Some(node.into()),
+            connection: Some(format!("{node}#1")),
+            online_since: Some(now - Duration::hours(1)),
+            last_seen: Some(now - Duration::seconds(seen_secs_ago)),
+            ..agent.clone()
+        };
+        let dropped =
+            Agent { offline_since: Some(now - Duration::minutes(5)), node: Some("gw-1".into()), ..agent.clone() };
+        let revoked = Agent { revoked_at: Some(now), ..agent.clone() };
+        let (elsewhere, stale, let_go) = (held("gw-2", 10), held("gw-2", 300), held("gw-1", 2));
+        let cases: Vec<(&str, Option<&Agent>, AgentPresence)> = vec![
+            ("no enrolment", None, AgentPresence::NotEnrolled),
+            ("revoked", Some(&revoked), AgentPresence::NotEnrolled),
+            ("enrolled only", Some(&agent), AgentPresence::NeverConnected),
+            ("dropped", Some(&dropped), AgentPresence::Offline { since: now - Duration::minutes(5) }),
+            ("on another node", Some(&elsewhere), AgentPresence::Elsewhere { node: "gw-2".into() }),
+            (
+                "on a node that stopped heartbeating",
+                Some(&stale),
+                AgentPresence::Offline { since: now - Duration::seconds(300) },
+            ),
+            ("this node just let go", Some(&let_go), AgentPresence::Offline { since: now - Duration::seconds(2) }),
+        ];
+        for (name, record, want) in cases {
+            assert_eq!(AgentPresence::from_record(record, "gw-1", now), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn agent_boxes_need_their_agent() {
+        let now = t(NOW);
+        let tz = chrono_tz::Europe::Moscow;
+        let cases: &[(AgentPresence, Option<&str>)] = &[
+            (AgentPresence::Online { remote_access_disabled: false }, None),
+            (
+                AgentPresence::Online { remote_access_disabled: true },
+                Some("T-1042: the customer has disabled remote access on box main-gw"),
+            ),
+            (
+                AgentPresence::Offline { since: now - Duration::minutes(57) },
+                Some("T-1042: box main-gw is offline since 11:03 MSK"),
+            ),
+            (
+                AgentPresence::Offline { since: now - Duration::days(2) },
+                Some("T-1042: box main-gw is offline since 2026-11-22 12:00 MSK"),
+            ),
+            (
+                AgentPresence::NotEnrolled,
+                Some(
+                    "T-1042: box main-gw has no agent connected (enrol it with: iks-gateway box enroll-token main-gw)",
+                ),
+            ),
+            (AgentPresence::NeverConnected, Some("enrolled but never connected")),
+            (AgentPresence::Elsewhere { node: "gw-2".into() }, Some("connected to gateway node gw-2")),
+        ];
+        for (presence, want) in cases {
+            match (check_agent(TicketId(1042), "main-gw", presence, now, tz), want) {
+                (Ok(()), None) => {}
+                (Err(r), Some(text)) => {
+                    assert_eq!(r.rule(), "agent");
+                    let msg = r.to_string();
+                    assert!(msg.starts_with("access refused: ") && msg.contains(text), "{presence:?}: {msg}");
+                }
+                (got, want) => panic!("{presence:?}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -76,6 +76,14 @@ id_type!(
     KeyId, "key ID", ""
 );
 id_type!(
+    /// One enrolment of a box's agent.
+    AgentId, "agent ID", "A-"
+);
+id_type!(
+    /// A one-time enrolment token (its record; the token itself is never stored).
+    AgentTokenId, "enrolment token ID", ""
+);
+id_type!(
     /// A support ticket; customers quote it as `T-1042`.
     TicketId, "ticket number", "T-"
 );

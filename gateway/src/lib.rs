@@ -9,13 +9,15 @@
 //! - [`store`]: persistence on SQLite or PostgreSQL, every change with its audit event;
 //! - [`audit`]: the hash chain that makes the log tamper-evident, its signed checkpoints,
 //!   verification, exports and retention;
-//! - [`config`] and [`datadir`]: configuration, keys and files on disk.
+//! - [`config`] and [`datadir`]: configuration, keys and files on disk;
+//! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
 
 pub mod access;
 pub mod audit;
 pub mod ca;
 pub mod config;
 pub mod datadir;
+pub mod enrollment;
 pub mod grants;
 pub mod ids;
 pub mod live;
@@ -27,3 +29,4 @@ pub mod state;
 pub mod store;
 pub mod tickets;
 pub mod time;
+pub mod tunnel;

@@ -258,6 +258,7 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
             () = &mut shutdown => return,
         }
         n = n.wrapping_add(1);
+        crate::tunnel::tick(&app, n).await;
         if n.is_multiple_of(EXPIRE_EVERY)
             && let Err(e) = app.store.expire_grants(&crate::audit::Actor::system()).await
         {

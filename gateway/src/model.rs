@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BoxId, GrantId, KeyId, OrgId, PersonId, SessionId, TicketId};
+use crate::ids::{AgentId, AgentTokenId, BoxId, GrantId, KeyId, OrgId, PersonId, SessionId, TicketId};
 use crate::rules::{Inn, OrgFacts, ProductCatalog, VersionRefusal};
 
 /// An enum stored and shown by fixed names: `as_str` and `parse` are inverse, `ALL` lists
@@ -492,6 +492,8 @@ named_enum! {
         GatewayCrashed = "gateway crashed",
         RecordingFailed = "recording storage failed",
         CategoryChanged = "category changed",
+        /// The customer turned on the kill switch on the box (`iks-agent disable`).
+        RemoteAccessDisabled = "remote access disabled",
     }
 }
 
@@ -547,6 +549,88 @@ pub struct SessionEvent {
     /// `exec`, `exit`, `sftp.open`, `scp.upload`, …
     pub kind: String,
     pub details: serde_json::Value,
+}
+
+/// One enrolment of a box's agent: its key, what it last reported, and where its control
+/// connection is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: AgentId,
+    pub box_id: BoxId,
+    /// `SHA256:…` of the agent's key: how the gateway recognises it.
+    pub key_fingerprint: String,
+    pub public_key: String,
+    pub enrolled_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+    pub agent_version: Option<String>,
+    /// Product and version as the agent last reported them.
+    pub product: Option<String>,
+    pub version: Option<String>,
+    /// The customer's kill switch on the box.
+    pub remote_access_disabled: bool,
+    /// The gateway node holding (or that last held) the control connection.
+    pub node: Option<String>,
+    /// The control connection's name while it is up: stale disconnects cannot clobber a newer one.
+    pub connection: Option<String>,
+    pub online_since: Option<DateTime<Utc>>,
+    pub offline_since: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+impl Agent {
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// A one-time enrolment token's record; only the token's SHA-256 is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentToken {
+    pub id: AgentTokenId,
+    pub box_id: BoxId,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    /// The enrolment the token was used for.
+    pub agent_id: Option<AgentId>,
+}
+
+/// What an agent reports about itself and its box, checked before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentReport {
+    pub agent_version: String,
+    pub product: Option<String>,
+    pub version: Option<String>,
+    pub remote_access_disabled: bool,
+}
+
+impl AgentReport {
+    /// Reported values come from a remote machine: short printable text only. The
+    /// product and version are not checked against the catalogue on purpose: the box
+    /// record must say what really runs, and the access rules then refuse what is unsupported.
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        check_reported("agent_version", &self.agent_version)?;
+        if let Some(p) = &self.product {
+            check_reported("product", p)?;
+        }
+        if let Some(v) = &self.version {
+            check_reported("version", v)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_reported(field: &'static str, v: &str) -> Result<(), InvalidField> {
+    if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c)) {
+        let shown: String = v.chars().take(64).flat_map(char::escape_default).collect();
+        return Err(InvalidField::new(
+            field,
+            format!("'{shown}' must be 1-64 characters: letters, digits, '-', '_', '.', '+'"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub struct AppState {
     pub live: Registry,
     /// Set once when the gateway starts shutting down; anything waiting can subscribe.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The agents (and their sessions' data connections) this node holds.
+    pub tunnels: crate::tunnel::Tunnels,
 }
 
 impl std::fmt::Debug for AppState {

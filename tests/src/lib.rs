@@ -16,6 +16,8 @@ pub mod scenario;
 pub mod serve;
 pub mod sshd;
 
+pub mod agent_harness;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

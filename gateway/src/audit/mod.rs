@@ -85,6 +85,11 @@ impl Actor {
         Self { kind: ActorKind::Cli, id: None, name: user }
     }
 
+    /// A box's agent, named with its box so the log reads on its own.
+    pub fn agent(id: crate::ids::AgentId, box_name: &str) -> Self {
+        Self { kind: ActorKind::Agent, id: Some(id.get()), name: format!("agent {id} of box {box_name}") }
+    }
+
     /// A person from the store.
     pub fn person(id: PersonId, login: &str) -> Self {
         Self { kind: ActorKind::Person, id: Some(id.get()), name: login.to_string() }

@@ -3,6 +3,7 @@
 //! Every argument is checked before anything is written, and a refusal is one line
 //! naming the option and why (`--inn: INN check digit 10 is 4, expected 3`).
 
+use std::collections::HashMap;
 use std::io::Read as _;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -11,7 +12,8 @@ use clap::{Args, Subcommand};
 use iks_gateway::audit::Actor;
 use iks_gateway::ids::{BoxId, KeyId, OrgId};
 use iks_gateway::model::{
-    BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role, check_product,
+    Agent, BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role,
+    check_product,
 };
 use iks_gateway::rules::{Inn, OrgFacts, Standing, standing};
 use iks_gateway::store::{Store, StoreError};
@@ -297,18 +299,46 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
             BoxCommand::List { org } => {
                 let org = resolve_org_filter(&store, org.as_deref()).await?;
                 let boxes = store.list_boxes(org).await?;
+                let agents: HashMap<BoxId, Agent> =
+                    store.active_agents().await?.into_iter().map(|a| (a.box_id, a)).collect();
                 if out.json {
-                    return out.print_json(&boxes);
+                    let list: Vec<_> = boxes.iter().map(|b| box_json(b, agents.get(&b.id))).collect();
+                    return out.print_json(&list);
                 }
                 for b in &boxes {
-                    out!("{:>4}  org {:<4} {:<20} {} {:<8} {}", b.id, b.org_id, b.name, b.product, b.version, reach(b));
+                    let reached = match (&b.address, agents.get(&b.id)) {
+                        (Some(a), _) => a.clone(),
+                        (None, agent) => agent_state(agent, ctx.config.hours.timezone),
+                    };
+                    out!("{:>4}  org {:<4} {:<20} {} {:<8} {reached}", b.id, b.org_id, b.name, b.product, b.version);
                 }
                 Ok(())
             }
             BoxCommand::Show { r#box } => {
                 let b = resolve_box(&store, &r#box).await?;
                 let org = store.org(b.org_id).await?;
+                let agent = store.active_agent(b.id).await?;
+                if out.json {
+                    return out.print_json(&box_json(&b, agent.as_ref()));
+                }
                 out.iks_box(&b, &org, "")?;
+                if b.address.is_none() || agent.is_some() {
+                    out!("  agent:            {}", agent_state(agent.as_ref(), ctx.config.hours.timezone));
+                    if let Some(a) = &agent {
+                        out!(
+                            "                    {} key {}, enrolled {}",
+                            a.agent_version
+                                .as_deref()
+                                .map_or_else(|| "iks-agent".to_string(), |v| format!("iks-agent {v}")),
+                            a.key_fingerprint,
+                            iks_gateway::time::display(a.enrolled_at, ctx.config.hours.timezone)
+                        );
+                        out!(
+                            "  remote access:    {}",
+                            if a.remote_access_disabled { "disabled by the customer on the box" } else { "allowed" }
+                        );
+                    }
+                }
                 if b.auth == BoxAuth::StaticKey && !out.json {
                     // The fallback key is generated on first use and never leaves the data dir.
                     let key = ctx.data_dir.key(iks_gateway::datadir::KeyRole::BoxStatic(b.id))?;
@@ -544,14 +574,21 @@ pub(super) async fn resolve_org_filter(store: &Store, org: Option<&str>) -> anyh
     })
 }
 
-/// A box by ID or by `INN/name`.
-async fn resolve_box(store: &Store, s: &str) -> anyhow::Result<IksBox> {
+/// A box by ID, by `INN/name`, or by a name no other organisation's box has.
+pub(super) async fn resolve_box(store: &Store, s: &str) -> anyhow::Result<IksBox> {
     if let Some((org, name)) = s.split_once('/') {
         let org = resolve_org(store, org).await?;
         return store.box_by_name(org.id, name).await.map_err(|_| anyhow!("{} has no box named '{name}'", org.name));
     }
-    let id: BoxId = s.parse().map_err(|_| anyhow!("'{s}' is neither a box ID nor INN/name"))?;
-    Ok(store.get_box(id).await?)
+    if let Ok(id) = s.parse::<BoxId>() {
+        return Ok(store.get_box(id).await?);
+    }
+    let mut named: Vec<IksBox> = store.list_boxes(None).await?.into_iter().filter(|b| b.name == s).collect();
+    match named.len() {
+        0 => bail!("no box named '{s}' (give a box ID, INN/name or a box name)"),
+        1 => Ok(named.remove(0)),
+        n => bail!("{n} organisations have a box named '{s}'; give INN/{s} or the box ID"),
+    }
 }
 
 /// A host key given inline or as a file (the first key line in it).
@@ -592,6 +629,27 @@ fn standing_today(org: &Organisation) -> Standing {
 /// A person-readable line about an organisation's standing.
 fn describe(s: &Standing) -> String {
     format!("category {}: {s}", s.category().number())
+}
+
+/// An agent's presence in a few words: "online since …", "offline since …".
+fn agent_state(agent: Option<&Agent>, tz: chrono_tz::Tz) -> String {
+    let now = iks_gateway::time::now();
+    let when = |t| iks_gateway::time::display_near(t, now, tz);
+    match agent {
+        None => "agent not enrolled".into(),
+        Some(a) => match (&a.online_since, &a.node, a.offline_since) {
+            (Some(since), Some(node), _) => format!("agent {} online since {} (node {node})", a.id, when(*since)),
+            (Some(since), None, _) => format!("agent {} online since {}", a.id, when(*since)),
+            (None, _, Some(since)) => format!("agent {} offline since {}", a.id, when(since)),
+            (None, _, None) => format!("agent {} enrolled, never connected", a.id),
+        },
+    }
+}
+
+fn box_json(b: &IksBox, agent: Option<&Agent>) -> serde_json::Value {
+    let mut v = json!(b);
+    v["agent"] = json!(agent);
+    v
 }
 
 fn reach(b: &IksBox) -> String {

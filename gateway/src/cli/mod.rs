@@ -14,6 +14,7 @@ macro_rules! out {
 }
 
 mod admin;
+mod agents;
 mod audit;
 mod serve;
 mod work;
@@ -58,6 +59,14 @@ enum Command {
     Admin(Box<admin::AdminArgs>),
     /// The hash-chained audit log: verify, export, tail, checkpoints, retention.
     Audit(audit::AuditArgs),
+    /// Agents of boxes reached through an outbound tunnel: enrol, revoke.
+    #[command(name = "box")]
+    Box_ {
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: agents::BoxCommand,
+    },
     /// Support tickets: every session belongs to one.
     Ticket {
         #[arg(long, global = true)]
@@ -145,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Example) => unreachable!("handled before loading the configuration"),
         Command::Admin(args) => admin::run(&ctx, *args).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
+        Command::Box_ { json, command } => agents::run(&ctx, command, json).await,
         Command::Ticket { json, command } => work::ticket(&ctx, command, json).await,
         Command::Access { json, command } => work::access(&ctx, command, json).await,
         Command::Session { json, command } => work::session(&ctx, command, json).await,

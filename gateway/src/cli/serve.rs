@@ -32,8 +32,11 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         node: node.clone(),
         live: Registry::default(),
         shutdown: watch::channel(false).0,
+        tunnels: Default::default(),
     });
     let crashed = live::end_crashed(&app).await?;
+    // Agents this node held before it stopped without saying so reconnect on their own.
+    let stale_agents = store.agents_offline_on_node(&node, "gateway restarted").await?;
     out!("iks-gateway {} serving from {root} (node {node})", env!("CARGO_PKG_VERSION"));
     out!("  store:            {}", store.backend().name());
     out!("  SSH:              {ssh_addr} (engineers: ssh -p {} T-<ticket>@{})", ssh_addr.port(), ssh_addr.ip());
@@ -43,6 +46,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     out!("                    (put this line in each box's TrustedUserCAKeys file)");
     if crashed > 0 {
         out!("  ended {crashed} session(s) left open by a crash");
+    }
+    if stale_agents > 0 {
+        out!("  marked {stale_agents} agent(s) offline that a crash left online");
     }
     if store.list_people(Some(Role::Admin), None).await?.is_empty() && store.list_orgs().await?.is_empty() {
         print_first_steps(&root);
@@ -60,6 +66,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     ssh.await??;
     let _ = watchdog.await;
     audit.shutdown().await;
+    if let Err(e) = store.agents_offline_on_node(&node, "gateway shutdown").await {
+        tracing::warn!(error = %e, "cannot mark the agents offline");
+    }
     store.close().await;
     Ok(())
 }

@@ -287,7 +287,8 @@ async fn pump_out(
         }
     }
     if box_gone {
-        est.live.close(EndReason::UpstreamLost, &format!("the connection to box {} was lost", est.iks_box.name)).await;
+        let (reason, message) = est.lost().await;
+        est.live.close(reason, &message).await;
     }
     let _ = front.eof().await;
     let _ = front.close().await;

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, mpsc, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use super::agent::AgentPeer;
 use super::target::Target;
 use super::upstream::{self, Credential, Upstream};
 use crate::access::{self, Facts, Refusal};
@@ -39,6 +40,8 @@ pub struct Established {
     pub span: tracing::Span,
     pub upstream: client::Handle<Upstream>,
     pub iks_box: IksBox,
+    /// The agent's data connection, for a box reached through its agent.
+    pub tunnel: Option<crate::tunnel::DataLink>,
     /// Session events on their way to the store; taken (closed) when the session ends.
     events: Mutex<Option<mpsc::Sender<SessionEvent>>>,
     event_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -49,6 +52,18 @@ impl Established {
     /// so the queue stays open (and the session's end waits) until its last event is in.
     pub fn events(&self) -> Events {
         Events(lock(&self.events).clone())
+    }
+
+    /// Why the box's side vanished: for a tunnelled session, whether the agent's data
+    /// connection went too (the agent is gone) or only the channel (the box's sshd closed).
+    pub async fn lost(&self) -> (EndReason, String) {
+        let name = &self.iks_box.name;
+        match &self.tunnel {
+            Some(link) if link.ended_within(Duration::from_secs(2)).await => {
+                (EndReason::AgentDisconnected, format!("the agent of box {name} disconnected"))
+            }
+            _ => (EndReason::UpstreamLost, format!("the connection to box {name} was lost")),
+        }
     }
 }
 
@@ -86,6 +101,12 @@ pub struct Conn {
     /// One terminal per session: its recording is the session's recording.
     pub terminal_taken: AtomicBool,
     closer: watch::Sender<Option<String>>,
+    /// Set when the connection is an agent's (decided at authentication).
+    pub agent: OnceLock<AgentPeer>,
+    /// An agent connection opens at most one channel.
+    pub agent_channel_taken: AtomicBool,
+    /// Becomes `true` when the connection is gone (a tunnel's session watches it).
+    pub ended: watch::Sender<bool>,
 }
 
 /// Serves one TCP connection until it ends, then records the session's end.
@@ -101,6 +122,9 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
         notices: Mutex::new(Vec::new()),
         terminal_taken: AtomicBool::new(false),
         closer,
+        agent: OnceLock::new(),
+        agent_channel_taken: AtomicBool::new(false),
+        ended: watch::channel(false).0,
     });
     let handler = super::front::Front { conn: conn.clone() };
     let span = info_span!("ssh", peer = %peer);
@@ -129,6 +153,10 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
             Err(e) => tracing::debug!(error = %e, "SSH handshake failed"),
         }
         conn.finish().await;
+        let _ = conn.ended.send(true);
+        if let Some(peer) = conn.agent.get() {
+            super::agent::data_ended(&conn.app, peer).await;
+        }
     }
     .instrument(span)
     .await;
@@ -250,6 +278,13 @@ impl Conn {
             Err(refusal) => return Err(self.refuse(subjects, refusal).await),
         };
         subjects.grant = Some(grant.id);
+        if iks_box.address.is_none() {
+            let presence = crate::tunnel::presence(app, &iks_box).await.map_err(store_down)?;
+            if let Err(refusal) = access::check_agent(ticket.id, &iks_box.name, &presence, crate::time::now(), app.tz())
+            {
+                return Err(self.refuse(subjects, refusal).await);
+            }
+        }
         let new = NewSession {
             grant_id: grant.id,
             ticket_id: ticket.id,
@@ -313,12 +348,12 @@ impl Conn {
         let mut shutdown = app.shutdown.subscribe();
         let connected = match credential {
             Ok(c) => tokio::select! {
-                r = upstream::connect(&iks_box, c) => r,
+                r = self.connect_box(&iks_box, c, session.id) => r,
                 _ = shutdown.wait_for(|s| *s) => Err(Refusal::gateway("shutdown", "the gateway is shutting down")),
             },
             Err(e) => Err(Refusal::gateway("upstream", e)),
         };
-        let upstream = match connected {
+        let (upstream, tunnel) = match connected {
             Ok(h) => h,
             Err(refusal) => {
                 let reason =
@@ -356,9 +391,36 @@ impl Conn {
             span: tracing::Span::current(),
             upstream,
             iks_box,
+            tunnel,
             events: Mutex::new(Some(events)),
             event_writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Connects to the box's sshd: directly over TCP, or through the box's agent.
+    async fn connect_box(
+        &self,
+        b: &IksBox,
+        credential: Credential,
+        session: crate::ids::SessionId,
+    ) -> Result<(client::Handle<Upstream>, Option<crate::tunnel::DataLink>), Refusal> {
+        let pinned = upstream::pinned_key(b)?;
+        match &b.address {
+            Some(address) => {
+                let stream = upstream::dial(b, address).await?;
+                Ok((upstream::connect(b, pinned, credential, stream).await?, None))
+            }
+            None => {
+                let (link, stream) = crate::tunnel::open(&self.app, b, session).await?;
+                match upstream::connect(b, pinned, credential, stream).await {
+                    Ok(handle) => Ok((handle, Some(link))),
+                    Err(refusal) => {
+                        link.close().await;
+                        Err(refusal)
+                    }
+                }
+            }
+        }
     }
 
     /// The connection is gone: write the session's end (once).
@@ -369,6 +431,9 @@ impl Conn {
         // dropping the box connection, whose end the pumps would otherwise report as a loss.
         live.set_end_reason(EndReason::ClientExit);
         let _ = est.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
+        if let Some(link) = &est.tunnel {
+            link.close().await;
+        }
         // Close our end of the event queue; the writer finishes once every channel task has
         // sent its last event (their closing totals) and dropped its handle.
         lock(&est.events).take();

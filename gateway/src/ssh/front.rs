@@ -1,6 +1,7 @@
 //! russh's server callbacks. They run inside the connection's loop, so they never wait
 //! for anything slow: channel work goes to tasks ([`super::bridge`]), and every request
-//! that asks for a reply gets one here.
+//! that asks for a reply gets one here. Agents share the port; their connections are
+//! told apart by the user name and handled by [`super::agent`].
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Sessi
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tracing::{debug, info, warn};
 
+use super::agent::{self, AgentPeer};
 use super::conn::Conn;
 use crate::model::Person;
 
@@ -17,6 +19,11 @@ pub struct Front {
 }
 
 impl Front {
+    /// What the connection is for, when it is an agent's.
+    fn agent(&self) -> Option<&AgentPeer> {
+        self.conn.agent.get()
+    }
+
     /// The enabled operator owning `key`, if any.
     async fn operator(&self, key: &russh::keys::PublicKey) -> Option<Person> {
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
@@ -49,16 +56,29 @@ impl Handler for Front {
         Ok(Auth::reject())
     }
 
-    async fn auth_publickey_offered(&mut self, _user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
-        Ok(if self.operator(offer.public_key).await.is_some() { Auth::Accept } else { Auth::reject() })
+    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        let known = match iks_proto::AgentUser::parse(user) {
+            Some(agent_user) => agent::offered(&self.conn, &agent_user, offer.public_key).await,
+            None => self.operator(offer.public_key).await.is_some(),
+        };
+        Ok(if known { Auth::Accept } else { Auth::reject() })
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        if let Some(agent_user) = iks_proto::AgentUser::parse(user) {
+            let ok = agent::authenticated(&self.conn, agent_user, key.public_key).await;
+            return Ok(if ok { Auth::Accept } else { Auth::reject() });
+        }
         let Some(operator) = self.operator(key.public_key).await else { return Ok(Auth::reject()) };
         info!(operator = %operator.login, user, "operator authenticated");
         let _ = self.conn.user.set(user.to_string());
         let _ = self.conn.operator.set(operator);
         Ok(Auth::Accept)
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        agent::succeeded(&self.conn, session.handle());
+        Ok(())
     }
 
     async fn channel_open_session(
@@ -68,6 +88,14 @@ impl Handler for Front {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let _ = self.conn.handle.set(session.handle());
+        if let Some(peer) = self.agent() {
+            if agent::channel_opened(&self.conn, peer, channel) {
+                reply.accept().await;
+            } else {
+                reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            }
+            return Ok(());
+        }
         reply.accept().await;
         tokio::spawn(super::bridge::session_channel(self.conn.clone(), channel));
         Ok(())
@@ -83,6 +111,10 @@ impl Handler for Front {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.agent().is_some() {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        }
         let target = super::bridge::Forward {
             host: host.to_string(),
             port,
@@ -117,6 +149,9 @@ impl Handler for Front {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.agent().is_some() {
+            return session.channel_failure(channel);
+        }
         session.channel_success(channel)
     }
 
@@ -127,20 +162,30 @@ impl Handler for Front {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.env_allowed(name) { session.channel_success(channel) } else { session.channel_failure(channel) }
+        if self.agent().is_none() && self.env_allowed(name) {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        if self.agent().is_some() {
+            return session.channel_failure(channel);
+        }
         session.channel_success(channel)
     }
 
     async fn exec_request(
         &mut self,
         channel: ChannelId,
-        _data: &[u8],
+        data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_success(channel)
+        match self.agent() {
+            Some(peer) if !agent::exec_allowed(peer, data) => session.channel_failure(channel),
+            _ => session.channel_success(channel),
+        }
     }
 
     async fn subsystem_request(
@@ -149,7 +194,7 @@ impl Handler for Front {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if name == "sftp" {
+        if name == "sftp" && self.agent().is_none() {
             session.channel_success(channel)
         } else {
             debug!(subsystem = name, "refused subsystem");

@@ -6,6 +6,7 @@
 //! channel on the box by two pumps ([`bridge`]), one per direction, so typing (Ctrl-C)
 //! never waits behind output and every buffer on the way is bounded.
 
+mod agent;
 mod bridge;
 mod conn;
 mod front;
@@ -44,9 +45,10 @@ fn server_config(app: &App) -> Result<Config, SshError> {
         auth_rejection_time: Duration::from_millis(50),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![app.data_dir.key(KeyRole::Host)?],
-        // Sessions are bounded by their grant, not by idleness; dead clients are found by keepalives.
+        // Sessions are bounded by their grant, not by idleness; dead clients and agents are
+        // found by keepalives within a minute (agents also ping from their side).
         inactivity_timeout: None,
-        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 4,
         nodelay: true,
         ..Default::default()
@@ -82,6 +84,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     for s in &live {
         s.close(EndReason::GatewayShutdown, "the gateway is shutting down").await;
     }
+    crate::tunnel::disconnect_all(&app).await;
     let drained =
         tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {

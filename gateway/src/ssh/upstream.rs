@@ -1,5 +1,7 @@
 //! The gateway's SSH client to a box: pinned host key, certificate (or per-box static
-//! key) authentication. The engineer never sees any of this.
+//! key) authentication. The engineer never sees any of this. It runs over any byte
+//! stream — a TCP connection to a box the gateway reaches directly, or a channel through
+//! the box's agent — so host-key pinning, certificates and recording are the same both ways.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,6 +9,7 @@ use std::time::Duration;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{Channel, ChannelOpenFailure};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::access::Refusal;
@@ -80,6 +83,28 @@ impl client::Handler for Upstream {
         Ok(())
     }
 
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
     async fn server_channel_open_x11(
         &mut self,
         _channel: Channel<client::Msg>,
@@ -103,20 +128,36 @@ fn gateway_refusal(rule: &'static str, message: String) -> Refusal {
     Refusal::gateway(rule, message)
 }
 
-/// Connects and authenticates to the box's sshd.
-pub async fn connect(b: &IksBox, credential: Credential) -> Result<client::Handle<Upstream>, Refusal> {
+/// Opens the TCP connection to a box the gateway reaches directly.
+pub async fn dial(b: &IksBox, address: &str) -> Result<TcpStream, Refusal> {
     let name = &b.name;
-    let pinned = b.host_key.as_deref().and_then(|k| PublicKey::from_openssh(k).ok()).ok_or_else(|| {
-        gateway_refusal("host-key", format!("box {name} has no pinned host key; an admin must set one"))
-    })?;
-    let address = b.address.as_deref().ok_or_else(|| {
-        gateway_refusal("upstream", format!("box {name} is reached through its agent, which is not available"))
-    })?;
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
         .map_err(|_| gateway_refusal("upstream", format!("box {name} did not answer at {address}")))?
         .map_err(|e| gateway_refusal("upstream", format!("cannot reach box {name} at {address}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The box's pinned host key: without one there is nothing to connect to.
+pub fn pinned_key(b: &IksBox) -> Result<PublicKey, Refusal> {
+    b.host_key.as_deref().and_then(|k| PublicKey::from_openssh(k).ok()).ok_or_else(|| {
+        gateway_refusal("host-key", format!("box {} has no pinned host key; an admin must set one", b.name))
+    })
+}
+
+/// Runs the SSH handshake with the box's sshd over `stream`, accepting only `pinned`,
+/// and authenticates.
+pub async fn connect<S>(
+    b: &IksBox,
+    pinned: PublicKey,
+    credential: Credential,
+    stream: S,
+) -> Result<client::Handle<Upstream>, Refusal>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let name = &b.name;
     let config = Arc::new(client::Config {
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,

@@ -10,14 +10,14 @@ use crate::model::{BoxAuth, IksBox, NewBox, NewOrg, NewPerson, NewSshKey, Organi
 use crate::rules::{Inn, OrgFacts};
 use crate::time::{date_to_db, now, to_db};
 
-const ORG_COLUMNS: &str =
+pub(super) const ORG_COLUMNS: &str =
     "id, inn, name, purchased_on, module_paid_until, trial_started_on, partner, created_at, updated_at";
-const BOX_COLUMNS: &str = "id, org_id, name, product, version, address, login, host_key, auth_method, \
+pub(super) const BOX_COLUMNS: &str = "id, org_id, name, product, version, address, login, host_key, auth_method, \
                            allow_forwarding, created_at, updated_at";
 const PERSON_COLUMNS: &str = "id, login, display_name, role, org_id, email, disabled_at, created_at, updated_at";
 const KEY_COLUMNS: &str = "id, person_id, fingerprint, public_key, comment, created_at";
 
-fn org_from_row(r: &AnyRow) -> Result<Organisation> {
+pub(super) fn org_from_row(r: &AnyRow) -> Result<Organisation> {
     let inn = r.text("inn")?;
     Ok(Organisation {
         id: OrgId(r.int("id")?),
@@ -34,7 +34,7 @@ fn org_from_row(r: &AnyRow) -> Result<Organisation> {
     })
 }
 
-fn box_from_row(r: &AnyRow) -> Result<IksBox> {
+pub(super) fn box_from_row(r: &AnyRow) -> Result<IksBox> {
     Ok(IksBox {
         id: BoxId(r.int("id")?),
         org_id: OrgId(r.int("org_id")?),
@@ -78,7 +78,7 @@ fn key_from_row(r: &AnyRow) -> Result<SshKey> {
 
 /// The fields that differ between two versions of a record, as `{field: [old, new]}`,
 /// for the audit event of an update.
-fn changes<T: serde::Serialize>(before: &T, after: &T) -> serde_json::Value {
+pub(super) fn changes<T: serde::Serialize>(before: &T, after: &T) -> serde_json::Value {
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
         (serde_json::to_value(before), serde_json::to_value(after))
     else {

@@ -12,6 +12,7 @@
 //! Every method that changes something appends its audit event inside the same
 //! transaction ([`Tx::audit`]), so a change without its event can never be committed.
 
+mod agents;
 mod audit;
 mod directory;
 mod grants;
@@ -27,6 +28,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub use agents::{EnrollError, Enrolled, Enrolment};
 pub use audit::{EventFilter, PAGE, Retained, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;

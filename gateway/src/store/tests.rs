@@ -605,3 +605,5 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
     assert_eq!(end_details["recording_sha256"], "ab".repeat(32));
     assert_eq!(about[4].subjects.session, Some(s.id));
 }
+
+mod agents;

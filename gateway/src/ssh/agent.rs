@@ -1,0 +1,337 @@
+//! Agents on the SSH front: the same port as engineers, told apart by the SSH user name
+//! (`iks_proto::AgentUser`). An agent connection can do exactly one thing — enrol, hold
+//! the control channel, or carry one session's tunnel — and every other request is refused.
+//!
+//! The callbacks here run inside the connection's loop, so they only look things up and
+//! reply; the enrolment and the control channel run in tasks of their own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iks_proto::{AgentState, AgentUser, CONTROL_COMMAND, LineBuffer};
+use russh::keys::{HashAlg, PublicKey};
+use russh::server::{Handle, Msg};
+use russh::{Channel, ChannelMsg};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::conn::Conn;
+use crate::ids::AgentId;
+use crate::model::{Agent, AgentReport, EndReason};
+use crate::state::App;
+use crate::store::StoreError;
+use crate::tunnel::{COMMAND_QUEUE, Link};
+
+/// What an authenticated agent connection is for.
+#[derive(Debug)]
+pub enum AgentPeer {
+    /// Enrolling with this (new) key.
+    Enrolling(PublicKey),
+    Control {
+        agent: Agent,
+        box_name: String,
+    },
+    Data {
+        agent: Agent,
+        box_name: String,
+        dial: String,
+    },
+}
+
+/// How long an agent has, after logging in, to say what it wants.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn active_agent(conn: &Conn, key: &PublicKey) -> Option<Agent> {
+    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    match conn.app.store.active_agent_by_key(&fingerprint).await {
+        Ok(found) => found,
+        Err(e) => {
+            // Fail closed, as for engineers.
+            warn!(error = %e, "cannot look up an agent key");
+            None
+        }
+    }
+}
+
+/// Whether the offered key may try to log in as `user` (before its signature).
+pub async fn offered(conn: &Conn, user: &AgentUser, key: &PublicKey) -> bool {
+    match user {
+        // Any key: enrolling registers it, and the signature that follows proves possession.
+        AgentUser::Enroll => true,
+        AgentUser::Control => active_agent(conn, key).await.is_some(),
+        AgentUser::Data(dial) => active_agent(conn, key).await.is_some_and(|a| conn.app.tunnels.expects(dial, a.id)),
+    }
+}
+
+/// The signature checked out: decide, and remember what the connection is for.
+pub async fn authenticated(conn: &Conn, user: AgentUser, key: &PublicKey) -> bool {
+    let peer = match user {
+        AgentUser::Enroll => AgentPeer::Enrolling(key.clone()),
+        AgentUser::Control | AgentUser::Data(_) => {
+            let Some(agent) = active_agent(conn, key).await else { return false };
+            let box_name = match conn.app.store.get_box(agent.box_id).await {
+                Ok(b) => b.name,
+                Err(e) => {
+                    warn!(error = %e, "cannot look up an agent's box");
+                    return false;
+                }
+            };
+            match user {
+                AgentUser::Data(dial) if conn.app.tunnels.expects(&dial, agent.id) => {
+                    AgentPeer::Data { agent, box_name, dial }
+                }
+                AgentUser::Data(_) => return false,
+                _ => AgentPeer::Control { agent, box_name },
+            }
+        }
+    };
+    info!(peer = ?peer_kind(&peer), "agent authenticated");
+    conn.agent.set(peer).is_ok()
+}
+
+fn peer_kind(p: &AgentPeer) -> String {
+    match p {
+        AgentPeer::Enrolling(_) => "enrolment".into(),
+        AgentPeer::Control { agent, box_name } => {
+            format!("control of {agent_id} (box {box_name})", agent_id = agent.id)
+        }
+        AgentPeer::Data { agent, box_name, .. } => format!("data of {agent_id} (box {box_name})", agent_id = agent.id),
+    }
+}
+
+/// After authentication: a data connection is handed to the session that asked for it.
+pub fn succeeded(conn: &Conn, handle: Handle) {
+    if let Some(AgentPeer::Data { dial, box_name, .. }) = conn.agent.get()
+        && !conn.app.tunnels.deliver(dial, box_name, handle, conn.ended.subscribe())
+    {
+        // The session gave up waiting; the connection is useless and the agent will close it.
+        info!(dial, "a data connection arrived after its session gave up");
+    }
+}
+
+/// Accepts the one session channel an enrolment or control connection may open.
+pub fn channel_opened(conn: &Arc<Conn>, peer: &AgentPeer, channel: Channel<Msg>) -> bool {
+    if conn.agent_channel_taken.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return false;
+    }
+    let Some(handle) = conn.handle.get().cloned() else { return false };
+    let app = conn.app.clone();
+    match peer {
+        AgentPeer::Enrolling(key) => {
+            tokio::spawn(enroll(app, key.clone(), channel, handle).instrument(info_span!("enrolment")));
+            true
+        }
+        AgentPeer::Control { agent, box_name } => {
+            let span = info_span!("agent", agent = %agent.id, r#box = %box_name);
+            tokio::spawn(control(app, agent.clone(), box_name.clone(), channel, handle).instrument(span));
+            true
+        }
+        AgentPeer::Data { .. } => false,
+    }
+}
+
+/// Whether an exec on the agent's channel is the one it may send.
+pub fn exec_allowed(peer: &AgentPeer, command: &[u8]) -> bool {
+    match peer {
+        AgentPeer::Enrolling(_) => command.starts_with(iks_proto::ENROLL_COMMAND.as_bytes()),
+        AgentPeer::Control { .. } => command == CONTROL_COMMAND.as_bytes(),
+        AgentPeer::Data { .. } => false,
+    }
+}
+
+/// Waits for the channel's exec request and returns its command.
+async fn exec_command(rx: &mut russh::ChannelReadHalf) -> Option<Vec<u8>> {
+    let wait = async {
+        loop {
+            match rx.wait().await {
+                Some(ChannelMsg::Exec { command, .. }) => return Some(command),
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return None,
+                Some(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, wait).await.ok().flatten()
+}
+
+/// The enrolment: one exec, one answer, then the connection is closed.
+async fn enroll(app: App, key: PublicKey, channel: Channel<Msg>, handle: Handle) {
+    let (mut rx, tx) = channel.split();
+    if let Some(command) = exec_command(&mut rx).await {
+        match crate::enrollment::enroll(&app.store, &command, &key).await {
+            Ok(done) => {
+                info!(agent = %done.agent.id, r#box = %done.iks_box.name, org = %done.org.name, "agent enrolled");
+                let reply = iks_proto::EnrollReply {
+                    box_name: done.iks_box.name.clone(),
+                    box_id: done.iks_box.id.get(),
+                    org: done.org.name.clone(),
+                    inn: done.org.inn.to_string(),
+                    pinned_host_key: done.iks_box.host_key.as_deref().and_then(|k| {
+                        PublicKey::from_openssh(k).ok().map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+                    }),
+                };
+                match iks_proto::line(&reply) {
+                    Ok(bytes) => {
+                        let _ = tx.data_bytes(bytes).await;
+                        let _ = tx.exit_status(0).await;
+                    }
+                    Err(e) => warn!(error = %e, "cannot encode the enrolment reply"),
+                }
+            }
+            Err(failure) => {
+                let message = failure.message(app.tz());
+                let _ = tx.extended_data_bytes(1, format!("{message}\n").into_bytes()).await;
+                let _ = tx.exit_status(1).await;
+            }
+        }
+    }
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+    // The agent disconnects once it has read the answer; one that does not is cut off.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = handle.disconnect(russh::Disconnect::ByApplication, "enrolment finished".into(), "en".into()).await;
+}
+
+fn report_of(state: AgentState) -> AgentReport {
+    AgentReport {
+        agent_version: state.agent_version,
+        product: state.product,
+        version: state.version,
+        remote_access_disabled: state.remote_access_disabled,
+    }
+}
+
+/// Reads the next state line from the control channel; `None` when the channel ends or
+/// the agent sends something unreadable (it is then cut off).
+async fn next_state(
+    rx: &mut russh::ChannelReadHalf,
+    lines: &mut LineBuffer,
+    queued: &mut Vec<Vec<u8>>,
+) -> Option<AgentReport> {
+    loop {
+        if !queued.is_empty() {
+            let line = queued.remove(0);
+            return match serde_json::from_slice::<AgentState>(&line).map(report_of) {
+                Ok(r) if r.validate().is_ok() => Some(r),
+                _ => {
+                    warn!(line = %String::from_utf8_lossy(&line).chars().take(200).collect::<String>(), "unreadable agent state");
+                    None
+                }
+            };
+        }
+        match rx.wait().await {
+            Some(ChannelMsg::Data { data }) => match lines.push(&data) {
+                Ok(new) => queued.extend(new.into_iter().filter(|l| !l.is_empty())),
+                Err(e) => {
+                    warn!(error = %e, "agent control channel");
+                    return None;
+                }
+            },
+            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return None,
+            Some(_) => {}
+        }
+    }
+}
+
+/// The control channel, from the agent's first state report until the connection ends.
+async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>, handle: Handle) {
+    let (mut rx, tx) = channel.split();
+    let mut lines = LineBuffer::default();
+    let mut queued = Vec::new();
+    let first = match exec_command(&mut rx).await {
+        Some(command) if command == CONTROL_COMMAND.as_bytes() => {
+            tokio::time::timeout(REQUEST_TIMEOUT, next_state(&mut rx, &mut lines, &mut queued)).await.ok().flatten()
+        }
+        _ => None,
+    };
+    let Some(mut report) = first else {
+        let _ = handle.disconnect(russh::Disconnect::ByApplication, "no state report".into(), "en".into()).await;
+        return;
+    };
+    let serial = app.tunnels.next_serial();
+    let connection = format!("{}#{serial}", app.node);
+    let (commands, mut queue) = tokio::sync::mpsc::channel(COMMAND_QUEUE);
+    let link = Link {
+        serial,
+        agent: agent.id,
+        handle: handle.clone(),
+        commands,
+        remote_access_disabled: report.remote_access_disabled,
+    };
+    if let Some(old) = app.tunnels.register(agent.box_id, link) {
+        // A reconnect before the old connection was noticed dead: the newest wins.
+        info!(old = old.serial, "replacing the agent's previous connection");
+        let _ = old
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "replaced by a new connection".into(), "en".into())
+            .await;
+    }
+    match app.store.agent_connected(agent.id, &app.node, &connection, &report).await {
+        Ok(_) => {
+            info!(%connection, version = ?report.version, disabled = report.remote_access_disabled, "agent connected")
+        }
+        Err(StoreError::NotFound { .. }) => {
+            info!("the agent was revoked while connecting");
+            app.tunnels.unregister(agent.box_id, serial);
+            let _ =
+                handle.disconnect(russh::Disconnect::ByApplication, "this agent is revoked".into(), "en".into()).await;
+            return;
+        }
+        // The store may be briefly away: the tunnel works without it, presence catches up.
+        Err(e) => warn!(error = %e, "cannot record the agent's connection"),
+    }
+    loop {
+        tokio::select! {
+            next = next_state(&mut rx, &mut lines, &mut queued) => {
+                let Some(new) = next else { break };
+                if new == report {
+                    continue;
+                }
+                if new.remote_access_disabled && !report.remote_access_disabled {
+                    remote_access_disabled(&app, agent.id, &box_name).await;
+                }
+                app.tunnels.set_remote_access_disabled(agent.box_id, serial, new.remote_access_disabled);
+                if let Err(e) = app.store.agent_reported(agent.id, &connection, &new).await {
+                    warn!(error = %e, "cannot record the agent's report");
+                }
+                info!(version = ?new.version, disabled = new.remote_access_disabled, "agent reported");
+                report = new;
+            }
+            Some(command) = queue.recv() => {
+                let Ok(bytes) = iks_proto::line(&command) else { continue };
+                if tx.data_bytes(bytes).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    app.tunnels.unregister(agent.box_id, serial);
+    match app.store.agent_disconnected(agent.id, &connection, "connection closed").await {
+        Ok(true) => info!(%connection, "agent disconnected"),
+        Ok(false) => {}
+        Err(e) => warn!(error = %e, "cannot record the agent's disconnection"),
+    }
+    // Without its control channel the connection is useless: make sure it goes.
+    let _ = handle.disconnect(russh::Disconnect::ByApplication, "control channel closed".into(), "en".into()).await;
+}
+
+/// The customer turned the kill switch on: sessions on the box end now.
+async fn remote_access_disabled(app: &App, agent: AgentId, box_name: &str) {
+    for s in app.tunnels.sessions_of(agent) {
+        if let Some(live) = app.live.get(s) {
+            live.close(
+                EndReason::RemoteAccessDisabled,
+                &format!("the customer disabled remote access on box {box_name}"),
+            )
+            .await;
+        }
+    }
+}
+
+/// A data connection ended: the session it carried ends with it.
+pub async fn data_ended(app: &App, peer: &AgentPeer) {
+    let AgentPeer::Data { dial, .. } = peer else { return };
+    if let Some((session, box_name)) = app.tunnels.data_ended(dial)
+        && let Some(live) = app.live.get(session)
+    {
+        live.close(EndReason::AgentDisconnected, &format!("the agent of box {box_name} disconnected")).await;
+    }
+}
