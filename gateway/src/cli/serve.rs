@@ -22,6 +22,10 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for SSH on {}", config.ssh.listen))?;
     let ssh_addr = listener.local_addr()?;
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+    let http_addr = http_listener.local_addr()?;
     let root = ctx.data_dir.root().display().to_string();
     let ca_line = iks_gateway::ca::trusted_ca_line(&user_ca)?;
     let app = Arc::new(AppState {
@@ -36,6 +40,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     out!("iks-gateway {} serving from {root} (node {node})", env!("CARGO_PKG_VERSION"));
     out!("  store:            {}", store.backend().name());
     out!("  SSH:              {ssh_addr} (engineers: ssh -p {} T-<ticket>@{})", ssh_addr.port(), ssh_addr.ip());
+    out!("  HTTP:             {http_addr} (helpdesk API: http://{http_addr}/api/openapi.json)");
     out!("  host key:         {}", fingerprint(&host));
     out!("  user CA:          {ca_line}");
     out!("                    (put this line in each box's TrustedUserCAKeys file)");
@@ -45,18 +50,23 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     if store.list_people(Some(Role::Admin), None).await?.is_empty() && store.list_orgs().await?.is_empty() {
         print_first_steps(&root);
     }
-    tracing::info!(store = store.backend().name(), %ssh_addr, node, "gateway started");
+    tracing::info!(store = store.backend().name(), %ssh_addr, %http_addr, node, "gateway started");
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let watchdog = tokio::spawn(live::watchdog(app.clone(), stopped(stop_rx.clone())));
+    let autoclose =
+        tokio::spawn(iks_gateway::tickets::autoclose_job(store.clone(), app.config.clone(), stopped(stop_rx.clone())));
     let ssh = tokio::spawn(iks_gateway::ssh::serve(app.clone(), listener, stopped(stop_rx.clone())));
+    let http = tokio::spawn(iks_gateway::http::serve(app.clone(), http_listener, stopped(stop_rx.clone())));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     ssh.await??;
+    http.await?.context("HTTP server")?;
     let _ = watchdog.await;
+    let _ = autoclose.await;
     store.close().await;
     Ok(())
 }
