@@ -112,7 +112,7 @@ fn the_ticket_commands() {
         "petrov (customer): It still fails",
         "ivanov (support): Please send the log",
         "ivanov (person)      comment from support, ivanov (first response)",
-        "escalate: in progress → escalated, note: VPN module bug",
+        "escalate: open → escalated, note: VPN module bug",
         "progress: escalated → in progress",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
@@ -180,11 +180,10 @@ impl Server {
             .expect("spawn iks-gateway serve");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        // Drain stdout for the server's whole life: a closed pipe would make it exit.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
+                let _ = tx.send(line);
             }
         });
         // The banner names the bound address once the listener is up: that is readiness.
