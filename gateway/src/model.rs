@@ -299,7 +299,7 @@ pub fn parse_public_key(field: &'static str, line: &str) -> Result<russh::keys::
     Ok(key)
 }
 
-fn check_display_name(field: &'static str, v: &str) -> Result<(), InvalidField> {
+pub(crate) fn check_display_name(field: &'static str, v: &str) -> Result<(), InvalidField> {
     if v.trim().is_empty() {
         return Err(InvalidField::new(field, "must not be empty"));
     }

@@ -16,7 +16,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::error::ApiError;
 use crate::audit::Actor;
 use crate::ids::OrgId;
-use crate::model::ApiToken;
+use crate::model::{ApiToken, InvalidField, check_api_token_name};
 use crate::state::App;
 use crate::store::{Store, StoreError};
 
@@ -29,6 +29,8 @@ pub fn hash(token: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
     #[error("the operating system's random source failed")]
     Random,
     #[error(transparent)]
@@ -43,6 +45,7 @@ pub async fn issue(
     name: &str,
     org: Option<OrgId>,
 ) -> Result<(ApiToken, String), IssueError> {
+    check_api_token_name(name)?;
     let mut bytes = [0u8; 32];
     SystemRandom::new().fill(&mut bytes).map_err(|_| IssueError::Random)?;
     let secret = format!("{PREFIX}{}", hex::encode(bytes));

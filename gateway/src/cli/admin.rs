@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{Context as _, anyhow, bail};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
+use iks_gateway::api::auth::IssueError;
 use iks_gateway::audit::Actor;
 use iks_gateway::ids::{BoxId, KeyId, OrgId};
 use iks_gateway::model::{
@@ -470,8 +471,11 @@ async fn api_token(store: &Store, actor: &Actor, out: &Output, cmd: ApiTokenComm
                 Some(o) => Some(resolve_org(store, &o).await?),
                 None => None,
             };
-            iks_gateway::model::check_api_token_name(&name).map_err(flag_error)?;
-            let (t, secret) = iks_gateway::api::auth::issue(store, actor, &name, org.as_ref().map(|o| o.id)).await?;
+            let (t, secret) = match iks_gateway::api::auth::issue(store, actor, &name, org.as_ref().map(|o| o.id)).await
+            {
+                Err(IssueError::Invalid(e)) => return Err(flag_error(e)),
+                issued => issued?,
+            };
             if out.json {
                 let mut v = json!(t);
                 v["token"] = json!(secret);

@@ -245,14 +245,15 @@ pub async fn ticket(ctx: &Context, cmd: TicketCommand, json: bool) -> anyhow::Re
             if json {
                 return json_out(&list);
             }
+            let names = org_names(&store).await?;
             for t in &list {
                 out!(
-                    "{:<8} {:<11} p{} org {:<4} {}",
+                    "{:<8} {:<11} p{} {:<24} {}",
                     t.id.to_string(),
                     t.state.as_str(),
                     t.priority,
-                    t.org_id,
-                    one_line(&t.description, 60)
+                    one_line(names.get(&t.org_id).map_or("", String::as_str), 24),
+                    one_line(&t.description, 50)
                 );
             }
             return Ok(());
@@ -267,18 +268,19 @@ pub async fn ticket(ctx: &Context, cmd: TicketCommand, json: bool) -> anyhow::Re
             if queue.is_empty() {
                 out!("no open tickets");
             }
+            let names = org_names(&store).await?;
             for q in &queue {
                 let t = &q.ticket;
                 let due = q.sla.pending_due().map_or_else(|| q.sla.status.as_str().to_string(), |d| display(d, tz));
                 out!(
-                    "{:<8} p{} {:<11} {:<22} {:<8} org {:<4} {}",
+                    "{:<8} p{} {:<11} {:<22} {:<8} {:<24} {}",
                     t.id.to_string(),
                     t.priority,
                     t.state.as_str(),
                     due,
                     q.sla.status.flag().unwrap_or(""),
-                    t.org_id,
-                    one_line(&t.description, 50)
+                    one_line(names.get(&t.org_id).map_or("", String::as_str), 24),
+                    one_line(&t.description, 40)
                 );
             }
             return Ok(());
@@ -322,6 +324,11 @@ async fn make_move(store: &Store, ticket: TicketId, m: Move, by: MoveArgs) -> an
     Ok(tickets::make_move(store, &actor, who.as_ref(), ticket, &m, by.note.as_deref()).await?)
 }
 
+/// Organisations' names by ID, for listings.
+async fn org_names(store: &Store) -> anyhow::Result<std::collections::HashMap<OrgId, String>> {
+    Ok(store.list_orgs().await?.into_iter().map(|o| (o.id, o.name)).collect())
+}
+
 async fn resolve_org_id(store: &Store, org: Option<&str>) -> anyhow::Result<Option<OrgId>> {
     Ok(match org {
         Some(o) => Some(resolve_org(store, o).await?.id),
@@ -344,8 +351,9 @@ async fn show_ticket(ctx: &Context, store: &Store, id: TicketId, json: bool) -> 
     }
     let org = store.org(t.org_id).await?;
     out!("{} ({}) of {} (INN {}) — {} {}", t.id, t.state.words(), org.name, org.inn, t.product, t.version);
-    let reach = [t.contact_phone.as_deref(), t.contact_email.as_deref()].into_iter().flatten().collect::<Vec<_>>();
-    out!("  contact:        {} {}", t.contact_name, reach.join(", "));
+    let reach = [t.contact_phone.as_deref(), t.contact_email.as_deref()].into_iter().flatten();
+    let contact = [t.contact_name.as_str()].into_iter().chain(reach).filter(|c| !c.is_empty()).collect::<Vec<_>>();
+    out!("  contact:        {}", if contact.is_empty() { "none given".into() } else { contact.join(", ") });
     out!("  topic:          {}", t.topic.map_or("not stated", |t| t.as_str()));
     out!("  priority:       {}", t.priority);
     let clock = match (sla.due, sla.left_secs) {
@@ -364,12 +372,14 @@ async fn show_ticket(ctx: &Context, store: &Store, id: TicketId, json: bool) -> 
     if let Some(r) = &t.close_reason {
         out!("  closed:         {r}");
     }
-    out!("  {}", t.description);
+    for line in t.description.lines() {
+        out!("  | {line}");
+    }
     if !comments.is_empty() {
         out!("comments:");
         for c in &comments {
             let side = if c.from_customer { "customer" } else { "support" };
-            out!("  {} {} ({side}): {}", display(c.created_at, tz), c.author_name, c.body);
+            out!("  {} {} ({side}): {}", display(c.created_at, tz), c.author_name, c.body.replace('\n', "\n    "));
         }
     }
     out!("history:");

@@ -280,11 +280,11 @@ async fn apply_move(
 ) -> Result<Option<Ticket>> {
     before.check_move(m).map_err(|e| StoreError::Conflict(e.to_string()))?;
     let to = m.target();
-    let refusal = match m {
-        Move::Refuse { reason } => Some(*reason),
-        _ => None,
+    let (close_reason, refusal_reason) = match m {
+        Move::Close { .. } => (m.reason(), None),
+        Move::Refuse { .. } => (None, m.reason()),
+        Move::Progress | Move::Escalate | Move::Resolve => (None, None),
     };
-    let close_reason = if let Move::Close { reason } = m { Some(reason.as_str()) } else { None };
     let row = sqlx::query(&format!(
         "UPDATE tickets SET state = $2, updated_at = $3, close_reason = COALESCE($4, close_reason), \
          refusal_reason = COALESCE($5, refusal_reason), closed_at = CASE WHEN $6 = 1 THEN $3 ELSE closed_at END \
@@ -294,7 +294,7 @@ async fn apply_move(
     .bind(to.as_str())
     .bind(to_db(now()))
     .bind(close_reason)
-    .bind(refusal.map(RefusalReason::as_str))
+    .bind(refusal_reason)
     .bind(i64::from(to.is_final()))
     .bind(before.state.as_str())
     .bind(silent_before.map(to_db))
@@ -302,14 +302,11 @@ async fn apply_move(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let after = ticket_from_row(&row)?;
-    tx.audit(NewEvent::new(
-        actor,
-        m.action(),
-        subjects(&after),
-        json!({ "from": before.state, "to": after.state, "reason": m.reason(), "note": note,
-                "customer_silent_since": silent_before.map(|_| before.last_customer_activity_at) }),
-    ))
-    .await?;
+    let mut details = json!({ "from": before.state, "to": after.state, "reason": m.reason(), "note": note });
+    if silent_before.is_some() {
+        details["customer_silent_since"] = json!(before.last_customer_activity_at);
+    }
+    tx.audit(NewEvent::new(actor, m.action(), subjects(&after), details)).await?;
     if !to.is_active() {
         super::grants::revoke_all_for_ticket(tx, actor, &after, &format!("ticket {}", m.verb())).await?;
     }

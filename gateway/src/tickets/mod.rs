@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::ids::{OrgId, TicketId};
 use crate::model::{
     Comment, InvalidField, InvalidMove, Move, NewComment, NewTicket, Person, RefusalReason, Role, Ticket, Topic,
-    version_field,
+    check_display_name, version_field,
 };
 use crate::rules::{VersionRefusal, standing};
 use crate::store::{EventFilter, Store, StoreError, TicketFilter};
@@ -75,6 +75,17 @@ fn present(v: Option<String>) -> Option<String> {
 pub fn refusal(config: &Config, f: &Filing) -> Result<Option<RefusalReason>, InvalidField> {
     if f.description.trim().is_empty() {
         return Err(InvalidField::new("description", "must not be empty"));
+    }
+    // Blank contact fields are a refusal below; what is given must be printable.
+    let given = [
+        ("contact_name", Some(&f.contact_name)),
+        ("contact_phone", f.contact_phone.as_ref()),
+        ("contact_email", f.contact_email.as_ref()),
+    ];
+    for (field, value) in given {
+        if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
+            check_display_name(field, v)?;
+        }
     }
     let unsupported = match config.products.check(&f.product, &f.version) {
         Ok(_) => false,

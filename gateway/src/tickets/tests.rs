@@ -126,6 +126,8 @@ async fn opening_and_refusals(db: &TestDb) {
         (Filing { product: "iks-ultra".into(), ..filing(paying.id) }, "product"),
         (Filing { version: "seven".into(), ..filing(paying.id) }, "version"),
         (Filing { description: "  ".into(), ..filing(paying.id) }, "description"),
+        (Filing { contact_name: "Пётр\u{1b}[2J".into(), ..filing(paying.id) }, "contact_name"),
+        (Filing { contact_email: Some("x".repeat(201)), ..filing(paying.id) }, "contact_email"),
     ];
     for (f, field) in mistakes {
         match open(store, &config, &cli, f).await {
