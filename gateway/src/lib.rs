@@ -9,14 +9,18 @@
 //! - [`store`]: persistence on SQLite or PostgreSQL, every change with its audit event;
 //! - [`audit`]: the hash chain that makes the log tamper-evident, its signed checkpoints,
 //!   verification, exports and retention;
-//! - [`config`] and [`datadir`]: configuration, keys and files on disk.
+//! - [`config`] and [`datadir`]: configuration, keys and files on disk;
+//! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
+//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in.
 
 pub mod access;
+pub mod api;
 pub mod audit;
 pub mod ca;
 pub mod config;
 pub mod datadir;
 pub mod grants;
+pub mod http;
 pub mod ids;
 pub mod live;
 pub mod model;

@@ -17,8 +17,9 @@ mod directory;
 mod grants;
 mod sessions;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod tickets;
+mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use sqlx::{AnyPool, Row};
 pub use audit::{EventFilter, PAGE, Retained, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
+pub use tickets::TicketFilter;
 
 use crate::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};
 
