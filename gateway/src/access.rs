@@ -402,6 +402,7 @@ mod tests {
             product: "iks-standard".into(),
             version: "7".into(),
             description: "x".into(),
+            topic: None,
             state,
             priority: 1,
             response_due_at: None,

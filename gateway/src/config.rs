@@ -113,11 +113,21 @@ impl AccessConfig {
 pub struct TicketsConfig {
     /// A ticket closes when the customer has not commented for more than this many days.
     pub autoclose_days: u32,
+    /// An unanswered ticket is flagged "due soon" when less than this is left before its
+    /// first-response deadline (working time for categories 1–2, calendar time for 3).
+    pub due_soon: String,
 }
 
 impl Default for TicketsConfig {
     fn default() -> Self {
-        Self { autoclose_days: 10 }
+        Self { autoclose_days: 10, due_soon: "2h".into() }
+    }
+}
+
+impl TicketsConfig {
+    /// `due_soon` as a duration; [`Config::validate`] guarantees it parses.
+    pub fn due_soon(&self) -> chrono::Duration {
+        parse_duration(&self.due_soon).unwrap_or_else(|_| chrono::Duration::hours(2))
     }
 }
 
@@ -195,6 +205,7 @@ impl Config {
         if self.audit.checkpoint_every == 0 {
             return Err(invalid("audit.checkpoint_every", "must be at least 1".into()));
         }
+        parse_duration(&self.tickets.due_soon).map_err(|e| invalid("tickets.due_soon", e.to_string()))?;
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
         Ok(())
@@ -290,6 +301,7 @@ mod tests {
             ("[tickets]\nautoclose_days = 0\n", &[], "tickets.autoclose_days"),
             ("[audit]\ncheckpoint_every = 0\n", &[], "audit.checkpoint_every"),
             ("[audit]\nretention_days = -1\n", &[], "expected u32"),
+            ("[tickets]\ndue_soon = \"soon\"\n", &[], "tickets.due_soon"),
             ("[database]\nurl = \"mysql://x\"\n", &[], "database.url"),
             ("[hours]\ntimezone = \"Mars/Olympus\"\n", &[], "Mars/Olympus"),
             ("this is not toml", &[], "config file"),

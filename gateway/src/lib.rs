@@ -11,14 +11,18 @@
 //!   verification, exports and retention;
 //! - [`config`] and [`datadir`]: configuration, keys and files on disk;
 //! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
+//! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
+//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in.
 
 pub mod access;
+pub mod api;
 pub mod audit;
 pub mod ca;
 pub mod config;
 pub mod datadir;
 pub mod enrollment;
 pub mod grants;
+pub mod http;
 pub mod ids;
 pub mod live;
 pub mod model;

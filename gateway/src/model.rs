@@ -170,15 +170,18 @@ impl IksBox {
     }
 }
 
-/// Maps a product/version refusal onto the field it concerns.
+/// Checks a product and version against the catalogue, naming the field on refusal.
 pub fn check_product(catalog: &ProductCatalog, product: &str, version: &str) -> Result<(), InvalidField> {
-    catalog.check(product, version).map(|_| ()).map_err(|e| {
-        let field = match e {
-            VersionRefusal::UnknownProduct { .. } => "product",
-            _ => "version",
-        };
-        InvalidField::new(field, e.to_string())
-    })
+    catalog.check(product, version).map(|_| ()).map_err(version_field)
+}
+
+/// Maps a product/version refusal onto the field it concerns.
+pub fn version_field(e: VersionRefusal) -> InvalidField {
+    let field = match e {
+        VersionRefusal::UnknownProduct { .. } => "product",
+        _ => "version",
+    };
+    InvalidField::new(field, e.to_string())
 }
 
 named_enum! {
@@ -313,7 +316,7 @@ pub fn parse_public_key(field: &'static str, line: &str) -> Result<russh::keys::
     Ok(key)
 }
 
-fn check_display_name(field: &'static str, v: &str) -> Result<(), InvalidField> {
+pub(crate) fn check_display_name(field: &'static str, v: &str) -> Result<(), InvalidField> {
     if v.trim().is_empty() {
         return Err(InvalidField::new(field, "must not be empty"));
     }
@@ -337,6 +340,11 @@ fn check_slug(field: &'static str, v: &str) -> Result<(), InvalidField> {
         ));
     }
     Ok(())
+}
+
+/// API token names: the slug rules, so they read cleanly in the audit log and on the command line.
+pub fn check_api_token_name(name: &str) -> Result<(), InvalidField> {
+    check_slug("name", name)
 }
 
 /// Logins: the slug rules, so they are safe in SSH user names, paths and certificate principals.
@@ -383,6 +391,198 @@ impl TicketState {
     pub fn is_active(self) -> bool {
         matches!(self, Self::Open | Self::InProgress | Self::Escalated)
     }
+
+    /// Whether the ticket's life is over: nothing moves it, nobody comments on it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Closed | Self::Refused)
+    }
+
+    /// The states a ticket may move to from this one. A resolved ticket may be taken back
+    /// in progress (the customer says it is not fixed) until it is closed; a ticket back
+    /// from development is in progress again.
+    pub fn next(self) -> &'static [Self] {
+        use TicketState::*;
+        match self {
+            Open => &[InProgress, Escalated, Resolved, Closed, Refused],
+            InProgress => &[Escalated, Resolved, Closed, Refused],
+            Escalated => &[InProgress, Resolved, Closed, Refused],
+            Resolved => &[InProgress, Closed],
+            Closed | Refused => &[],
+        }
+    }
+
+    /// The state in words: "in progress".
+    pub fn words(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+}
+
+/// A change of a ticket's state, with what the new state records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move {
+    /// Support works on it: taken up, back from development, or reopened after "resolved".
+    Progress,
+    /// Handed to development: the engineers could not resolve it at once.
+    Escalate,
+    Resolve,
+    Close {
+        reason: String,
+    },
+    Refuse {
+        reason: RefusalReason,
+    },
+}
+
+impl Move {
+    pub fn target(&self) -> TicketState {
+        match self {
+            Self::Progress => TicketState::InProgress,
+            Self::Escalate => TicketState::Escalated,
+            Self::Resolve => TicketState::Resolved,
+            Self::Close { .. } => TicketState::Closed,
+            Self::Refuse { .. } => TicketState::Refused,
+        }
+    }
+
+    /// The audit action that records the move.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Progress => "ticket.progress",
+            Self::Escalate => "ticket.escalate",
+            Self::Resolve => "ticket.resolve",
+            Self::Close { .. } => "ticket.close",
+            Self::Refuse { .. } => "ticket.refuse",
+        }
+    }
+
+    /// What the move does to a ticket, as in "T-1001 cannot be escalated".
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Progress => "taken in progress",
+            Self::Escalate => "escalated",
+            Self::Resolve => "resolved",
+            Self::Close { .. } => "closed",
+            Self::Refuse { .. } => "refused",
+        }
+    }
+
+    /// The reason the new state records (closing and refusing).
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Close { reason } => Some(reason),
+            Self::Refuse { reason } => Some(reason.as_str()),
+            Self::Progress | Self::Escalate | Self::Resolve => None,
+        }
+    }
+}
+
+/// A move the ticket's state does not allow, with the moves it does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{ticket} is {}, so it cannot be {verb} ({})", state.words(), options(*state))]
+pub struct InvalidMove {
+    pub ticket: TicketId,
+    pub state: TicketState,
+    pub verb: &'static str,
+}
+
+fn options(state: TicketState) -> String {
+    let next: Vec<String> = state.next().iter().map(|s| s.words()).collect();
+    if next.is_empty() { "nothing changes it any more".into() } else { format!("it can go to {}", next.join(", ")) }
+}
+
+impl Ticket {
+    /// Whether the ticket's state allows `m`.
+    pub fn check_move(&self, m: &Move) -> Result<(), InvalidMove> {
+        if self.state.next().contains(&m.target()) {
+            Ok(())
+        } else {
+            Err(InvalidMove { ticket: self.id, state: self.state, verb: m.verb() })
+        }
+    }
+}
+
+/// Why support was refused (the regulations' list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// The request is about a version of IKS whose support has stopped.
+    UnsupportedVersion,
+    /// The person or organisation gave no contact data.
+    NoContactData,
+    /// The request is not about installing or configuring A-Real Consulting's products.
+    NotAboutProducts,
+    /// Rudeness towards the support engineer.
+    Rudeness,
+}
+
+impl RefusalReason {
+    pub const ALL: [Self; 4] = [Self::UnsupportedVersion, Self::NoContactData, Self::NotAboutProducts, Self::Rudeness];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::NoContactData => "no_contact_data",
+            Self::NotAboutProducts => "not_about_products",
+            Self::Rudeness => "rudeness",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The reason as the customer is told it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::UnsupportedVersion => "the request is about a version whose support has stopped",
+            Self::NoContactData => "no contact data was given",
+            Self::NotAboutProducts => "the request is not about installing or configuring A-Real Consulting's products",
+            Self::Rudeness => "rudeness towards the support engineer",
+        }
+    }
+}
+
+/// What a ticket is about, as the person filing it states it. The gateway cannot judge a
+/// description's text; the helpdesk form or the operator says what the request is about,
+/// and `other` (not about installing or configuring A-Real's products) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    /// Installing a product.
+    Installation,
+    /// Configuring IKS.
+    Configuration,
+    /// Registering a product.
+    Registration,
+    /// A problem with how the program works.
+    Malfunction,
+    /// Anything else: not what support covers.
+    Other,
+}
+
+impl Topic {
+    pub const ALL: [Self; 5] =
+        [Self::Installation, Self::Configuration, Self::Registration, Self::Malfunction, Self::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Installation => "installation",
+            Self::Configuration => "configuration",
+            Self::Registration => "registration",
+            Self::Malfunction => "malfunction",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether support covers it (the regulations: installing and configuring A-Real's products).
+    pub fn is_supported(self) -> bool {
+        self != Self::Other
+    }
 }
 
 /// A support ticket: every session is bound to one.
@@ -396,12 +596,16 @@ pub struct Ticket {
     pub product: String,
     pub version: String,
     pub description: String,
+    /// What the ticket is about, when the person filing it said so.
+    pub topic: Option<Topic>,
     pub state: TicketState,
     /// The organisation's category when the ticket was opened (1 is served first).
     pub priority: i64,
+    /// When support must have answered; `None` for category 4 and refused tickets.
     pub response_due_at: Option<DateTime<Utc>>,
+    /// The first comment from support: it stops the first-response clock.
     pub first_response_at: Option<DateTime<Utc>>,
-    pub refusal_reason: Option<String>,
+    pub refusal_reason: Option<RefusalReason>,
     pub close_reason: Option<String>,
     pub last_customer_activity_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -418,8 +622,58 @@ pub struct NewTicket {
     pub product: String,
     pub version: String,
     pub description: String,
+    pub topic: Option<Topic>,
     pub priority: i64,
     pub response_due_at: Option<DateTime<Utc>>,
+    /// Set when the ticket is refused as it is opened: it is stored `refused`, with the reason.
+    pub refusal: Option<RefusalReason>,
+}
+
+/// A comment on a ticket, from support or from the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comment {
+    pub id: i64,
+    pub ticket_id: TicketId,
+    /// The person, when the author is known to the gateway.
+    pub author_id: Option<PersonId>,
+    /// The author's name as shown (a login, or a name the helpdesk passed on).
+    pub author_name: String,
+    pub from_customer: bool,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewComment {
+    pub author_id: Option<PersonId>,
+    pub author_name: String,
+    pub from_customer: bool,
+    pub body: String,
+}
+
+impl NewComment {
+    pub fn validate(&self) -> Result<(), InvalidField> {
+        check_display_name("author", &self.author_name)?;
+        if self.body.trim().is_empty() {
+            return Err(InvalidField::new("body", "must not be empty"));
+        }
+        if self.body.chars().count() > 100_000 {
+            return Err(InvalidField::new("body", "is longer than 100000 characters"));
+        }
+        Ok(())
+    }
+}
+
+/// A token the helpdesk calls the API with. The secret itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    /// When set, the token sees only this organisation's tickets.
+    pub org_id: Option<OrgId>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 named_enum! {

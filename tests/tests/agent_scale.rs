@@ -111,6 +111,7 @@ fn two_hundred_agents_stay_connected_and_carry_sessions() {
             product: "iks-standard".into(),
             version: "7.2".into(),
             description: "200 boxes".into(),
+            topic: None,
         };
         let ticket = tickets::open(&store, &config, &cli, filing).await.unwrap();
         let mut tokens = Vec::new();

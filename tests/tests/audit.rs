@@ -75,8 +75,10 @@ async fn ended_sessions(gw: &Gateway) -> Vec<(SessionId, String)> {
         product: "iks-standard".into(),
         version: "7".into(),
         description: "VPN does not start".into(),
+        topic: None,
         priority: 1,
         response_due_at: None,
+        refusal: None,
     };
     let t = store.create_ticket(&Actor::cli(), &ticket).await.unwrap();
     let request = NewAccessRequest {

@@ -94,6 +94,11 @@ impl Actor {
     pub fn person(id: PersonId, login: &str) -> Self {
         Self { kind: ActorKind::Person, id: Some(id.get()), name: login.to_string() }
     }
+
+    /// A caller of the helpdesk API, by its token's ID and name.
+    pub fn api_token(id: i64, name: &str) -> Self {
+        Self { kind: ActorKind::ApiToken, id: Some(id), name: name.to_string() }
+    }
 }
 
 impl fmt::Display for Actor {

@@ -9,10 +9,11 @@ use std::io::Read as _;
 use anyhow::{Context as _, anyhow, bail};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
+use iks_gateway::api::auth::IssueError;
 use iks_gateway::audit::Actor;
 use iks_gateway::ids::{BoxId, KeyId, OrgId};
 use iks_gateway::model::{
-    Agent, BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role,
+    Agent, ApiToken, BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role,
     check_product,
 };
 use iks_gateway::rules::{Inn, OrgFacts, Standing, standing};
@@ -56,6 +57,27 @@ enum AdminCommand {
     /// SSH public keys of operators.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Tokens the helpdesk calls the API with.
+    #[command(name = "api-token", subcommand)]
+    ApiToken(ApiTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiTokenCommand {
+    /// Create a token. It is printed once: only its hash is kept.
+    Create {
+        /// A name for the caller, e.g. helpdesk (a-z, 0-9, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        /// Scope the token to one organisation (INN or ID): it sees only that
+        /// organisation's tickets and speaks for the customer.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token, by ID or by the name of a token in use; its requests are refused at once.
+    Revoke { token: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -453,7 +475,65 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        AdminCommand::ApiToken(cmd) => api_token(&store, &actor, &out, cmd).await,
     }
+}
+
+async fn api_token(store: &Store, actor: &Actor, out: &Output, cmd: ApiTokenCommand) -> anyhow::Result<()> {
+    let scope = |t: &ApiToken, orgs: &[Organisation]| match t.org_id {
+        Some(id) => orgs
+            .iter()
+            .find(|o| o.id == id)
+            .map_or_else(|| format!("organisation {id}"), |o| format!("{} (INN {})", o.name, o.inn)),
+        None => "all organisations".to_string(),
+    };
+    match cmd {
+        ApiTokenCommand::Create { name, org } => {
+            let org = match org {
+                Some(o) => Some(resolve_org(store, &o).await?),
+                None => None,
+            };
+            let (t, secret) = match iks_gateway::api::auth::issue(store, actor, &name, org.as_ref().map(|o| o.id)).await
+            {
+                Err(IssueError::Invalid(e)) => return Err(flag_error(e)),
+                issued => issued?,
+            };
+            if out.json {
+                let mut v = json!(t);
+                v["token"] = json!(secret);
+                return out.print_json(&v);
+            }
+            out!("created API token {}: {} for {}", t.id, t.name, scope(&t, org.as_slice()));
+            out!("  token: {secret}");
+            out!("  It is shown only now: put it in the helpdesk's settings (Authorization: Bearer <token>).");
+        }
+        ApiTokenCommand::List => {
+            let tokens = store.list_api_tokens().await?;
+            if out.json {
+                return out.print_json(&tokens);
+            }
+            let orgs = store.list_orgs().await?;
+            for t in &tokens {
+                let state =
+                    t.revoked_at.map_or_else(String::new, |at| format!("  (revoked {})", iks_gateway::time::to_db(at)));
+                out!("{:>4}  {:<20} {}, created by {}{state}", t.id, t.name, scope(t, &orgs), t.created_by);
+            }
+        }
+        ApiTokenCommand::Revoke { token } => {
+            let tokens = store.list_api_tokens().await?;
+            let id = token.parse::<i64>().ok();
+            let t = tokens
+                .iter()
+                .find(|t| Some(t.id) == id || (t.name == token && t.revoked_at.is_none()))
+                .ok_or_else(|| anyhow!("no API token {token} in use"))?;
+            let revoked = store.revoke_api_token(actor, t.id).await?;
+            if out.json {
+                return out.print_json(&revoked);
+            }
+            out!("revoked API token {}: {}", revoked.id, revoked.name);
+        }
+    }
+    Ok(())
 }
 
 async fn add_person(

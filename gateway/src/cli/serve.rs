@@ -22,6 +22,10 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for SSH on {}", config.ssh.listen))?;
     let ssh_addr = listener.local_addr()?;
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+    let http_addr = http_listener.local_addr()?;
     let root = ctx.data_dir.root().display().to_string();
     let ca_line = iks_gateway::ca::trusted_ca_line(&user_ca)?;
     let app = Arc::new(AppState {
@@ -40,6 +44,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     out!("iks-gateway {} serving from {root} (node {node})", env!("CARGO_PKG_VERSION"));
     out!("  store:            {}", store.backend().name());
     out!("  SSH:              {ssh_addr} (engineers: ssh -p {} T-<ticket>@{})", ssh_addr.port(), ssh_addr.ip());
+    out!("  HTTP:             {http_addr} (helpdesk API: http://{http_addr}/api/openapi.json)");
     out!("  host key:         {}", fingerprint(&host));
     out!("  user CA:          {ca_line}");
     out!("  audit key:        {}", fingerprint(&ctx.data_dir.key(KeyRole::Audit)?));
@@ -54,18 +59,26 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         print_first_steps(&root);
     }
     let audit = super::audit::Upkeep::start(ctx, &store)?;
-    tracing::info!(store = store.backend().name(), %ssh_addr, node, "gateway started");
+    tracing::info!(store = store.backend().name(), %ssh_addr, %http_addr, node, "gateway started");
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let watchdog = tokio::spawn(live::watchdog(app.clone(), stopped(app.shutdown.subscribe())));
+    let autoclose = tokio::spawn(iks_gateway::tickets::autoclose_job(
+        store.clone(),
+        app.config.clone(),
+        stopped(app.shutdown.subscribe()),
+    ));
     let ssh = tokio::spawn(iks_gateway::ssh::serve(app.clone(), listener, stopped(app.shutdown.subscribe())));
+    let http = tokio::spawn(iks_gateway::http::serve(app.clone(), http_listener, stopped(app.shutdown.subscribe())));
     shutdown_signal().await;
     tracing::info!("shutting down");
     app.shutdown.send_replace(true);
     ssh.await??;
+    http.await?.context("HTTP server")?;
     let _ = watchdog.await;
     audit.shutdown().await;
+    let _ = autoclose.await;
     if let Err(e) = store.agents_offline_on_node(&node, "gateway shutdown").await {
         tracing::warn!(error = %e, "cannot mark the agents offline");
     }

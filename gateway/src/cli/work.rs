@@ -5,14 +5,15 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
-use iks_gateway::audit::{Actor, NewEvent, Subjects};
+use iks_gateway::audit::Actor;
 use iks_gateway::grants::{self, ApproveOptions};
-use iks_gateway::ids::{GrantId, SessionId, TicketId};
-use iks_gateway::model::{Grant, GrantState, Person, Session};
+use iks_gateway::ids::{GrantId, OrgId, SessionId, TicketId};
+use iks_gateway::model::{Grant, GrantState, Move, Person, RefusalReason, Session, Ticket, TicketState, Topic};
 use iks_gateway::recording::{cast, transcript};
 use iks_gateway::rules::parse_duration;
-use iks_gateway::store::{GrantFilter, SessionFilter, Store};
-use iks_gateway::tickets::{self, Filing};
+use iks_gateway::store::{GrantFilter, SessionFilter, Store, TicketFilter};
+use iks_gateway::tickets::{self, Filing, Status};
+use iks_gateway::time::display;
 use serde_json::json;
 
 use super::Context;
@@ -20,11 +21,14 @@ use super::admin::{resolve_org, resolve_org_filter};
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
-    /// Open a ticket (the regulations: INN, contact, product version, description).
+    /// Open a ticket (the regulations: INN, contact, product version, description). A
+    /// ticket about an unsupported version, without a phone or e-mail, or with
+    /// `--topic other` is stored refused, with the reason.
     Open {
         /// The organisation (INN or ID).
         #[arg(long)]
         org: String,
+        /// The contact person's name.
         #[arg(long)]
         contact: String,
         #[arg(long)]
@@ -37,20 +41,81 @@ pub enum TicketCommand {
         version: String,
         #[arg(long)]
         description: String,
+        /// What the request is about; `other` (not installing or configuring A-Real's
+        /// products) is refused. Leave it out when nobody said.
+        #[arg(long, value_enum)]
+        topic: Option<Topic>,
     },
-    /// Show a ticket and its access requests.
+    /// Show a ticket: its clock, comments, history and access requests.
     Show { ticket: TicketId },
     /// List tickets, newest first.
     List {
         #[arg(long)]
         org: Option<String>,
+        #[arg(long, value_parser = ["open", "in_progress", "escalated", "resolved", "closed", "refused"])]
+        state: Option<String>,
+    },
+    /// The work waiting: open tickets by priority, then first-response deadline, flagged
+    /// DUE SOON or BREACHED.
+    Queue {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Comment on a ticket: an operator's comment is support's (the first one stops the
+    /// first-response clock), a customer user's is the customer's (it restarts the
+    /// auto-close count).
+    Comment {
+        ticket: TicketId,
+        /// Who writes: an operator, an admin, or a customer user of the organisation.
+        #[arg(long = "as", value_name = "LOGIN")]
+        who: String,
+        text: String,
+    },
+    /// Take a ticket in progress (also: back from development, or reopened after resolved).
+    Progress {
+        ticket: TicketId,
+        #[command(flatten)]
+        by: MoveArgs,
+    },
+    /// Escalate a ticket to development.
+    Escalate {
+        ticket: TicketId,
+        #[command(flatten)]
+        by: MoveArgs,
+    },
+    /// Mark a ticket resolved; it closes by itself when the customer stays silent.
+    Resolve {
+        ticket: TicketId,
+        #[command(flatten)]
+        by: MoveArgs,
     },
     /// Close a ticket: its grants are revoked and its live sessions end.
     Close {
         ticket: TicketId,
-        #[arg(long, default_value = "resolved")]
+        #[arg(long, default_value = tickets::DEFAULT_CLOSE_REASON)]
         reason: String,
+        #[command(flatten)]
+        by: MoveArgs,
     },
+    /// Refuse support on a ticket, with the regulations' reason (e.g. rudeness).
+    Refuse {
+        ticket: TicketId,
+        #[arg(long, value_enum)]
+        reason: RefusalReason,
+        #[command(flatten)]
+        by: MoveArgs,
+    },
+}
+
+/// Who makes a change, and why.
+#[derive(Debug, clap::Args)]
+pub struct MoveArgs {
+    /// The operator or admin making the change (else the change is recorded as the shell user's).
+    #[arg(long = "as", value_name = "LOGIN")]
+    who: Option<String>,
+    /// A note for the history.
+    #[arg(long)]
+    note: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,8 +207,9 @@ fn json_out<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 
 pub async fn ticket(ctx: &Context, cmd: TicketCommand, json: bool) -> anyhow::Result<()> {
     let store = ctx.store().await?;
-    match cmd {
-        TicketCommand::Open { org, contact, phone, email, product, version, description } => {
+    let tz = ctx.config.hours.timezone;
+    let (ticket, moved) = match cmd {
+        TicketCommand::Open { org, contact, phone, email, product, version, description, topic } => {
             let org = resolve_org(&store, &org).await?;
             let filing = Filing {
                 org: org.id,
@@ -153,57 +219,183 @@ pub async fn ticket(ctx: &Context, cmd: TicketCommand, json: bool) -> anyhow::Re
                 product,
                 version,
                 description,
+                topic,
             };
             let t = tickets::open(&store, &ctx.config, &Actor::cli(), filing).await?;
             if json {
                 return json_out(&t);
             }
-            let due = t
-                .response_due_at
-                .map_or_else(|| "none".into(), |d| iks_gateway::time::display(d, ctx.config.hours.timezone));
-            out!("opened {} for {} (priority {}, first response due {due})", t.id, org.name, t.priority);
-        }
-        TicketCommand::Show { ticket } => {
-            let t = store.ticket(ticket).await?;
-            let grants = store.list_grants(&GrantFilter { ticket: Some(ticket), ..Default::default() }).await?;
-            if json {
-                return json_out(&json!({ "ticket": t, "grants": grants }));
+            match t.refusal_reason {
+                Some(r) => out!("refused {} for {}: {} ({})", t.id, org.name, r.describe(), r.as_str()),
+                None => {
+                    let due = t.response_due_at.map_or_else(|| "none".into(), |d| display(d, tz));
+                    out!("opened {} for {} (priority {}, first response due {due})", t.id, org.name, t.priority);
+                }
             }
-            let org = store.org(t.org_id).await?;
-            out!("{} ({}) of {} — {} {}", t.id, t.state.as_str(), org.name, t.product, t.version);
-            out!("  contact:  {}", t.contact_name);
-            out!("  priority: {}", t.priority);
-            out!("  {}", t.description);
-            for g in &grants {
-                print_grant(&store, g, ctx).await?;
-            }
+            return Ok(());
         }
-        TicketCommand::List { org } => {
-            let org = resolve_org_filter(&store, org.as_deref()).await?;
-            let list = store.list_tickets(org).await?;
+        TicketCommand::Show { ticket } => return show_ticket(ctx, &store, ticket, json).await,
+        TicketCommand::List { org, state } => {
+            let filter = TicketFilter {
+                org: resolve_org_filter(&store, org.as_deref()).await?,
+                state: state.as_deref().and_then(TicketState::parse),
+                active: false,
+            };
+            let list = store.list_tickets(&filter).await?;
             if json {
                 return json_out(&list);
             }
+            let names = org_names(&store).await?;
             for t in &list {
                 out!(
-                    "{:<8} {:<11} p{} org {:<4} {}",
+                    "{:<8} {:<11} p{} {:<24} {}",
                     t.id.to_string(),
                     t.state.as_str(),
                     t.priority,
-                    t.org_id,
-                    t.description
+                    one_line(names.get(&t.org_id).map_or("", String::as_str), 24),
+                    one_line(&t.description, 50)
                 );
             }
+            return Ok(());
         }
-        TicketCommand::Close { ticket, reason } => {
-            let t = store.close_ticket(&Actor::cli(), ticket, &reason).await?;
+        TicketCommand::Queue { org } => {
+            let org = resolve_org_filter(&store, org.as_deref()).await?;
+            let now = iks_gateway::time::now();
+            let queue = tickets::queue(&store, &ctx.config, org, now).await?;
             if json {
-                return json_out(&t);
+                return json_out(&queue);
             }
-            out!("closed {} ({reason}); its grants are revoked", t.id);
+            if queue.is_empty() {
+                out!("no open tickets");
+            }
+            let names = org_names(&store).await?;
+            for q in &queue {
+                let t = &q.ticket;
+                let due = q.sla.pending_due().map_or_else(|| q.sla.status.as_str().to_string(), |d| display(d, tz));
+                out!(
+                    "{:<8} p{} {:<11} {:<22} {:<8} {:<24} {}",
+                    t.id.to_string(),
+                    t.priority,
+                    t.state.as_str(),
+                    due,
+                    q.sla.status.flag().unwrap_or(""),
+                    one_line(names.get(&t.org_id).map_or("", String::as_str), 24),
+                    one_line(&t.description, 40)
+                );
+            }
+            return Ok(());
+        }
+        TicketCommand::Comment { ticket, who, text } => {
+            let who = person(&store, &who).await?;
+            let c = tickets::comment_as(&store, &who, ticket, &text).await?;
+            if json {
+                return json_out(&c);
+            }
+            let side = if c.from_customer { "the customer" } else { "support" };
+            out!("{}: comment {} from {side} ({})", ticket, c.id, c.author_name);
+            return Ok(());
+        }
+        TicketCommand::Progress { ticket, by } => (ticket, make_move(&store, ticket, Move::Progress, by).await?),
+        TicketCommand::Escalate { ticket, by } => (ticket, make_move(&store, ticket, Move::Escalate, by).await?),
+        TicketCommand::Resolve { ticket, by } => (ticket, make_move(&store, ticket, Move::Resolve, by).await?),
+        TicketCommand::Close { ticket, reason, by } => {
+            (ticket, make_move(&store, ticket, Move::Close { reason }, by).await?)
+        }
+        TicketCommand::Refuse { ticket, reason, by } => {
+            (ticket, make_move(&store, ticket, Move::Refuse { reason }, by).await?)
+        }
+    };
+    if json {
+        return json_out(&moved);
+    }
+    let why = moved.close_reason.clone().or_else(|| moved.refusal_reason.map(|r| r.describe().to_string()));
+    let why = why.filter(|_| moved.state.is_final()).map(|w| format!(" ({w})")).unwrap_or_default();
+    let revoked = if moved.state.is_active() { "" } else { "; its grants are revoked and live sessions end" };
+    out!("{ticket} is {}{why}{revoked}", moved.state.words());
+    Ok(())
+}
+
+async fn make_move(store: &Store, ticket: TicketId, m: Move, by: MoveArgs) -> anyhow::Result<Ticket> {
+    let who = match &by.who {
+        Some(login) => Some(person(store, login).await?),
+        None => None,
+    };
+    let actor = who.as_ref().map_or_else(Actor::cli, |p| Actor::person(p.id, &p.login));
+    Ok(tickets::make_move(store, &actor, who.as_ref(), ticket, &m, by.note.as_deref()).await?)
+}
+
+/// Organisations' names by ID, for listings.
+async fn org_names(store: &Store) -> anyhow::Result<std::collections::HashMap<OrgId, String>> {
+    Ok(store.list_orgs().await?.into_iter().map(|o| (o.id, o.name)).collect())
+}
+
+async fn show_ticket(ctx: &Context, store: &Store, id: TicketId, json: bool) -> anyhow::Result<()> {
+    let tz = ctx.config.hours.timezone;
+    let t = store.ticket(id).await?;
+    let now = iks_gateway::time::now();
+    let sla = tickets::sla::sla(&t, now, &ctx.config.hours, ctx.config.tickets.due_soon());
+    let comments = store.comments(id).await?;
+    let history = tickets::history(store, id).await?;
+    let grants = store.list_grants(&GrantFilter { ticket: Some(id), ..Default::default() }).await?;
+    if json {
+        return json_out(
+            &json!({ "ticket": t, "sla": sla, "comments": comments, "history": history, "grants": grants }),
+        );
+    }
+    let org = store.org(t.org_id).await?;
+    out!("{} ({}) of {} (INN {}) — {} {}", t.id, t.state.words(), org.name, org.inn, t.product, t.version);
+    let reach = [t.contact_phone.as_deref(), t.contact_email.as_deref()].into_iter().flatten();
+    let contact = [t.contact_name.as_str()].into_iter().chain(reach).filter(|c| !c.is_empty()).collect::<Vec<_>>();
+    out!("  contact:        {}", if contact.is_empty() { "none given".into() } else { contact.join(", ") });
+    out!("  topic:          {}", t.topic.map_or("not stated", |t| t.as_str()));
+    out!("  priority:       {}", t.priority);
+    let clock = match (sla.due, sla.left_secs) {
+        (Some(due), Some(left)) => {
+            let left = iks_gateway::rules::format_duration(chrono::Duration::seconds(left.abs()));
+            let when = if sla.status == Status::Breached { format!("{left} overdue") } else { format!("{left} left") };
+            format!("{}, due {} ({when})", sla.status.as_str(), display(due, tz))
+        }
+        (Some(due), None) => format!("{}, was due {}", sla.status.as_str(), display(due, tz)),
+        _ => sla.status.as_str().to_string(),
+    };
+    out!("  first response: {clock}");
+    if let Some(r) = t.refusal_reason {
+        out!("  refused:        {} ({})", r.describe(), r.as_str());
+    }
+    if let Some(r) = &t.close_reason {
+        out!("  closed:         {r}");
+    }
+    for line in t.description.lines() {
+        out!("  | {line}");
+    }
+    if !comments.is_empty() {
+        out!("comments:");
+        for c in &comments {
+            let side = if c.from_customer { "customer" } else { "support" };
+            out!("  {} {} ({side}): {}", display(c.created_at, tz), c.author_name, c.body.replace('\n', "\n    "));
+        }
+    }
+    out!("history:");
+    for h in &history {
+        out!("  {} {:<20} {}", display(h.at, tz), h.actor.to_string(), h.describe());
+    }
+    if !grants.is_empty() {
+        out!("access:");
+        for g in &grants {
+            print_grant(store, g, ctx).await?;
         }
     }
     Ok(())
+}
+
+/// The first line of `s`, at most `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() > max || s.lines().nth(1).is_some() {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_string()
+    }
 }
 
 async fn person(store: &Store, login: &str) -> anyhow::Result<Person> {
@@ -215,7 +407,7 @@ async fn print_grant(store: &Store, g: &Grant, ctx: &Context) -> anyhow::Result<
     let b = store.get_box(g.box_id).await?;
     let who = store.person(g.requested_by).await.map(|p| p.login).unwrap_or_default();
     let window = match (g.starts_at, g.ends_at) {
-        (Some(s), Some(e)) => format!("{} – {}", iks_gateway::time::display(s, tz), iks_gateway::time::display(e, tz)),
+        (Some(s), Some(e)) => format!("{} – {}", display(s, tz), display(e, tz)),
         _ => format!("{} requested", iks_gateway::rules::format_duration(chrono::Duration::seconds(g.requested_secs))),
     };
     out!(
@@ -291,7 +483,7 @@ pub async fn session(ctx: &Context, cmd: SessionCommand, json: bool) -> anyhow::
             s.ticket_id.to_string(),
             s.box_id,
             s.operator_id,
-            iks_gateway::time::display(s.started_at, tz),
+            display(s.started_at, tz),
             s.end_reason.map_or("live", |r| r.as_str()),
             s.bytes_in,
             s.bytes_out
@@ -318,13 +510,7 @@ pub async fn session(ctx: &Context, cmd: SessionCommand, json: bool) -> anyhow::
                 out!("  recording: {r} sha256 {}", s.recording_sha256.as_deref().unwrap_or("(live)"));
             }
             for e in &events {
-                out!(
-                    "  {} ch{} {} {}",
-                    iks_gateway::time::display(e.at, tz),
-                    e.channel.unwrap_or(-1),
-                    e.kind,
-                    e.details
-                );
+                out!("  {} ch{} {} {}", display(e.at, tz), e.channel.unwrap_or(-1), e.kind, e.details);
             }
         }
         SessionCommand::Kill { session } => {
@@ -364,18 +550,6 @@ async fn read_recording(
     id: SessionId,
     action: &'static str,
 ) -> anyhow::Result<cast::Cast> {
-    let s = store.session(id).await?;
-    let rel = s.recording.as_deref().ok_or_else(|| anyhow!("{id} has no recording"))?;
-    let path = ctx.data_dir.recordings_dir().join(rel);
-    let bytes = std::fs::read(&path).map_err(|e| anyhow!("cannot read the recording {}: {e}", path.display()))?;
-    let org = store.get_box(s.box_id).await?.org_id;
-    let subjects = Subjects {
-        org: Some(org),
-        ticket: Some(s.ticket_id),
-        box_: Some(s.box_id),
-        grant: Some(s.grant_id),
-        session: Some(id),
-    };
-    store.append_event(NewEvent::new(&Actor::cli(), action, subjects, json!({ "recording": rel }))).await?;
+    let bytes = iks_gateway::recording::fetch(store, &ctx.data_dir.recordings_dir(), &Actor::cli(), id, action).await?;
     Ok(cast::read(&bytes)?)
 }

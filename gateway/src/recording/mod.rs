@@ -137,6 +137,45 @@ impl Recording {
     }
 }
 
+/// Why a session's recording could not be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0} has no recording")]
+    NoRecording(SessionId),
+    #[error("cannot read the recording {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Reads the recording of session `id` from `recordings_dir` for `actor`. Looking at a
+/// recording is itself audited: `action` (`session.replay`, `session.download`, …) is
+/// appended to the chain before the bytes are returned.
+pub async fn fetch(
+    store: &crate::store::Store,
+    recordings_dir: &Path,
+    actor: &crate::audit::Actor,
+    id: SessionId,
+    action: &'static str,
+) -> Result<Vec<u8>, FetchError> {
+    let s = store.session(id).await?;
+    let rel = s.recording.as_deref().ok_or(FetchError::NoRecording(id))?;
+    let path = recordings_dir.join(rel);
+    let bytes = fs::read(&path).map_err(|source| FetchError::Read { path, source })?;
+    let org = store.get_box(s.box_id).await?.org_id;
+    let subjects = crate::audit::Subjects {
+        org: Some(org),
+        ticket: Some(s.ticket_id),
+        box_: Some(s.box_id),
+        grant: Some(s.grant_id),
+        session: Some(id),
+    };
+    store
+        .append_event(crate::audit::NewEvent::new(actor, action, subjects, serde_json::json!({ "recording": rel })))
+        .await?;
+    Ok(bytes)
+}
+
 /// The complete UTF-8 text of `carry ‖ data`; an incomplete sequence at the end waits in
 /// `carry` for the next chunk, so characters split across SSH packets are kept whole.
 fn take_utf8(carry: &mut Vec<u8>, data: &[u8]) -> String {

@@ -18,8 +18,9 @@ mod directory;
 mod grants;
 mod sessions;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod tickets;
+mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub use agents::{EnrollError, Enrolled, Enrolment};
 pub use audit::{EventFilter, PAGE, Retained, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
+pub use tickets::TicketFilter;
 
 use crate::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};
 

@@ -65,26 +65,40 @@ async fn admin_execute(url: &str, sql: &str) {
     conn.close().await.unwrap();
 }
 
-/// Runs the story `$name` on each backend, as `$name::sqlite` and `$name::postgres`.
+/// Runs the story `$name` (an `async fn(&TestDb)` beside the invocation) on each backend,
+/// as `$name::sqlite` and `$name::postgres`.
 macro_rules! story {
     ($name:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let db = super::TestDb::sqlite().await;
+                let db = $crate::store::tests::TestDb::sqlite().await;
                 super::$name(&db).await;
                 db.finish().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(db) = super::TestDb::postgres().await {
+                if let Some(db) = $crate::store::tests::TestDb::postgres().await {
                     super::$name(&db).await;
                     db.finish().await;
                 }
             }
         }
     };
+}
+
+pub(crate) use story;
+
+/// Moves a ticket's opening and last customer activity to `at`, as if time had passed
+/// since: stories about days of silence cannot wait for them.
+pub(crate) async fn backdate_ticket(store: &Store, id: TicketId, at: chrono::DateTime<chrono::Utc>) {
+    sqlx::query("UPDATE tickets SET created_at = $2, last_customer_activity_at = $2 WHERE id = $1")
+        .bind(id.get())
+        .bind(crate::time::to_db(at))
+        .execute(&store.write)
+        .await
+        .unwrap();
 }
 
 story!(organisations);
@@ -159,7 +173,7 @@ async fn organisations(db: &TestDb) {
     assert_eq!(events[1].actor, actor);
 }
 
-fn new_box(org: OrgId, name: &str) -> NewBox {
+pub(crate) fn new_box(org: OrgId, name: &str) -> NewBox {
     NewBox {
         org_id: org,
         name: name.into(),
@@ -480,8 +494,10 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
         product: "iks-standard".into(),
         version: "7.2".into(),
         description: "VPN does not start".into(),
+        topic: None,
         priority: 1,
         response_due_at: None,
+        refusal: None,
     };
     let t = store.create_ticket(&cli, &new_ticket).await.unwrap();
     assert_eq!(t.id, TicketId(1001), "ticket numbers start at T-1001");
