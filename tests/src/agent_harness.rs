@@ -169,6 +169,7 @@ impl Serve {
         let mut child = gw
             .command(&["serve"])
             .env("IKS_SSH_LISTEN", format!("127.0.0.1:{port}"))
+            .env("IKS_HTTP_LISTEN", "127.0.0.1:0")
             .env("IKS_LOG", "info,russh=warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("serve log"))
