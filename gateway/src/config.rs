@@ -71,11 +71,42 @@ impl Default for SshConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The address people open the panel at, e.g. "https://gw.example.ru"; empty means
+    /// http://<listen>. An https URL makes the panel's cookies Secure.
+    pub public_url: String,
+    /// A panel session unused this long ends, e.g. "30m".
+    pub idle_timeout: String,
+    /// A panel session ends this long after signing in, however active, e.g. "12h".
+    pub session_lifetime: String,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            idle_timeout: "30m".into(),
+            session_lifetime: "12h".into(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The panel's address as people type it.
+    pub fn base_url(&self, bound: SocketAddr) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{bound}")
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    pub fn idle_timeout(&self) -> chrono::Duration {
+        parse_duration(&self.idle_timeout).unwrap_or_else(|_| chrono::Duration::minutes(30))
+    }
+
+    pub fn session_lifetime(&self) -> chrono::Duration {
+        parse_duration(&self.session_lifetime).unwrap_or_else(|_| chrono::Duration::hours(12))
     }
 }
 
@@ -206,6 +237,12 @@ impl Config {
             return Err(invalid("audit.checkpoint_every", "must be at least 1".into()));
         }
         parse_duration(&self.tickets.due_soon).map_err(|e| invalid("tickets.due_soon", e.to_string()))?;
+        parse_duration(&self.http.idle_timeout).map_err(|e| invalid("http.idle_timeout", e.to_string()))?;
+        parse_duration(&self.http.session_lifetime).map_err(|e| invalid("http.session_lifetime", e.to_string()))?;
+        let public = &self.http.public_url;
+        if !public.is_empty() && !(public.starts_with("http://") || public.starts_with("https://")) {
+            return Err(invalid("http.public_url", format!("'{public}' must start with http:// or https://")));
+        }
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
         Ok(())

@@ -1,6 +1,6 @@
-//! The gateway's HTTP server: the helpdesk API under `/api/` (and, later, the web panel
-//! beside it). It takes its listener and a shutdown future, so `serve` binds the
-//! configured address and tests bind port 0.
+//! The gateway's HTTP server: the web panel, with the helpdesk API under `/api/`. It
+//! takes its listener and a shutdown future, so `serve` binds the configured address and
+//! tests bind port 0.
 
 use std::future::Future;
 
@@ -14,5 +14,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, crate::api::router(app)).with_graceful_shutdown(shutdown).await
+    // The panel throttles sign-ins per client address, so it needs the peer's address.
+    let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+}
+
+/// The panel with the API beside it; each keeps its own "not found" (a page, or JSON).
+pub fn router(app: App) -> axum::Router {
+    let api = crate::api::router(app.clone()).into_service::<axum::body::Body>();
+    crate::web::router(app).route_service("/api", api.clone()).route_service("/api/{*rest}", api)
 }

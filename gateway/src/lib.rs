@@ -12,7 +12,8 @@
 //! - [`config`] and [`datadir`]: configuration, keys and files on disk;
 //! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
 //! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
-//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in.
+//! - [`web`], [`api`] and [`http`]: the web panel, the helpdesk's JSON API, and the HTTP
+//!   server they run in.
 
 pub mod access;
 pub mod api;
@@ -34,3 +35,4 @@ pub mod store;
 pub mod tickets;
 pub mod time;
 pub mod tunnel;
+pub mod web;

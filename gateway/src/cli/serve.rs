@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let ca_line = iks_gateway::ca::trusted_ca_line(&user_ca)?;
     let app = Arc::new(AppState {
         store: store.clone(),
-        config,
+        config: config.clone(),
         data_dir: ctx.data_dir.clone(),
         user_ca,
         node: node.clone(),
@@ -44,7 +44,8 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     out!("iks-gateway {} serving from {root} (node {node})", env!("CARGO_PKG_VERSION"));
     out!("  store:            {}", store.backend().name());
     out!("  SSH:              {ssh_addr} (engineers: ssh -p {} T-<ticket>@{})", ssh_addr.port(), ssh_addr.ip());
-    out!("  HTTP:             {http_addr} (helpdesk API: http://{http_addr}/api/openapi.json)");
+    let panel = config.http.base_url(http_addr);
+    out!("  HTTP:             {http_addr} (panel: {panel}/login, helpdesk API: {panel}/api/openapi.json)");
     out!("  host key:         {}", fingerprint(&host));
     out!("  user CA:          {ca_line}");
     out!("  audit key:        {}", fingerprint(&ctx.data_dir.key(KeyRole::Audit)?));
@@ -54,6 +55,11 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     }
     if stale_agents > 0 {
         out!("  marked {stale_agents} agent(s) offline that a crash left online");
+    }
+    if let Some(path) = iks_gateway::web::auth::setup_link(&store).await? {
+        out!("");
+        out!("The store is empty. Create the first admin in the panel (one-time link, valid 24 hours):");
+        out!("  {panel}{path}");
     }
     if store.list_people(Some(Role::Admin), None).await?.is_empty() && store.list_orgs().await?.is_empty() {
         print_first_steps(&root);

@@ -14,7 +14,8 @@ pub(super) const ORG_COLUMNS: &str =
     "id, inn, name, purchased_on, module_paid_until, trial_started_on, partner, created_at, updated_at";
 pub(super) const BOX_COLUMNS: &str = "id, org_id, name, product, version, address, login, host_key, auth_method, \
                            allow_forwarding, created_at, updated_at";
-const PERSON_COLUMNS: &str = "id, login, display_name, role, org_id, email, disabled_at, created_at, updated_at";
+pub(super) const PERSON_COLUMNS: &str =
+    "id, login, display_name, role, org_id, email, disabled_at, created_at, updated_at";
 const KEY_COLUMNS: &str = "id, person_id, fingerprint, public_key, comment, created_at";
 
 pub(super) fn org_from_row(r: &AnyRow) -> Result<Organisation> {
@@ -51,7 +52,7 @@ pub(super) fn box_from_row(r: &AnyRow) -> Result<IksBox> {
     })
 }
 
-fn person_from_row(r: &AnyRow) -> Result<Person> {
+pub(super) fn person_from_row(r: &AnyRow) -> Result<Person> {
     Ok(Person {
         id: PersonId(r.int("id")?),
         login: r.text("login")?,

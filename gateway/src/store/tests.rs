@@ -187,6 +187,23 @@ pub(crate) fn new_box(org: OrgId, name: &str) -> NewBox {
     }
 }
 
+/// A ticket about an IKS Standard 7.2 box of `org`, with contact data.
+pub(crate) fn new_ticket(org: OrgId) -> NewTicket {
+    NewTicket {
+        org_id: org,
+        contact_name: "Пётр Петров".into(),
+        contact_phone: Some("+7 495 000-00-00".into()),
+        contact_email: None,
+        product: "iks-standard".into(),
+        version: "7.2".into(),
+        description: "VPN does not start".into(),
+        topic: None,
+        priority: 1,
+        response_due_at: None,
+        refusal: None,
+    }
+}
+
 async fn boxes(db: &TestDb) {
     let store = &db.store;
     let actor = Actor::cli();

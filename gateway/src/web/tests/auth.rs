@@ -1,0 +1,273 @@
+//! Signing in and out, sessions, CSRF, throttling, the second factor and one-time links.
+
+use axum::http::{Method, StatusCode};
+
+use super::{Browser, PASSWORD, Panel};
+use crate::audit::Actor;
+use crate::store::EventFilter;
+
+#[tokio::test]
+async fn an_unauthenticated_visit_leads_to_the_sign_in_page_and_back() {
+    let p = Panel::new().await;
+    let mut b = Browser::default();
+    let home = p.get(&mut b, "/").await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER);
+    assert_eq!(home.location(), "/login");
+    let deep = p.get(&mut b, "/account?tab=totp").await;
+    assert_eq!(deep.location(), "/login?next=/account%3Ftab%3Dtotp");
+    let form = p.get(&mut b, "/login").await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("<html lang=\"ru\""), "Russian by default");
+    assert!(form.body.contains("Вход"));
+    let pre = form.input("csrf").unwrap();
+    let page = p
+        .send(
+            &mut b,
+            Method::POST,
+            "/login",
+            Some(&[("csrf", &pre), ("login", "romashka"), ("password", PASSWORD), ("next", "/account?tab=totp")]),
+        )
+        .await;
+    assert_eq!(page.location(), "/account?tab=totp");
+    let cookie = page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("iks_session="));
+    let cookie = cookie.expect("a session cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http on loopback: {cookie}");
+    // Each role lands where its work is.
+    for (login, landing) in
+        [("romashka", "/access"), ("petrov", "/queue"), ("sidorova", "/sessions"), ("root", "/admin/orgs")]
+    {
+        let mut b = p.login(login).await;
+        assert_eq!(p.get(&mut b, "/").await.location(), landing, "{login}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_logins_read_the_same_and_are_audited() {
+    let p = Panel::new().await;
+    let mut b = Browser::default();
+    let wrong = p.try_login(&mut b, "romashka", "not the password").await;
+    let unknown = p.try_login(&mut b, "nobody", "not the password").await;
+    for page in [&wrong, &unknown] {
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+        assert!(page.body.contains("Неверный логин или пароль."));
+    }
+    assert_eq!(wrong.input("login").as_deref(), Some("romashka"), "the login typed is kept");
+    let events = p.app.store.audit_events(&EventFilter::default()).await.unwrap();
+    let refused: Vec<_> = events.iter().filter(|e| e.action == "web.login_refused").collect();
+    assert_eq!(refused.len(), 2);
+    assert!(refused[0].details.contains("wrong password") && refused[1].details.contains("no such login"));
+    assert_eq!(refused[0].subjects.org, Some(p.a.id), "the customer's organisation sees attempts on its people");
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_account_even_for_the_right_password() {
+    let p = Panel::new().await;
+    let mut b = Browser::default();
+    for _ in 0..5 {
+        assert_eq!(p.try_login(&mut b, "petrov", "guess guess").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let locked = p.try_login(&mut b, "petrov", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(locked.body.contains("Слишком много неудачных попыток. Повторите через 15 мин."), "{}", locked.body);
+    // Another account from another address is not affected.
+    let mut other = Browser { address: Some("127.0.0.2:40000".parse().unwrap()), ..Default::default() };
+    assert_eq!(p.try_login(&mut other, "sidorova", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_address_guessing_across_accounts_is_locked() {
+    let p = Panel::new().await;
+    let mut b = Browser { address: Some("127.0.0.7:40000".parse().unwrap()), ..Default::default() };
+    for i in 0..20 {
+        p.try_login(&mut b, &format!("user{i}"), "guess guess").await;
+    }
+    assert_eq!(p.try_login(&mut b, "sidorova", PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_token_are_refused() {
+    let p = Panel::new().await;
+    let mut b = p.login("romashka").await;
+    let missing = p.send(&mut b, Method::POST, "/logout", Some(&[])).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN);
+    let wrong = p.send(&mut b, Method::POST, "/logout", Some(&[("csrf", "0123456789abcdef")])).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(p.get(&mut b, "/account").await.status, StatusCode::OK, "still signed in");
+    // Another person's token does not work either.
+    let other = p.login("petrov").await;
+    let foreign = p.send(&mut b, Method::POST, "/logout", Some(&[("csrf", other.csrf.as_deref().unwrap())])).await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+    // The sign-in form needs its double-submit token too.
+    let mut fresh = Browser::default();
+    let no_pre = p
+        .send(&mut fresh, Method::POST, "/login", Some(&[("csrf", "x"), ("login", "petrov"), ("password", PASSWORD)]))
+        .await;
+    assert_eq!(no_pre.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_for_good() {
+    let p = Panel::new().await;
+    let mut b = p.login("sidorova").await;
+    let stolen = b.clone();
+    let out = p.post(&mut b, "/logout", &[]).await;
+    assert_eq!(out.location(), "/login");
+    let mut thief = stolen;
+    assert_eq!(p.get(&mut thief, "/account").await.location(), "/login?next=/account", "the old cookie is dead");
+    let actions: Vec<String> =
+        p.app.store.audit_events(&EventFilter::default()).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert!(actions.ends_with(&["web.login".into(), "web.logout".into()]), "{actions:?}");
+}
+
+#[tokio::test]
+async fn idle_and_old_sessions_end() {
+    let mut config = crate::config::Config::default();
+    config.http.idle_timeout = "1s".into();
+    let p = Panel::with_config(config).await;
+    let mut b = p.login("petrov").await;
+    assert_eq!(p.get(&mut b, "/account").await.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(p.get(&mut b, "/account").await.location(), "/login?next=/account");
+    let events = p.app.store.audit_events(&EventFilter::default()).await.unwrap();
+    assert!(events.last().unwrap().details.contains("idle"));
+}
+
+#[tokio::test]
+async fn totp_is_asked_after_the_password_and_each_code_works_once() {
+    let p = Panel::new().await;
+    let mut b = p.login("romashka").await;
+    let begin = p.post(&mut b, "/account/totp", &[("step", "begin")]).await;
+    let secret = begin.input("secret").expect("a new secret is shown");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let wrong = p.post(&mut b, "/account/totp", &[("step", "enable"), ("secret", &secret), ("code", "000000")]).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    let code = crate::web::totp::code_at(&secret, now);
+    let on = p.post(&mut b, "/account/totp", &[("step", "enable"), ("secret", &secret), ("code", &code)]).await;
+    assert_eq!(on.location(), "/account");
+    // This browser goes on; a new sign-in needs the code.
+    let mut b2 = Browser::default();
+    let after_password = p.try_login(&mut b2, "romashka", PASSWORD).await;
+    assert!(after_password.location().starts_with("/login/totp"), "{}", after_password.location());
+    assert_eq!(p.get(&mut b2, "/account").await.location(), "/login?next=/account", "no pages before the code");
+    let form = p.get(&mut b2, "/login/totp").await;
+    let pre = form.input("csrf").unwrap();
+    let reused = p.send(&mut b2, Method::POST, "/login/totp", Some(&[("csrf", &pre), ("code", &code)])).await;
+    assert_eq!(reused.status, StatusCode::UNAUTHORIZED, "the code used to turn TOTP on is spent");
+    let next = crate::web::totp::code_at(&secret, now + 30);
+    let pre = reused.input("csrf").unwrap();
+    let ok = p.send(&mut b2, Method::POST, "/login/totp", Some(&[("csrf", &pre), ("code", &next)])).await;
+    assert_eq!(ok.location(), "/access");
+    assert_eq!(p.get(&mut b2, "/account").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_setup_link_creates_the_first_admin_once() {
+    let db = crate::store::tests::TestDb::sqlite().await;
+    let path = crate::web::auth::setup_link(&db.store).await.unwrap().expect("an empty store gets a link");
+    let p = Panel::new().await;
+    assert!(crate::web::auth::setup_link(&p.app.store).await.unwrap().is_none(), "a store with people gets none");
+    // Use the first store's link against a panel on that store.
+    let panel = Panel {
+        router: crate::http::router(std::sync::Arc::new(crate::state::AppState {
+            store: db.store.clone(),
+            ..clone_state(&p)
+        })),
+        ..p
+    };
+    let mut b = Browser::default();
+    let form = panel.get(&mut b, &path).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let pre = form.input("csrf").unwrap();
+    let short = panel
+        .send(
+            &mut b,
+            Method::POST,
+            &path,
+            Some(&[("csrf", &pre), ("login", "admin"), ("name", "Админ"), ("password", "short"), ("repeat", "short")]),
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST);
+    assert_eq!(short.input("login").as_deref(), Some("admin"), "what was typed is kept");
+    let pre = short.input("csrf").unwrap();
+    let fields =
+        [("csrf", pre.as_str()), ("login", "admin"), ("name", "Админ"), ("password", PASSWORD), ("repeat", PASSWORD)];
+    let made = panel.send(&mut b, Method::POST, &path, Some(&fields)).await;
+    assert_eq!(made.location(), "/admin/orgs");
+    assert_eq!(panel.get(&mut b, &path).await.status, StatusCode::NOT_FOUND, "the link works once");
+    assert!(db.store.credentials("admin").await.unwrap().unwrap().password_hash.unwrap().starts_with("$argon2id$"));
+}
+
+fn clone_state(p: &Panel) -> crate::state::AppState {
+    crate::state::AppState {
+        store: p.app.store.clone(),
+        config: p.app.config.clone(),
+        data_dir: p.app.data_dir.clone(),
+        user_ca: p.app.user_ca.clone(),
+        node: p.app.node.clone(),
+        live: crate::live::Registry::default(),
+        shutdown: tokio::sync::watch::channel(false).0,
+        tunnels: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_password_link_sets_the_password_and_signs_in() {
+    let p = Panel::new().await;
+    let person = p.app.store.person_by_login("petrov").await.unwrap();
+    p.app.store.set_password(&Actor::cli(), person.id, None).await.unwrap();
+    let path = crate::web::auth::password_link_for(&p.app.store, person.id).await.unwrap();
+    let mut b = Browser::default();
+    let form = p.get(&mut b, &path).await;
+    assert!(form.body.contains("petrov"));
+    let pre = form.input("csrf").unwrap();
+    let done = p
+        .send(
+            &mut b,
+            Method::POST,
+            &path,
+            Some(&[("csrf", &pre), ("password", "a new password 1"), ("repeat", "a new password 1")]),
+        )
+        .await;
+    assert_eq!(done.location(), "/queue");
+    assert_eq!(p.get(&mut b, &path).await.status, StatusCode::NOT_FOUND);
+    let mut again = Browser::default();
+    assert_eq!(p.try_login(&mut again, "petrov", "a new password 1").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_switch_language() {
+    let p = Panel::new().await;
+    let mut b = p.login("petrov").await;
+    let page = p.get(&mut b, "/account").await;
+    let csp = page.headers.get("content-security-policy").unwrap().to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers.get("x-frame-options").unwrap(), "DENY");
+    assert!(page.body.contains("Учётная запись"));
+    let switch = p.get(&mut b, "/lang/en?back=/account").await;
+    assert_eq!(switch.location(), "/account");
+    let en = p.get(&mut b, "/account").await;
+    assert!(en.body.contains("<html lang=\"en\"") && en.body.contains("Second factor (TOTP)"));
+    assert_eq!(p.get(&mut b, "/lang/en?back=//evil.example").await.location(), "/", "no open redirect");
+    let css = p.get(&mut b, "/static/app.css").await;
+    assert_eq!(css.headers.get("content-type").unwrap(), "text/css; charset=utf-8");
+    assert_eq!(p.get(&mut b, "/static/nope.js").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_api_still_answers_beside_the_panel() {
+    let p = Panel::new().await;
+    let mut b = Browser::default();
+    let spec = p.get(&mut b, "/api/openapi.json").await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert!(spec.body.starts_with('{'));
+    let missing = p.get(&mut b, "/api/nope").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("no such API endpoint"), "JSON error, not the panel's page");
+    assert!(p.get(&mut b, "/nope").await.body.contains("Не найдено."));
+}
