@@ -38,7 +38,7 @@ impl Serve {
         let deadline = Instant::now() + Duration::from_secs(30);
         let port = loop {
             let text = std::fs::read_to_string(&stdout).unwrap_or_default();
-            if let Some(port) = ssh_port(&text) {
+            if let Some(port) = listen_port(&text, "SSH:") {
                 break port;
             }
             if let Ok(Some(status)) = guard.child.try_wait() {
@@ -59,6 +59,11 @@ impl Serve {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The web panel's and API's port, from the `HTTP:` line.
+    pub fn http_port(&self) -> u16 {
+        listen_port(&self.banner(), "HTTP:").expect("serve printed its HTTP address")
     }
 
     pub fn pid(&self) -> u32 {
@@ -92,10 +97,10 @@ impl Serve {
     }
 }
 
-/// The port in `  SSH:              127.0.0.1:PORT (engineers: …)`.
-fn ssh_port(stdout: &str) -> Option<u16> {
-    let line = stdout.lines().find(|l| l.trim_start().starts_with("SSH:"))?;
-    let addr = line.trim_start().strip_prefix("SSH:")?.split_whitespace().next()?;
+/// The port in a banner line such as `  SSH:              127.0.0.1:PORT (engineers: …)`.
+fn listen_port(stdout: &str, label: &str) -> Option<u16> {
+    let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
+    let addr = line.trim_start().strip_prefix(label)?.split_whitespace().next()?;
     addr.rsplit_once(':')?.1.parse().ok()
 }
 
@@ -104,7 +109,9 @@ mod tests {
     #[test]
     fn ssh_port_from_the_banner() {
         let out = "iks-gateway 0.1.0 serving\n  store:            SQLite\n  SSH:              127.0.0.1:46441 (engineers: ssh -p 46441 T-<ticket>@127.0.0.1)\n";
-        assert_eq!(super::ssh_port(out), Some(46441));
-        assert_eq!(super::ssh_port("  SSH:"), None);
+        assert_eq!(super::listen_port(out, "SSH:"), Some(46441));
+        assert_eq!(super::listen_port("  SSH:", "SSH:"), None);
+        let http = "  HTTP:             127.0.0.1:38011 (panel: http://127.0.0.1:38011/login, …)\n";
+        assert_eq!(super::listen_port(http, "HTTP:"), Some(38011));
     }
 }
