@@ -74,7 +74,66 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database was out of reach (down, restarting, unreachable), so the same
+    /// request may succeed later; a refused or malformed request is not retried.
+    pub fn is_transient(&self) -> bool {
+        let Self::Unavailable(e) = self else { return false };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL's connection exceptions (08…), shutdown and recovery (57P…), too many clients.
+            sqlx::Error::Database(d) => {
+                d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// First and longest pause between attempts of [`until_stored`].
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Runs `write` until the store takes it. Records that must not be lost (a session's end,
+/// what happened inside it) are written this way: while the database is out of reach the
+/// write is tried again, pausing 0.25 s doubling to 5 s. It gives up only when `shutdown`
+/// is set (returning the last error): a session still unended then is ended at the next
+/// start by [`crate::live::end_crashed`]. Memory stays bounded by the callers, each of
+/// which holds one pending write.
+pub async fn until_stored<T, F, Fut>(shutdown: &tokio::sync::watch::Sender<bool>, what: &str, mut write: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut stopping = shutdown.subscribe();
+    let mut pause = RETRY_FIRST;
+    let mut failures = 0_u32;
+    loop {
+        match write().await {
+            Ok(v) => {
+                if failures > 0 {
+                    tracing::info!(what, failures, "the store is back; written");
+                }
+                return Ok(v);
+            }
+            Err(e) if e.is_transient() && !*stopping.borrow() => {
+                if failures == 0 {
+                    tracing::warn!(what, error = %e, "store unavailable; trying again until it returns");
+                }
+                failures = failures.saturating_add(1);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stopping.wait_for(|s| *s) => {}
+                }
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// The database behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,9 +216,12 @@ impl Store {
                 Self { backend, write, read }
             }
             Backend::Postgres => {
+                // sqlx retries a refused connection until the acquire timeout: keep it short,
+                // so that while PostgreSQL is down an engineer hears "store unavailable"
+                // within seconds and the watchdog keeps its pace.
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_secs(3))
                     .connect_with(options)
                     .await
                     .map_err(StoreError::Unavailable)?;
