@@ -6,7 +6,8 @@
 //! "store unavailable"; a live session goes on through a short outage and ends with
 //! reason "store unavailable" after `[access] store_grace` of a long one; once PostgreSQL
 //! is back, sessions open again without restarting the gateway, and the audit chain has
-//! every start and end, the ones that happened during the outage included.
+//! every start and end, the ones that happened during the outage included. A gateway
+//! stopped during an outage leaves its sessions' ends to its next start ("gateway crashed").
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use iks_e2e::faults::PrivatePostgres;
 use iks_e2e::process;
 use iks_e2e::scenario::{Scenario, Setup, TICKET, end_reason};
+use iks_e2e::serve::Serve;
 use serde_json::Value;
 
 /// How long live sessions outlast the store in this test.
@@ -54,7 +56,7 @@ fn new_session_works(s: &Scenario, pg: &PrivatePostgres) -> Duration {
 #[test]
 fn a_store_outage_refuses_new_sessions_and_live_ones_end_only_after_the_grace() {
     let pg = PrivatePostgres::start();
-    let s = Scenario::with(Setup::default().database(&pg.url()).env("IKS_ACCESS_STORE_GRACE", GRACE));
+    let mut s = Scenario::with(Setup::default().database(&pg.url()).env("IKS_ACCESS_STORE_GRACE", GRACE));
     let mut live = s.engineer.spawn_ssh(TICKET, &[], "for i in $(seq 3000); do echo tick $i; sleep 0.1; done");
     let first = s.wait_live(1)[0]["id"].as_i64().expect("session id");
     process::wait_for(
@@ -98,10 +100,26 @@ fn a_store_outage_refuses_new_sessions_and_live_ones_end_only_after_the_grace() 
     assert!(!s.events(first, "close").is_empty(), "the channel's close event waited for the store too");
     new_session_works(&s, &pg);
 
+    // A gateway stopped while the store is away cannot write the ends: its next start does.
+    let mut last = s.engineer.spawn_ssh(TICKET, &[], "sleep 300");
+    let id = s.wait_live(1)[0]["id"].as_i64().expect("session id");
+    pg.stop();
+    let stopping = Instant::now();
+    let stopped = s.serve.terminate(Duration::from_secs(40));
+    assert!(stopped.is_some(), "the gateway did not stop without its store\n{}", s.diagnostics());
+    println!("without its store, the gateway stopped in {:?}", stopping.elapsed());
+    assert!(process::wait_deadline(&mut last, Duration::from_secs(20)).is_some(), "ssh ended with the gateway");
+    pg.restart();
+    s.serve = Serve::start(&s.gw, &[]);
+    s.engineer.port = s.serve.port();
+    assert!(s.serve.banner().contains("ended 1 session(s) left open by a crash"), "{}", s.serve.banner());
+    assert_eq!(end_reason(&s.wait_ended(id)), "gateway crashed");
+    new_session_works(&s, &pg);
+
     // Every session's start and end are in the chain, and the chain verifies.
     let events = audit_events(&s);
     let sessions: Vec<i64> = s.sessions().iter().filter_map(|x| x["id"].as_i64()).collect();
-    assert!(sessions.len() >= 3, "the live one and one after each outage: {sessions:?}");
+    assert!(sessions.len() >= 5, "two live ones and one after each outage: {sessions:?}");
     for id in &sessions {
         let ended = s.wait_ended(*id);
         for action in ["session.start", "session.end"] {
