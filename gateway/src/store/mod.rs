@@ -401,3 +401,61 @@ pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl FnOnce() -> Strin
 pub(crate) fn parse_enum<T>(col: &str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
     parse(value).ok_or_else(|| StoreError::Corrupt(format!("{col} = '{value}' is not a known value")))
 }
+
+#[cfg(test)]
+mod retry_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn refused() -> StoreError {
+        sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)).into()
+    }
+
+    #[test]
+    fn only_an_unreachable_database_is_worth_another_try() {
+        assert!(refused().is_transient());
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::from(sqlx::Error::PoolClosed).is_transient(), "closed at shutdown: final");
+        assert!(!StoreError::from(sqlx::Error::RowNotFound).is_transient());
+        assert!(!StoreError::Conflict("S-1 has already ended".into()).is_transient());
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_the_store_and_give_up_only_at_shutdown() {
+        let shutdown = tokio::sync::watch::channel(false).0;
+        let tries = AtomicU32::new(0);
+        // Down for two tries, then back: written on the third.
+        let written = until_stored(&shutdown, "test", || async {
+            if tries.fetch_add(1, Ordering::SeqCst) < 2 { Err(refused()) } else { Ok(7) }
+        })
+        .await;
+        assert_eq!(written.unwrap(), 7);
+        assert_eq!(tries.load(Ordering::SeqCst), 3);
+
+        // A final error is not retried.
+        tries.store(0, Ordering::SeqCst);
+        let conflict = until_stored(&shutdown, "test", || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(StoreError::Conflict("no".into()))
+        })
+        .await;
+        assert!(matches!(conflict, Err(StoreError::Conflict(_))));
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+
+        // Down for good: shutdown ends the wait (one more try after it is set).
+        tries.store(0, Ordering::SeqCst);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.send_replace(true);
+        });
+        let gave_up = until_stored(&shutdown, "test", || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(refused())
+        })
+        .await;
+        assert!(gave_up.unwrap_err().is_transient());
+        assert!(tries.load(Ordering::SeqCst) >= 2);
+    }
+}
