@@ -526,8 +526,12 @@ impl Conn {
                 .await;
         match written {
             Ok(s) => Some(s),
-            Err(e) => {
+            Err(e) if e.is_transient() => {
                 error!(session.id = %id, error = %e, "cannot record the session's end; the next start will");
+                None
+            }
+            Err(e) => {
+                error!(session.id = %id, error = %e, "cannot record the session's end");
                 None
             }
         }
