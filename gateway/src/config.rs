@@ -117,11 +117,14 @@ pub struct AccessConfig {
     pub max_grant: String,
     /// When to warn the engineer before the grant ends, e.g. ["5m", "1m"].
     pub warn_before: Vec<String>,
+    /// How long live sessions outlast an unreachable store (a revocation made elsewhere
+    /// cannot be seen meanwhile), e.g. "60s".
+    pub store_grace: String,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        Self { max_grant: "8h".into(), warn_before: vec!["5m".into(), "1m".into()] }
+        Self { max_grant: "8h".into(), warn_before: vec!["5m".into(), "1m".into()], store_grace: "60s".into() }
     }
 }
 
@@ -136,6 +139,14 @@ impl AccessConfig {
         let mut w: Vec<_> = self.warn_before.iter().filter_map(|s| parse_duration(s).ok()).collect();
         w.sort_by(|a, b| b.cmp(a));
         w
+    }
+
+    /// `store_grace` as a duration; [`Config::validate`] guarantees it parses.
+    pub fn store_grace(&self) -> std::time::Duration {
+        parse_duration(&self.store_grace)
+            .ok()
+            .and_then(|d| d.to_std().ok())
+            .unwrap_or(std::time::Duration::from_secs(60))
     }
 }
 
@@ -229,6 +240,12 @@ impl Config {
         }
         for w in &self.access.warn_before {
             parse_duration(w).map_err(|e| invalid("access.warn_before", format!("'{w}': {e}")))?;
+        }
+        let grace =
+            parse_duration(&self.access.store_grace).map_err(|e| invalid("access.store_grace", e.to_string()))?;
+        if grace > chrono::Duration::hours(1) {
+            // Longer would leave a revoked session running unseen for longer than anyone expects.
+            return Err(invalid("access.store_grace", "must be at most 1 hour".into()));
         }
         if self.tickets.autoclose_days == 0 {
             return Err(invalid("tickets.autoclose_days", "must be at least 1".into()));
@@ -335,6 +352,7 @@ mod tests {
             ("[ssh]\nlisten = \"nope\"\n", &[], "invalid socket address"),
             ("[access]\nmax_grant = \"forever\"\n", &[], "access.max_grant"),
             ("[access]\nmax_grant = \"30d\"\n", &[], "at most 7 days"),
+            ("[access]\nstore_grace = \"2h\"\n", &[], "access.store_grace: must be at most 1 hour"),
             ("[tickets]\nautoclose_days = 0\n", &[], "tickets.autoclose_days"),
             ("[audit]\ncheckpoint_every = 0\n", &[], "audit.checkpoint_every"),
             ("[audit]\nretention_days = -1\n", &[], "expected u32"),

@@ -11,6 +11,7 @@
 //! Every command has a deadline ([`process`]), so a hang fails a test instead of CI.
 
 pub mod engineer;
+pub mod faults;
 pub mod process;
 pub mod scenario;
 pub mod serve;
