@@ -1,6 +1,6 @@
 //! The gateway's HTTP server: the helpdesk API under `/api/` (and, later, the web panel
-//! beside it). It takes its listener and a shutdown future, so `serve` binds the
-//! configured address and tests bind port 0.
+//! beside it), and `/metrics` for operators ([`crate::metrics`]). It takes its listener
+//! and a shutdown future, so `serve` binds the configured address and tests bind port 0.
 
 use std::future::Future;
 
@@ -14,5 +14,6 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, crate::api::router(app)).with_graceful_shutdown(shutdown).await
+    let router = crate::api::router(app.clone()).merge(crate::metrics::router(app));
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -12,7 +12,8 @@
 //! - [`config`] and [`datadir`]: configuration, keys and files on disk;
 //! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
 //! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
-//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in.
+//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in;
+//!   [`metrics`]: the node's vital signs for operators.
 
 pub mod access;
 pub mod api;
@@ -25,6 +26,7 @@ pub mod grants;
 pub mod http;
 pub mod ids;
 pub mod live;
+pub mod metrics;
 pub mod model;
 pub mod recording;
 pub mod rules;
