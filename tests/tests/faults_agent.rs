@@ -18,7 +18,7 @@ use iks_e2e::sshd::BoxSshd;
 /// The flapping lasts about this long (the cycle under way finishes)…
 const FLAPPING: Duration = Duration::from_secs(60);
 /// …and at most this many cycles.
-const MAX_CYCLES: usize = 15;
+const MAX_CYCLES: usize = 40;
 /// What may be alive beyond the baseline once the agent settled: hyper's and the sqlx
 /// pools' housekeeping tasks come and go; a leak per cycle would exceed these.
 const TASK_SLACK: u64 = 3;
