@@ -13,10 +13,8 @@ const SESSIONS: usize = 10;
 /// The numbered lines `tag-1`, `tag-2`, … that `text` holds, as the highest number seen
 /// with all before it present (0 when none).
 fn lines_through(text: &str, tag: &str) -> usize {
-    let seen: std::collections::BTreeSet<usize> = text
-        .split(|c| c == '\r' || c == '\n')
-        .filter_map(|l| l.trim().strip_prefix(tag)?.strip_prefix('-')?.parse().ok())
-        .collect();
+    let seen: std::collections::BTreeSet<usize> =
+        text.split(['\r', '\n']).filter_map(|l| l.trim().strip_prefix(tag)?.strip_prefix('-')?.parse().ok()).collect();
     (1..).take_while(|i| seen.contains(i)).last().unwrap_or(0)
 }
 
