@@ -83,6 +83,9 @@ impl Drop for Relay {
 /// Connects `client` to the target and pumps both ways on two threads, which end when
 /// either side closes or the relay cuts the connection.
 fn forward(shared: &Shared, client: TcpStream, target: u16) {
+    // Checked under the lock `cut` takes, so no connection slips in between a test's
+    // `set_up(false)` and its `cut()`.
+    let mut open = shared.open.lock().unwrap();
     if !shared.up.load(Ordering::Relaxed) {
         return;
     }
@@ -92,10 +95,8 @@ fn forward(shared: &Shared, client: TcpStream, target: u16) {
     let (Ok(()), Ok(c2), Ok(s2)) = (client.set_nonblocking(false), client.try_clone(), server.try_clone()) else {
         return;
     };
-    {
-        let mut open = shared.open.lock().unwrap();
-        open.extend([c2.try_clone(), s2.try_clone()].into_iter().flatten());
-    }
+    open.extend([c2.try_clone(), s2.try_clone()].into_iter().flatten());
+    drop(open);
     shared.forwarded.fetch_add(1, Ordering::Relaxed);
     for (mut from, mut to) in [(client, s2), (server, c2)] {
         std::thread::spawn(move || {
