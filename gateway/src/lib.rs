@@ -13,7 +13,7 @@
 //! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
 //! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
 //! - [`web`], [`api`] and [`http`]: the web panel, the helpdesk's JSON API, and the HTTP
-//!   server they run in.
+//!   server they run in; [`metrics`]: the node's vital signs for operators.
 
 pub mod access;
 pub mod api;
@@ -26,6 +26,7 @@ pub mod grants;
 pub mod http;
 pub mod ids;
 pub mod live;
+pub mod metrics;
 pub mod model;
 pub mod recording;
 pub mod rules;
