@@ -12,7 +12,9 @@
 //! - [`config`] and [`datadir`]: configuration, keys and files on disk;
 //! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
 //! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
-//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in.
+//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in;
+//! - [`recording`] and [`search`]: session recordings, their replay and live view, and
+//!   search across their transcripts.
 
 pub mod access;
 pub mod api;
@@ -28,6 +30,7 @@ pub mod live;
 pub mod model;
 pub mod recording;
 pub mod rules;
+pub mod search;
 pub mod ssh;
 pub mod state;
 pub mod store;

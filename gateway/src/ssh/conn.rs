@@ -467,6 +467,7 @@ impl Conn {
             Err(e) => error!(session.id = %live.id, error = %e, "cannot record the session's end"),
         }
         self.app.live.remove(live.id);
+        crate::search::index_later(&self.app, live.id);
     }
 
     pub fn mark_terminal(&self) -> bool {

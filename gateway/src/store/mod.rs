@@ -21,6 +21,7 @@ mod sessions;
 pub(crate) mod tests;
 mod tickets;
 mod tokens;
+mod transcripts;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub use audit::{EventFilter, PAGE, Retained, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
 pub use tickets::TicketFilter;
+pub use transcripts::{TranscriptHit, TranscriptLine, TranscriptQuery};
 
 use crate::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};
 

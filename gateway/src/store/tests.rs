@@ -623,3 +623,4 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
 }
 
 mod agents;
+mod transcripts;
