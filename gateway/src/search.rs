@@ -200,6 +200,10 @@ mod tests {
         );
         let echoed =
             lines(&[(0.0, "o", "$ "), (1.0, "i", "i"), (1.0, "o", "i"), (1.2, "i", "d\r"), (1.2, "o", "d\r\n")]);
-        assert_eq!(echoed, [(1000, true, "id".to_string()), (1200, false, "$ id".to_string())], "the typed line starts at its first key");
+        assert_eq!(
+            echoed,
+            [(1000, true, "id".to_string()), (1200, false, "$ id".to_string())],
+            "the typed line starts at its first key"
+        );
     }
 }

@@ -87,7 +87,10 @@ impl Decoder {
             let header: Header =
                 serde_json::from_str(&line).map_err(|e| CastError::Invalid { line: 1, message: e.to_string() })?;
             if header.version != 2 {
-                return Err(CastError::Invalid { line: 1, message: format!("version {} (expected 2)", header.version) });
+                return Err(CastError::Invalid {
+                    line: 1,
+                    message: format!("version {} (expected 2)", header.version),
+                });
             }
             self.header = Some(header);
         }
@@ -205,7 +208,8 @@ mod tests {
 
     #[test]
     fn the_decoder_waits_for_whole_lines() {
-        let file = "{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":1}\n[0.5,\"o\",\"привет\"]\n\n[1,\"i\",\"x\"]\n";
+        let file =
+            "{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":1}\n[0.5,\"o\",\"привет\"]\n\n[1,\"i\",\"x\"]\n";
         let mut d = Decoder::default();
         let mut got = Vec::new();
         // Byte by byte, splitting characters too: each event comes out once its line is complete.

@@ -108,7 +108,8 @@ where
                     tail.feed(&buf[..n])
                 } else {
                     let chunk = std::mem::take(&mut buf);
-                    let mut moved = std::mem::replace(&mut tail, Tail { decoder: Decoder::default(), screen: None, time: 0.0 });
+                    let mut moved =
+                        std::mem::replace(&mut tail, Tail { decoder: Decoder::default(), screen: None, time: 0.0 });
                     let (back, chunk, r) = match tokio::task::spawn_blocking(move || {
                         let r = moved.feed(&chunk[..n]);
                         (moved, chunk, r)

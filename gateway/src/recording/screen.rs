@@ -482,7 +482,8 @@ mod tests {
     #[test]
     fn replay_coalesces_frames_and_places_keyframes() {
         // 3000 outputs over 10 s: at most 30 frames a second.
-        let mut events: Vec<(f64, &str, String)> = (0..3000).map(|i| (i as f64 / 300.0, "o", format!("{i} "))).collect();
+        let mut events: Vec<(f64, &str, String)> =
+            (0..3000).map(|i| (i as f64 / 300.0, "o", format!("{i} "))).collect();
         events.push((10.5, "i", "ls -l\r".into()));
         events.push((11.0, "i", "\x03".into()));
         events.push((20.0, "i", "q".into()));

@@ -56,7 +56,8 @@ async fn ended_session(
     };
     let g = store.request_access(&cli, &req).await.unwrap();
     let now = crate::time::now();
-    let approval = Approval { starts_at: now, ends_at: now + chrono::Duration::hours(1), operator_id: None, note: None };
+    let approval =
+        Approval { starts_at: now, ends_at: now + chrono::Duration::hours(1), operator_id: None, note: None };
     store.approve_grant(&cli, g.id, customer.id, &approval).await.unwrap();
     let new = NewSession {
         grant_id: g.id,
@@ -77,7 +78,13 @@ async fn ended_session(
         std::fs::write(dir.join(&rel), cast).unwrap();
     }
     store.set_session_recording(s.id, &rel).await.unwrap();
-    let end = SessionEnd { reason: EndReason::ClientExit, bytes_in: 1, bytes_out: 1, recording: None, recording_sha256: None };
+    let end = SessionEnd {
+        reason: EndReason::ClientExit,
+        bytes_in: 1,
+        bytes_out: 1,
+        recording: None,
+        recording_sha256: None,
+    };
     store.end_session(&Actor::system(), s.id, org, &end).await.unwrap()
 }
 
@@ -118,7 +125,10 @@ async fn transcript_search(db: &TestDb) {
         "newest session first, each hit at its moment; typed lines start at their first key"
     );
     let h = &all[3];
-    assert_eq!((h.org, h.org_name.as_str(), h.engineer.as_str(), h.box_name.as_str()), (a.id, "ООО Ромашка", "ivanov", "main-gw"));
+    assert_eq!(
+        (h.org, h.org_name.as_str(), h.engineer.as_str(), h.box_name.as_str()),
+        (a.id, "ООО Ромашка", "ivanov", "main-gw")
+    );
     assert_eq!((h.ticket, h.box_id, h.started_at), (s1.ticket_id, s1.box_id, s1.started_at));
     assert!(store.unindexed_sessions(10).await.unwrap().is_empty(), "{} was indexed as empty", lost.id);
 
