@@ -139,12 +139,11 @@
       t = Math.max(0, Math.min(s, duration));
       var target = frameAt(t);
       if (target < 0) { render(); return; }
-      var from = shown + 1;
-      if (target < shown || shown < 0) {
-        // Backwards (or far): start again from the keyframe before the target.
-        from = target;
-        while (from > 0 && !frames[from].k) from--;
-      }
+      // From the keyframe before the target when going back or when one lies ahead,
+      // otherwise on from the frame shown.
+      var key = target;
+      while (key > 0 && !frames[key].k) key--;
+      var from = target < shown || key > shown ? key : shown + 1;
       for (var i = from; i <= target; i++) ui.term.apply(frames[i]);
       shown = target;
       render();
@@ -206,14 +205,15 @@
           // Each part starts with a keyframe at its `from`, so parts simply follow each other.
           frames = frames.concat(data.frames);
           addKeys(data.input);
-          duration = data.duration;
+          // The last frame may come a frame interval after the last event.
+          duration = Math.max(data.duration, frames.length ? frames[frames.length - 1].t : 0);
           seek.max = String(duration);
           if (part === 0) {
             var m = /(?:^|[#&])t=([0-9.]+)/.exec(location.hash);
             play.disabled = false;
             status.set('');
             goTo(m ? Number(m[1]) : 0);
-          } else render();
+          } else goTo(t); // a moment asked for may lie in this part
           if (data.next !== null && data.next !== undefined && part + 1 < MAX_PARTS) {
             return load(partUrl(data.next), part + 1);
           }

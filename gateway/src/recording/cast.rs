@@ -123,6 +123,24 @@ impl Decoder {
     }
 }
 
+/// The time of a recording's last complete event, read from the end of the file (its
+/// last 64 KiB), which is left positioned at its start.
+pub fn last_time<R: std::io::Read + std::io::Seek>(source: &mut R) -> Result<Option<f64>, CastError> {
+    use std::io::SeekFrom;
+    let len = source.seek(SeekFrom::End(0))?;
+    source.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))?;
+    let mut tail = Vec::new();
+    source.read_to_end(&mut tail)?;
+    source.seek(SeekFrom::Start(0))?;
+    let complete = tail.iter().rposition(|&b| b == b'\n').map_or(&tail[..0], |i| &tail[..i]);
+    let time = complete
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|line| serde_json::from_slice::<(f64, serde::de::IgnoredAny, serde::de::IgnoredAny)>(line).ok())
+        .map(|(t, _, _)| t);
+    Ok(time)
+}
+
 /// The events of a recording read in chunks from `R` (a file), for recordings too large
 /// to hold whole.
 #[derive(Debug)]
@@ -220,6 +238,9 @@ mod tests {
             }
         }
         assert_eq!(d.header().unwrap().map(|h| h.width), Some(80));
+        let mut cut = std::io::Cursor::new(format!("{file}[2.5,\"o\",\"cut sh"));
+        assert_eq!(last_time(&mut cut).unwrap(), Some(1.0), "the last complete event");
+        assert_eq!(cut.position(), 0);
         assert_eq!(
             got,
             [

@@ -169,7 +169,8 @@ async fn read_step(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resul
 }
 
 /// The live view of the recording at `path` as an SSE response: `frame` events (a JSON
-/// [`Frame`]), then `end`, or `failed` with a message if the recording cannot be read.
+/// [`Frame`]), then `end`, or `failed` with a message if the recording cannot be read
+/// (each with some data: browsers drop an event whose data is empty).
 /// `ended` answers whether the session is over (e.g. the live registry no longer holds it).
 pub fn live_stream<F, Fut>(path: PathBuf, ended: F) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>>
 where
@@ -183,7 +184,7 @@ where
                 tracing::error!(error = %e, "cannot serialise a frame");
                 SseEvent::default().event("failed").data("internal error")
             }),
-            Ok(Update::End) => SseEvent::default().event("end").data(""),
+            Ok(Update::End) => SseEvent::default().event("end").data("the session is over"),
             Err(e) => {
                 tracing::warn!(error = %e, "live view stopped");
                 SseEvent::default().event("failed").data("the recording cannot be read")
@@ -247,6 +248,27 @@ mod tests {
         assert!(end);
         assert!(frames.iter().any(|f| f.lines.iter().any(|l| l.1.starts_with("file"))), "{frames:?}");
         assert!(rx.recv().await.is_none(), "the stream stops after the end");
+    }
+
+    #[tokio::test]
+    async fn the_sse_response_carries_frames_then_the_end() {
+        use axum::response::IntoResponse;
+        let dir = tempfile::tempdir().unwrap();
+        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let mut rec = Recording::create(dir.path(), SessionId(4), started, "over").unwrap();
+        rec.output(b"bye & <done>").unwrap();
+        let path = dir.path().join(rec.relative());
+        rec.finish().unwrap();
+        let response = live_stream(path, || async { true }).into_response();
+        let body = tokio::time::timeout(Duration::from_secs(10), axum::body::to_bytes(response.into_body(), 1 << 20))
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.starts_with("event: frame\ndata: {\"t\":0."), "{body}");
+        assert!(body.contains("bye &amp; &lt;done&gt;"), "{body}");
+        // A browser drops an event without data, so the end must carry some.
+        assert!(body.ends_with("event: end\ndata: the session is over\n\n"), "{body}");
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@
 //! foreground swapped in by inverse video, `bd` bold, `it` italic, `ul` underline and `cu`
 //! the cursor's cell. A keyframe carries every row, so a client can seek to it.
 
+use std::io::{Read, Seek};
+
 use serde::Serialize;
 
 use super::cast::{self, CastError, Event};
@@ -175,20 +177,21 @@ const KEYS_PAUSE: f64 = 5.0;
 /// Renders the part of a recording from `from` seconds on, read as a stream (a recording of
 /// hundreds of MB is never held whole). The part ends when its frames pass `budget` bytes;
 /// [`Replay::next`] then says where the next part starts.
-pub fn replay(source: impl std::io::Read, from: f64, budget: usize) -> Result<Replay, CastError> {
+pub fn replay<R: Read + Seek>(mut source: R, from: f64, budget: usize) -> Result<Replay, CastError> {
+    // The duration is the last event's time: read from the file's end, so a part need not
+    // read past where it stops.
+    let last = cast::last_time(&mut source)?;
     let mut reader = cast::Reader::new(source);
     let header = reader.header()?.clone();
     let mut screen = Screen::new(header.width, header.height);
-    let mut out = Replay { cols: 0, rows: 0, duration: 0.0, frames: Vec::new(), input: Vec::new(), next: None };
+    let mut out =
+        Replay { cols: 0, rows: 0, duration: last.unwrap_or(0.0), frames: Vec::new(), input: Vec::new(), next: None };
     let (mut started, mut spent) = (false, 0usize);
     // The last frame's and last keyframe's times, and the time of an output not yet framed.
     let (mut last_frame, mut last_key, mut pending) = (f64::NEG_INFINITY, f64::NEG_INFINITY, None::<f64>);
     for e in reader.by_ref() {
         let e = e?;
         out.duration = out.duration.max(e.time);
-        if out.next.is_some() {
-            continue; // only the duration is still wanted
-        }
         if !started && e.time >= from {
             started = true;
             (out.cols, out.rows) = screen.size();
@@ -207,7 +210,7 @@ pub fn replay(source: impl std::io::Read, from: f64, budget: usize) -> Result<Re
             spent += frame_at(&mut screen, &mut out.frames, last_frame, &mut last_key);
             if spent > budget {
                 out.next = Some(e.time);
-                continue;
+                break;
             }
         }
         screen.apply(&e);
@@ -489,7 +492,7 @@ mod tests {
         events.push((20.0, "i", "q".into()));
         let refs: Vec<_> = events.iter().map(|(t, c, d)| (*t, *c, d.as_str())).collect();
         let bytes = cast(&refs);
-        let r = replay(&bytes[..], 0.0, usize::MAX).unwrap();
+        let r = replay(std::io::Cursor::new(&bytes), 0.0, usize::MAX).unwrap();
         assert_eq!(r.duration, 20.0);
         assert_eq!(r.next, None);
         assert!(r.frames[0].key && r.frames[0].time == 0.0);
@@ -507,15 +510,15 @@ mod tests {
         assert_eq!(input, [(10.5, "ls -l⏎"), (11.0, "^C"), (20.0, "q")]);
 
         // Seeking: a part from 6 s starts with a keyframe of the state then.
-        let part = replay(&bytes[..], 6.0, usize::MAX).unwrap();
+        let part = replay(std::io::Cursor::new(&bytes), 6.0, usize::MAX).unwrap();
         assert!(part.frames[0].key && part.frames[0].time == 6.0);
         assert!(part.frames[1..].iter().all(|f| f.time >= 6.0));
         // A small budget cuts the part; the next one continues from where it stopped.
-        let cut = replay(&bytes[..], 0.0, 4000).unwrap();
+        let cut = replay(std::io::Cursor::new(&bytes), 0.0, 4000).unwrap();
         let next = cut.next.expect("cut short");
         assert!(cut.frames.len() < n && cut.frames.last().unwrap().time <= next);
         assert_eq!(cut.duration, 20.0, "the duration is of the whole recording");
-        let rest = replay(&bytes[..], next, usize::MAX).unwrap();
+        let rest = replay(std::io::Cursor::new(&bytes), next, usize::MAX).unwrap();
         assert!(rest.frames[0].key && rest.frames[0].time == next);
         let rest_last = rest.frames.last().unwrap().time;
         assert!((2999.0 / 300.0..2999.0 / 300.0 + REPLAY_INTERVAL).contains(&rest_last), "{rest_last}");
