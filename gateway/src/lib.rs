@@ -14,6 +14,8 @@
 //! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
 //! - [`web`], [`api`] and [`http`]: the web panel, the helpdesk's JSON API, and the HTTP
 //!   server they run in; [`metrics`]: the node's vital signs for operators.
+//! - [`recording`] and [`search`]: session recordings, their replay and live view, and
+//!   search across their transcripts.
 
 pub mod access;
 pub mod api;
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod recording;
 pub mod rules;
+pub mod search;
 pub mod ssh;
 pub mod state;
 pub mod store;

@@ -362,6 +362,7 @@ pub async fn end_crashed(app: &crate::state::App) -> Result<usize, crate::store:
             recording_sha256: sha256,
         };
         app.store.end_session(&crate::audit::Actor::system(), s.id, org, &end).await?;
+        crate::search::index_later(app, s.id);
         tracing::warn!(session.id = %s.id, "session ended: the gateway had crashed");
     }
     Ok(orphans.len())

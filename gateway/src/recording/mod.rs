@@ -16,8 +16,15 @@
 //! What goes into the terminal stream: output (`o`), keystrokes (`i`), resizes (`r`), and
 //! the gateway's own notices to the engineer (as output, since the engineer saw them).
 //! Exec commands, exit statuses and file transfers are session events in the store.
+//!
+//! Read back: [`cast`] parses (whole or as a stream), [`screen`] renders the terminal for
+//! the panel's replay and [`live_view`] for watching a running session, [`keys`] makes
+//! keystrokes readable, [`transcript`] gives the plain text.
 
 pub mod cast;
+pub mod keys;
+pub mod live_view;
+pub mod screen;
 pub mod tap;
 pub mod transcript;
 pub mod transfer;
@@ -209,9 +216,8 @@ pub enum FetchError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// Reads the recording of session `id` from `recordings_dir` for `actor`. Looking at a
-/// recording is itself audited: `action` (`session.replay`, `session.download`, …) is
-/// appended to the chain before the bytes are returned.
+/// Reads the recording of session `id` from `recordings_dir` for `actor`, audited as
+/// [`locate`] does.
 pub async fn fetch(
     store: &crate::store::Store,
     recordings_dir: &Path,
@@ -219,10 +225,25 @@ pub async fn fetch(
     id: SessionId,
     action: &'static str,
 ) -> Result<Vec<u8>, FetchError> {
+    let path = locate(store, recordings_dir, actor, id, action).await?;
+    fs::read(&path).map_err(|source| FetchError::Read { path, source })
+}
+
+/// The path of session `id`'s recording, for `actor` to read (a download, a replay, the
+/// live view). Looking at a recording is itself audited: `action` (`session.replay`,
+/// `session.download`, `session.watch`, …) is appended to the chain before the path is
+/// returned, and only if the file is there to be read.
+pub async fn locate(
+    store: &crate::store::Store,
+    recordings_dir: &Path,
+    actor: &crate::audit::Actor,
+    id: SessionId,
+    action: &'static str,
+) -> Result<PathBuf, FetchError> {
     let s = store.session(id).await?;
     let rel = s.recording.as_deref().ok_or(FetchError::NoRecording(id))?;
     let path = recordings_dir.join(rel);
-    let bytes = fs::read(&path).map_err(|source| FetchError::Read { path, source })?;
+    fs::File::open(&path).map_err(|source| FetchError::Read { path: path.clone(), source })?;
     let org = store.get_box(s.box_id).await?.org_id;
     let subjects = crate::audit::Subjects {
         org: Some(org),
@@ -234,7 +255,7 @@ pub async fn fetch(
     store
         .append_event(crate::audit::NewEvent::new(actor, action, subjects, serde_json::json!({ "recording": rel })))
         .await?;
-    Ok(bytes)
+    Ok(path)
 }
 
 /// The complete UTF-8 text of `carry ‖ data`; an incomplete sequence at the end waits in

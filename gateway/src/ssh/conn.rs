@@ -509,6 +509,7 @@ impl Conn {
             info!(session.id = %s.id, reason = end.reason.as_str(), bytes_in = s.bytes_in, bytes_out = s.bytes_out, "session ended");
         }
         self.app.live.remove(live.id);
+        crate::search::index_later(&self.app, live.id);
     }
 
     /// Writes a session's end, waiting for the store if it is away; at shutdown what is

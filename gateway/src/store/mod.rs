@@ -21,6 +21,7 @@ mod sessions;
 pub(crate) mod tests;
 mod tickets;
 mod tokens;
+mod transcripts;
 mod web;
 
 use std::str::FromStr;
@@ -35,6 +36,7 @@ pub use audit::{EventFilter, PAGE, Retained, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
 pub use tickets::TicketFilter;
+pub use transcripts::{TranscriptHit, TranscriptLine, TranscriptQuery};
 pub use web::{Credentials, LinkPurpose, WebSession};
 
 use crate::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};

@@ -640,3 +640,4 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
 }
 
 mod agents;
+mod transcripts;
