@@ -15,6 +15,7 @@
 pub mod auth;
 mod i18n;
 mod page;
+pub mod recordings;
 mod templates;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -65,6 +66,7 @@ pub fn router(app: App) -> Router {
         .route("/static/{*name}", get(asset))
         .route("/lang/{lang}", get(language))
         .merge(auth::routes())
+        .merge(recordings::routes())
         .fallback(|| async { WebError::NotFound })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)
