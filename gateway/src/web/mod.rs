@@ -20,6 +20,7 @@ mod templates;
 pub(crate) mod tests;
 pub mod throttle;
 mod totp;
+mod work;
 
 use std::sync::Arc;
 
@@ -65,6 +66,7 @@ pub fn router(app: App) -> Router {
         .route("/static/{*name}", get(asset))
         .route("/lang/{lang}", get(language))
         .merge(auth::routes())
+        .merge(work::routes())
         .fallback(|| async { WebError::NotFound })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)

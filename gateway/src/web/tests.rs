@@ -193,3 +193,4 @@ async fn add_person(store: &crate::store::Store, login: &str, role: Role, org: O
 }
 
 mod auth;
+mod work;
