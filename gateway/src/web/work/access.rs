@@ -169,7 +169,11 @@ struct Empty {}
 
 /// Revokes a grant: the customer or an admin, or the engineer giving up their own. The
 /// watchdog of the node carrying a session on it ends the session once the store says so.
-async fn revoke(State(web): State<WebState>, Path(id): Path<String>, CsrfForm(viewer, _): CsrfForm<Empty>) -> WebResult {
+async fn revoke(
+    State(web): State<WebState>,
+    Path(id): Path<String>,
+    CsrfForm(viewer, _): CsrfForm<Empty>,
+) -> WebResult {
     let g = decidable(&web, &viewer, &id, &[Role::Customer, Role::Admin, Role::Operator]).await?;
     let result = grants::revoke(&web.app.store, &viewer.person, g.id).await;
     decided(&web, &viewer, g.id, result, "work.access.revoked").await

@@ -38,7 +38,9 @@ async fn view(web: &Web, b: &IksBox, names: &Names) -> WebResult<Value> {
         AgentPresence::NotEnrolled => ("not_enrolled", None, None),
         AgentPresence::NeverConnected => ("never", None, None),
         AgentPresence::Offline { since } => ("offline", Some(*since), None),
-        AgentPresence::Elsewhere { node } => ("online", agent.as_ref().and_then(|a| a.online_since), Some(node.clone())),
+        AgentPresence::Elsewhere { node } => {
+            ("online", agent.as_ref().and_then(|a| a.online_since), Some(node.clone()))
+        }
         AgentPresence::Online { .. } => ("online", agent.as_ref().and_then(|a| a.online_since), None),
     };
     let disabled = match presence {
@@ -94,9 +96,8 @@ async fn enroll_token(
 ) -> WebResult {
     let b = visible(&web, &viewer, &id).await?;
     let expires_at = crate::time::now() + TOKEN_TTL;
-    let (token, _) = crate::enrollment::issue_token(&web.app.store, &viewer.actor(), &b, expires_at)
-        .await
-        .map_err(|e| match e {
+    let (token, _) =
+        crate::enrollment::issue_token(&web.app.store, &viewer.actor(), &b, expires_at).await.map_err(|e| match e {
             crate::enrollment::TokenError::Store(e) => WebError::from(e),
             crate::enrollment::TokenError::Random => WebError::Internal,
         })?;

@@ -33,6 +33,9 @@ pub(super) fn routes() -> Router<WebState> {
 /// Who works on tickets: support, and the customers for their own.
 const SUPPORT: &[Role] = &[Role::Operator, Role::Admin];
 
+/// How many characters of a description a list shows.
+const SUMMARY: usize = 120;
+
 /// A ticket in a list, with its organisation and its first-response clock.
 #[derive(Serialize)]
 struct Row {
@@ -41,11 +44,18 @@ struct Row {
     code: String,
     org: String,
     sla: Sla,
+    /// The description's first line, shortened for a list.
+    summary: String,
 }
 
 impl Row {
     fn new(ticket: Ticket, sla: Sla, names: &Names) -> Self {
-        Self { code: ticket.id.to_string(), org: names.org(ticket.org_id), sla, ticket }
+        let first = ticket.description.lines().next().unwrap_or("");
+        let mut summary: String = first.chars().take(SUMMARY).collect();
+        if summary.len() < ticket.description.trim_end().len() {
+            summary.push('…');
+        }
+        Self { code: ticket.id.to_string(), org: names.org(ticket.org_id), sla, summary, ticket }
     }
 }
 
@@ -174,7 +184,7 @@ async fn ticket_page(web: &Web, viewer: &Viewer, id: TicketId, status: StatusCod
     let may_comment = !t.state.is_final() && viewer.person.role != Role::Auditor;
     let boxes: Vec<String> = names.boxes.values().map(|(n, _)| n.clone()).collect();
     let ctx = context! {
-        t => Row::new(t.clone(), sla, &names),
+        tk => Row::new(t.clone(), sla, &names),
         inn => org.inn.to_string(),
         refusal => t.refusal_reason.map(|r| r.as_str()),
         topic => t.topic.map(|x| x.as_str()),
@@ -243,12 +253,12 @@ async fn make_move(
         },
         other => return Err(WebError::BadRequest(format!("action: '{other}' is not a move"))),
     };
-    match tickets::make_move(&web.app.store, &viewer.actor(), Some(&viewer.person), t.id, &m, f.note.as_deref()).await
-    {
+    match tickets::make_move(&web.app.store, &viewer.actor(), Some(&viewer.person), t.id, &m, f.note.as_deref()).await {
         Ok(moved) => {
             tracing::info!(ticket = %moved.id, by = %viewer.person.login, state = moved.state.as_str(), "ticket moved in the panel");
             let state = tr(&viewer, &format!("work.ticket_state.{}", moved.state.as_str()));
-            let message = tr(&viewer, "work.tickets.moved").replace("{id}", &moved.id.to_string()).replace("{state}", &state);
+            let message =
+                tr(&viewer, "work.tickets.moved").replace("{id}", &moved.id.to_string()).replace("{state}", &state);
             Ok(web.done_with(&viewer, &format!("/tickets/{}", moved.id), &message))
         }
         Err(e) => {
