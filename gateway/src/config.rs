@@ -273,7 +273,7 @@ impl Config {
         parse_duration(&self.http.idle_timeout).map_err(|e| invalid("http.idle_timeout", e.to_string()))?;
         parse_duration(&self.http.session_lifetime).map_err(|e| invalid("http.session_lifetime", e.to_string()))?;
         let public = &self.http.public_url;
-        if !public.is_empty() && !(public.starts_with("http://") || public.starts_with("https://")) {
+        if !(public.is_empty() || public.starts_with("http://") || public.starts_with("https://")) {
             return Err(invalid("http.public_url", format!("'{public}' must start with http:// or https://")));
         }
         if !self.ssh.public_address.is_empty() && parse_host_port(&self.ssh.public_address).is_none() {

@@ -5,7 +5,7 @@
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
 
-use super::{Browser, IVANOV_IP, Org, Panel, ROMASHKA};
+use super::{IVANOV_IP, Org, Panel, ROMASHKA};
 use crate::grants;
 use crate::model::{Grant, GrantState, NewSession, TicketState};
 use crate::store::EventFilter;
@@ -270,8 +270,8 @@ async fn forms_without_the_csrf_token_change_nothing() {
     let mut b = p.login("romashka").await;
     let mut op = p.login("petrov").await;
     let ticket = format!("/tickets/{}", p.a.ticket);
-    let posts: Vec<(&mut Browser, String, Vec<(&str, &str)>)> = vec![
-        (&mut b, format!("/access/{}/approve", g.id), vec![]),
+    let posts = [
+        (&mut b, format!("/access/{}/approve", g.id), vec![("until", "")]),
         (&mut op, format!("{ticket}/comment"), vec![("text", "hello")]),
     ];
     for (browser, path, fields) in posts {

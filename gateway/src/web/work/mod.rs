@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
-use super::{Viewer, WebError, WebResult, WebState};
+use super::{WebError, WebResult, WebState};
 use crate::grants::GrantError;
 use crate::ids::{BoxId, OrgId, PersonId};
 use crate::model::{Grant, GrantState};
