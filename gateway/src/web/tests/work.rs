@@ -305,9 +305,20 @@ async fn forms_without_the_csrf_token_change_nothing() {
 #[tokio::test]
 async fn the_queue_lists_work_by_priority_with_flags() {
     let p = Panel::new().await;
+    // A ticket past its first-response deadline comes first, flagged.
+    let late = crate::model::NewTicket {
+        response_due_at: Some(crate::time::now() - Duration::hours(1)),
+        ..crate::store::tests::new_ticket(p.b.id)
+    };
+    let late = p.app.store.create_ticket(&crate::audit::Actor::cli(), &late).await.unwrap();
     let mut op = p.login("petrov").await;
     let q = p.get(&mut op, "/queue").await;
     assert_eq!(q.status, StatusCode::OK);
+    let first = q.body.find(&format!(">{}<", late.id)).unwrap();
+    assert!(first < q.body.find(&format!(">{}<", p.a.ticket)).unwrap(), "the deadline first");
+    assert!(q.body.contains("<span class=\"badge bad\">просрочено</span>"), "{}", q.body);
+    let mut c = p.login("ivanov-ip").await;
+    assert!(p.get(&mut c, "/tickets").await.body.contains("просрочено"), "the customer sees the flag too");
     let (a, b) =
         (q.body.find(&format!(">{}<", p.a.ticket)).unwrap(), q.body.find(&format!(">{}<", p.b.ticket)).unwrap());
     assert!(a < b, "equal priority: the older ticket first");
