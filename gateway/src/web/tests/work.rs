@@ -108,6 +108,9 @@ async fn a_customer_sees_only_their_organisation() {
     // Asking for the other organisation by ID, even in the filter, shows nothing of it.
     let filtered = p.get(&mut b, &format!("/tickets?org={}", p.b.id)).await;
     assert!(!filtered.body.contains(&format!("/tickets/{}\"", p.b.ticket)));
+    p.get(&mut b, "/lang/en?back=/access").await;
+    let english = p.get(&mut b, "/access").await;
+    assert!(english.body.contains("Waiting for a decision") && english.body.contains("Approve"), "English on request");
     let boxes = p.get(&mut b, "/boxes").await;
     assert!(boxes.body.contains("main-gw") && !boxes.body.contains("ivanov-gw"));
     for path in [format!("/tickets/{}", p.b.ticket), format!("/boxes/{}", p.b.box_id), "/tickets/T-99999".into()] {
@@ -145,6 +148,11 @@ async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
     let typo = p.post(&mut b, &format!("/access/{}/approve", g2.id), &[("until", "soon")]).await;
     assert_eq!(typo.status, StatusCode::BAD_REQUEST);
     assert_eq!(p.app.store.grant(g2.id).await.unwrap().state, GrantState::Pending);
+    // An admin decides for any organisation, as the CLI lets them.
+    let mut root = p.login("root").await;
+    assert_eq!(p.post(&mut root, &format!("/access/{}/approve", g2.id), &[]).await.location(), "/access");
+    assert_eq!(p.app.store.grant(g2.id).await.unwrap().state, GrantState::Approved);
+    assert_eq!(last_event(&p, "access.approve").await.unwrap().0, "root");
 }
 
 #[tokio::test]
