@@ -55,6 +55,10 @@ pub struct SshConfig {
     /// This gateway's name in the store; empty means the host name. Nodes sharing one
     /// PostgreSQL need distinct names.
     pub node: String,
+    /// The "host:port" engineers (and boxes' agents) connect to, as the panel and the CLI
+    /// print it in `ssh` and `iks-agent enroll` commands; empty means the listen address.
+    /// It differs from `listen` behind NAT or a port forward.
+    pub public_address: String,
 }
 
 impl Default for SshConfig {
@@ -63,8 +67,37 @@ impl Default for SshConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
             env: vec!["LANG".into(), "LC_*".into()],
             node: String::new(),
+            public_address: String::new(),
         }
     }
+}
+
+impl SshConfig {
+    /// The host and port people connect to: `public_address`, else the listen address.
+    pub fn public_host_port(&self) -> (String, u16) {
+        parse_host_port(&self.public_address).unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port()))
+    }
+
+    /// `host:port` as `iks-agent enroll --gateway` takes it.
+    pub fn public_address(&self) -> String {
+        let (host, port) = self.public_host_port();
+        if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    }
+
+    /// The exact command an engineer types to reach `target` (`T-1042+main-gw`).
+    pub fn connect_command(&self, target: &impl std::fmt::Display) -> String {
+        let (host, port) = self.public_host_port();
+        format!("ssh -p {port} {target}@{host}")
+    }
+}
+
+/// `host:port` or `[v6]:port` with a non-zero port and a host without spaces.
+fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.trim().rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let printable = |c: char| c.is_ascii_graphic() && !"@/[]'\"`$;".contains(c);
+    (!host.is_empty() && host.chars().all(printable)).then(|| (host.to_string(), port))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,6 +293,10 @@ impl Config {
         if !(public.is_empty() || public.starts_with("http://") || public.starts_with("https://")) {
             return Err(invalid("http.public_url", format!("'{public}' must start with http:// or https://")));
         }
+        if !self.ssh.public_address.is_empty() && parse_host_port(&self.ssh.public_address).is_none() {
+            let message = format!("'{}' must be host:port, e.g. gw.example.ru:2222", self.ssh.public_address);
+            return Err(invalid("ssh.public_address", message));
+        }
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
         Ok(())
@@ -350,6 +387,8 @@ mod tests {
             ("[ssh]\nlisen = \"x\"\n", &[], "unknown field `lisen`"),
             ("[sssh]\n", &[], "unknown field `sssh`"),
             ("[ssh]\nlisten = \"nope\"\n", &[], "invalid socket address"),
+            ("[ssh]\npublic_address = \"gw.example.ru\"\n", &[], "ssh.public_address"),
+            ("[ssh]\npublic_address = \"gw example:22\"\n", &[], "must be host:port"),
             ("[access]\nmax_grant = \"forever\"\n", &[], "access.max_grant"),
             ("[access]\nmax_grant = \"30d\"\n", &[], "at most 7 days"),
             ("[access]\nstore_grace = \"2h\"\n", &[], "access.store_grace: must be at most 1 hour"),
@@ -370,5 +409,17 @@ mod tests {
         }
         let missing = Config::load(Some(Path::new("/nonexistent/c.toml")), []).unwrap_err().to_string();
         assert!(missing.starts_with("cannot read config file /nonexistent/c.toml"), "{missing}");
+    }
+
+    #[test]
+    fn people_are_told_the_public_ssh_address() {
+        let mut ssh = SshConfig::default();
+        assert_eq!(ssh.connect_command(&"T-1042+main-gw"), "ssh -p 2222 T-1042+main-gw@127.0.0.1");
+        ssh.public_address = "gw.example.ru:22".into();
+        assert_eq!(ssh.connect_command(&"T-7"), "ssh -p 22 T-7@gw.example.ru");
+        assert_eq!(ssh.public_address(), "gw.example.ru:22");
+        ssh.public_address = "[2001:db8::1]:2222".into();
+        assert_eq!(ssh.connect_command(&"T-7"), "ssh -p 2222 T-7@2001:db8::1");
+        assert_eq!(ssh.public_address(), "[2001:db8::1]:2222");
     }
 }

@@ -21,6 +21,7 @@ mod templates;
 pub(crate) mod tests;
 pub mod throttle;
 mod totp;
+mod work;
 
 use std::sync::Arc;
 
@@ -67,6 +68,7 @@ pub fn router(app: App) -> Router {
         .route("/lang/{lang}", get(language))
         .merge(auth::routes())
         .merge(recordings::routes())
+        .merge(work::routes())
         .fallback(|| async { WebError::NotFound })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)

@@ -243,3 +243,4 @@ async fn add_person(store: &crate::store::Store, login: &str, role: Role, org: O
 
 mod auth;
 mod recordings;
+mod work;
