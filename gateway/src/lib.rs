@@ -12,7 +12,8 @@
 //! - [`config`] and [`datadir`]: configuration, keys and files on disk;
 //! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
 //! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
-//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in.
+//! - [`api`] and [`http`]: the helpdesk's JSON API and the HTTP server it runs in;
+//! - [`fuzzing`]: the fuzz targets' bodies over those of the above that read untrusted input.
 
 pub mod access;
 pub mod api;
@@ -21,6 +22,7 @@ pub mod ca;
 pub mod config;
 pub mod datadir;
 pub mod enrollment;
+pub mod fuzzing;
 pub mod grants;
 pub mod http;
 pub mod ids;

@@ -189,9 +189,9 @@ impl SftpTracker {
         out
     }
 
-    /// Bytes currently buffered by the framers (for the bounded-memory tests).
-    #[cfg(test)]
-    fn buffered(&self) -> usize {
+    /// Bytes the framers hold for packet heads: at most [`PREFIX_CAP`] per direction whatever the peers send
+    /// (checked by the tests and the fuzz target).
+    pub fn buffered(&self) -> usize {
         self.client.head.capacity().saturating_add(self.server.head.capacity())
     }
 }
