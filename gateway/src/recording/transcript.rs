@@ -7,8 +7,8 @@ use super::cast::Cast;
 /// Lines kept above the screen; a longer session loses its oldest lines.
 const SCROLLBACK: usize = 100_000;
 /// Cells kept above the screen: the emulator stores every row at the terminal's width, so
-/// a wide terminal keeps fewer lines (fuzzing found 60 000 newlines on a 1000-column
-/// terminal — a 120 KB recording — taking 2 GB while writing the fuzz target). 100 000 lines of 80 columns fit.
+/// a wide terminal keeps fewer lines (60 000 newlines on a 1000-column terminal, a 120 KB
+/// recording, took 2 GB). 100 000 lines of 80 columns fit.
 const SCROLLBACK_CELLS: usize = 8_000_000;
 
 /// The terminal's text: everything that scrolled off, then the final screen, without
