@@ -166,9 +166,14 @@ impl Config {
 
     /// The configuration in `text` (a file's content; `source` names it in errors) with
     /// `IKS_*` overrides from `env`, validated.
-    pub fn parse(text: &str, source: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut table =
-            text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: source.into(), message: one_line(&e.to_string()) })?;
+    pub fn parse(
+        text: &str,
+        source: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Parse { path: source.into(), message: one_line(&e.to_string()) })?;
         let mut overrides = Vec::new();
         for (var, value) in env {
             let Some(rest) = var.strip_prefix("IKS_") else { continue };

@@ -52,7 +52,11 @@ pub fn user_name(data: &[u8]) {
     if let Ok(target) = crate::ssh::target::Target::parse(user) {
         assert!(agent.is_none(), "{user:?} is both an agent's and an engineer's user name");
         let printed = target.to_string();
-        assert_eq!(crate::ssh::target::Target::parse(&printed).as_ref(), Ok(&target), "{user:?} printed as {printed:?}");
+        assert_eq!(
+            crate::ssh::target::Target::parse(&printed).as_ref(),
+            Ok(&target),
+            "{user:?} printed as {printed:?}"
+        );
     }
     if let Ok((token, request)) = iks_proto::parse_enroll_command(user) {
         let command = iks_proto::enroll_command(token, &request).expect("a parsed request serializes");

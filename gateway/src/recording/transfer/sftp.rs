@@ -1597,7 +1597,11 @@ mod tests {
         let status = Pkt::new(FXP_STATUS).u32(1).u32(0).str(vec![b'm'; 70_000]).str("").done();
         for (packet, client) in [(open, true), (status, false)] {
             for piece in [&packet[..5], &packet[5..40_004], &packet[40_004..60_004]] {
-                if client { t.client_bytes(piece) } else { t.server_bytes(piece) };
+                if client {
+                    t.client_bytes(piece)
+                } else {
+                    t.server_bytes(piece)
+                };
             }
         }
         assert!(t.buffered() <= 2 * PREFIX_CAP, "buffered {}", t.buffered());
