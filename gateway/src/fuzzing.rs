@@ -8,8 +8,11 @@
 
 use crate::recording::transfer::{FileOp, MAX_PATH_CHARS, ScpTracker, SftpTracker, scp, sftp};
 
+/// A target's body: arbitrary bytes in, a panic when a property breaks.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the directory under `fuzz/corpus/`) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("user_name", user_name),
     ("agent_control", agent_control),
     ("sftp", sftp),
