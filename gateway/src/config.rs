@@ -230,16 +230,25 @@ const CLI_VARIABLES: &[&str] = &["IKS_DATA_DIR", "IKS_CONFIG", "IKS_LOG"];
 impl Config {
     /// Reads `path` (if given) and applies `IKS_*` overrides from `env`.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let (mut table, source) = match path {
+        match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
-                let table = text
-                    .parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Parse { path: p.into(), message: one_line(&e.to_string()) })?;
-                (table, p.display().to_string())
+                Self::parse(&text, &p.display().to_string(), env)
             }
-            None => (toml::Table::new(), "defaults".to_string()),
-        };
+            None => Self::parse("", "defaults", env),
+        }
+    }
+
+    /// The configuration in `text` (a file's content; `source` names it in errors) with
+    /// `IKS_*` overrides from `env`, validated.
+    pub fn parse(
+        text: &str,
+        source: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Parse { path: source.into(), message: one_line(&e.to_string()) })?;
         let mut overrides = Vec::new();
         for (var, value) in env {
             let Some(rest) = var.strip_prefix("IKS_") else { continue };
@@ -252,7 +261,7 @@ impl Config {
         let config: Config = table.try_into().map_err(|e: toml::de::Error| {
             let message = one_line(e.message());
             if overrides.is_empty() {
-                ConfigError::Parse { path: source.clone().into(), message }
+                ConfigError::Parse { path: source.into(), message }
             } else {
                 ConfigError::Parse { path: format!("{source} (with {})", overrides.join(", ")).into(), message }
             }

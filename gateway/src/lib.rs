@@ -16,6 +16,7 @@
 //!   server they run in; [`metrics`]: the node's vital signs for operators.
 //! - [`recording`] and [`search`]: session recordings, their replay and live view, and
 //!   search across their transcripts.
+//! - [`fuzzing`]: the fuzz targets' bodies over those of the above that read untrusted input.
 
 pub mod access;
 pub mod api;
@@ -24,6 +25,7 @@ pub mod ca;
 pub mod config;
 pub mod datadir;
 pub mod enrollment;
+pub mod fuzzing;
 pub mod grants;
 pub mod http;
 pub mod ids;

@@ -195,19 +195,29 @@ impl std::error::Error for LineTooLong {}
 
 impl LineBuffer {
     /// Adds received bytes and returns the complete lines they finish (without newlines).
+    ///
+    /// Each byte is copied once, into its own line: memory and time stay linear in `data`
+    /// however many lines it holds (splitting the rest off per line was quadratic: a
+    /// chunk of 32 KiB of newlines allocated half a gigabyte).
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, LineTooLong> {
-        self.pending.extend_from_slice(data);
         let mut lines = Vec::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let rest = self.pending.split_off(end + 1);
-            let mut line = std::mem::replace(&mut self.pending, rest);
-            line.pop();
-            lines.push(line);
+        let mut rest = data;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = rest.split_at(end);
+            self.fill(line)?;
+            lines.push(std::mem::take(&mut self.pending));
+            rest = after.get(1..).unwrap_or_default();
         }
-        if self.pending.len() > MAX_LINE {
+        self.fill(rest)?;
+        Ok(lines)
+    }
+
+    fn fill(&mut self, bytes: &[u8]) -> Result<(), LineTooLong> {
+        if self.pending.len().saturating_add(bytes.len()) > MAX_LINE {
             return Err(LineTooLong);
         }
-        Ok(lines)
+        self.pending.extend_from_slice(bytes);
+        Ok(())
     }
 }
 
@@ -250,6 +260,15 @@ mod tests {
         assert_eq!(buf.push(b"{\"a\":1}\n{\"b\"").unwrap(), vec![b"{\"a\":1}".to_vec()]);
         assert_eq!(buf.push(b":2}\n\n").unwrap(), vec![b"{\"b\":2}".to_vec(), Vec::new()]);
         assert_eq!(buf.push(&vec![b'x'; MAX_LINE + 1]), Err(LineTooLong));
+        // A complete line is bounded too, not only the unfinished one.
+        let mut long = vec![b'x'; MAX_LINE + 1];
+        long.push(b'\n');
+        assert_eq!(LineBuffer::default().push(&long), Err(LineTooLong));
+        // Found with the fuzz target: a chunk of newlines made one allocation per line as large as the
+        // rest of the chunk. Empty lines now hold no memory at all.
+        let lines = LineBuffer::default().push(&vec![b'\n'; 100_000]).unwrap();
+        assert_eq!(lines.len(), 100_000);
+        assert_eq!(lines.iter().map(Vec::capacity).sum::<usize>(), 0);
         let dial = line(&GatewayMsg::Dial { id: "x".into() }).unwrap();
         assert_eq!(dial, b"{\"type\":\"dial\",\"id\":\"x\"}\n");
     }

@@ -14,10 +14,10 @@
 
 pub mod auth;
 pub mod error;
-mod json;
+pub(crate) mod json;
 #[cfg(test)]
 mod tests;
-mod tickets;
+pub(crate) mod tickets;
 
 use axum::Router;
 use axum::http::{StatusCode, header};

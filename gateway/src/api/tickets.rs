@@ -78,6 +78,27 @@ pub struct OpenRequest {
     topic: Option<Topic>,
 }
 
+impl OpenRequest {
+    /// The INN as the request gives it, still to be checked.
+    pub(crate) fn inn(&self) -> &str {
+        &self.inn
+    }
+
+    /// The filing for the organisation the INN named.
+    pub(crate) fn filing(self, org: OrgId) -> Filing {
+        Filing {
+            org,
+            contact_name: self.contact_name,
+            contact_phone: self.contact_phone,
+            contact_email: self.contact_email,
+            product: self.product,
+            version: self.version,
+            description: self.description,
+            topic: self.topic,
+        }
+    }
+}
+
 /// `POST /api/tickets`: opens a ticket; a refused one is stored and returned all the same,
 /// with state `refused` and the reason.
 pub async fn open(
@@ -85,7 +106,7 @@ pub async fn open(
     caller: Caller,
     Body(req): Body<OpenRequest>,
 ) -> Result<(StatusCode, Json<TicketDetail>), ApiError> {
-    let inn = Inn::parse(&req.inn).map_err(|e| {
+    let inn = Inn::parse(req.inn()).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("inn: {e}")).with_field("inn")
     })?;
     let unknown = || {
@@ -101,17 +122,7 @@ pub async fn open(
         Ok(_) | Err(StoreError::NotFound { .. }) => return Err(unknown()),
         Err(e) => return Err(e.into()),
     };
-    let filing = Filing {
-        org: org.id,
-        contact_name: req.contact_name,
-        contact_phone: req.contact_phone,
-        contact_email: req.contact_email,
-        product: req.product,
-        version: req.version,
-        description: req.description,
-        topic: req.topic,
-    };
-    let t = tickets::open(&app.store, &app.config, &caller.actor(), filing).await?;
+    let t = tickets::open(&app.store, &app.config, &caller.actor(), req.filing(org.id)).await?;
     Ok((StatusCode::CREATED, Json(detail(&app, t).await?)))
 }
 
@@ -182,6 +193,13 @@ pub struct CommentRequest {
     body: String,
 }
 
+impl CommentRequest {
+    /// The comment to store (the helpdesk's authors have no person record).
+    pub(crate) fn comment(self) -> NewComment {
+        NewComment { author_id: None, author_name: self.author, from_customer: self.from_customer, body: self.body }
+    }
+}
+
 /// `POST /api/tickets/{id}/comments`.
 pub async fn comment(
     State(app): State<App>,
@@ -194,8 +212,7 @@ pub async fn comment(
         return Err(ApiError::forbidden("a token of one organisation comments for the customer only")
             .with_field("from_customer"));
     }
-    let c = NewComment { author_id: None, author_name: req.author, from_customer: req.from_customer, body: req.body };
-    let comment = tickets::comment(&app.store, &caller.actor(), t.id, &c).await?;
+    let comment = tickets::comment(&app.store, &caller.actor(), t.id, &req.comment()).await?;
     Ok((StatusCode::CREATED, Json(comment)))
 }
 

@@ -7,12 +7,20 @@ use super::screen::{clamp, parse_size};
 
 /// Lines kept above the screen; a longer session loses its oldest lines.
 const SCROLLBACK: usize = 100_000;
+/// Cells kept above the screen: the emulator stores every row at the terminal's width, so
+/// a wide terminal keeps fewer lines (60 000 newlines on a 1000-column terminal, a 120 KB
+/// recording, took 2 GB). 100 000 lines of 80 columns fit.
+const SCROLLBACK_CELLS: usize = 8_000_000;
 
 /// The terminal's text: everything that scrolled off, then the final screen, without
 /// trailing blank lines.
 pub fn transcript(cast: &Cast) -> String {
     let (mut rows, mut cols) = (clamp(cast.header.height), clamp(cast.header.width));
-    let mut parser = vt100::Parser::new(rows, cols, SCROLLBACK);
+    let widest =
+        cast.events.iter().filter(|e| e.code == "r").filter_map(|e| parse_size(&e.data)).map(|(c, _)| clamp(c));
+    let widest = widest.fold(cols, std::cmp::max);
+    let scrollback = SCROLLBACK.min(SCROLLBACK_CELLS / usize::from(widest.get()));
+    let mut parser = vt100::Parser::new(rows, cols, scrollback);
 
     for e in &cast.events {
         match e.code.as_str() {
@@ -61,6 +69,16 @@ mod tests {
         // Line editing: the typo is erased on screen, so it is not in the transcript.
         let c = cast(5, &["$ iptables -X", "\x08 \x08F\r\n", "\x1b[31mdone\x1b[0m\r\n", "$ "]);
         assert_eq!(transcript(&c), "$ iptables -F\ndone\n$\n");
+    }
+
+    #[test]
+    fn a_wide_terminal_keeps_fewer_lines() {
+        // Found with the fuzz target: every scrolled-off row is stored at the terminal's width.
+        let mut c = cast(4, &["\n".repeat(30_000).as_str(), "last\r\n"]);
+        c.events.insert(0, Event { time: 0.0, code: "r".into(), data: "1000x4".into() });
+        let text = transcript(&c);
+        assert!(text.lines().count() <= SCROLLBACK_CELLS / 1000 + 4, "{} lines", text.lines().count());
+        assert!(text.ends_with("last\n"));
     }
 
     #[test]

@@ -199,6 +199,11 @@ fn report_of(state: AgentState) -> AgentReport {
     }
 }
 
+/// One state line from the agent, if it is a valid report.
+pub(crate) fn parse_state(line: &[u8]) -> Option<AgentReport> {
+    serde_json::from_slice::<AgentState>(line).map(report_of).ok().filter(|r| r.validate().is_ok())
+}
+
 /// Reads the next state line from the control channel; `None` when the channel ends or
 /// the agent sends something unreadable (it is then cut off).
 async fn next_state(
@@ -209,13 +214,11 @@ async fn next_state(
     loop {
         if !queued.is_empty() {
             let line = queued.remove(0);
-            return match serde_json::from_slice::<AgentState>(&line).map(report_of) {
-                Ok(r) if r.validate().is_ok() => Some(r),
-                _ => {
-                    warn!(line = %String::from_utf8_lossy(&line).chars().take(200).collect::<String>(), "unreadable agent state");
-                    None
-                }
-            };
+            let report = parse_state(&line);
+            if report.is_none() {
+                warn!(line = %String::from_utf8_lossy(&line).chars().take(200).collect::<String>(), "unreadable agent state");
+            }
+            return report;
         }
         match rx.wait().await {
             Some(ChannelMsg::Data { data }) => match lines.push(&data) {

@@ -6,7 +6,7 @@
 //! channel on the box by two pumps ([`bridge`]), one per direction, so typing (Ctrl-C)
 //! never waits behind output and every buffer on the way is bounded.
 
-mod agent;
+pub(crate) mod agent;
 mod bridge;
 mod conn;
 mod front;

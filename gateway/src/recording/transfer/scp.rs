@@ -45,6 +45,9 @@ pub const MAX_LINE: usize = 8 * 1024;
 pub const MAX_DEPTH: usize = 4096;
 /// Longest directory prefix kept while descending; paths are capped far below this anyway.
 const MAX_DIR_PATH: usize = 4 * super::MAX_PATH_CHARS;
+/// Most bytes a tracker buffers ([`ScpTracker::buffered`]): a control line (its buffer may grow to twice the
+/// line cap) and the directory path (the kept prefix plus one name of at most four bytes per char and `…`).
+pub const MAX_BUFFERED: usize = 2 * MAX_LINE + MAX_DIR_PATH + 4 * super::MAX_PATH_CHARS + 8;
 
 /// Which way files go on an scp exec channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,9 +423,9 @@ impl ScpTracker {
         }
     }
 
-    /// Bytes currently buffered (for the bounded-memory tests).
-    #[cfg(test)]
-    fn buffered(&self) -> usize {
+    /// Bytes the tracker holds for control lines and the directory path: bounded by [`MAX_LINE`] and the
+    /// directory-path cap whatever the sender sends (checked by the tests and the fuzz target).
+    pub fn buffered(&self) -> usize {
         self.line.capacity().saturating_add(self.dir_path.capacity())
     }
 }

@@ -189,9 +189,9 @@ impl SftpTracker {
         out
     }
 
-    /// Bytes currently buffered by the framers (for the bounded-memory tests).
-    #[cfg(test)]
-    fn buffered(&self) -> usize {
+    /// Bytes the framers hold for packet heads: at most [`PREFIX_CAP`] per direction whatever the peers send
+    /// (checked by the tests and the fuzz target).
+    pub fn buffered(&self) -> usize {
         self.client.head.capacity().saturating_add(self.server.head.capacity())
     }
 }
@@ -258,6 +258,11 @@ impl Framer {
                 Phase::Head { len, left, want } => {
                     let need = want.saturating_sub(self.head.len());
                     let chunk = take(&mut input, len64_usize(need).min(*left));
+                    // Grow by doubling as usual, but never past what the head needs: plain doubling took a
+                    // 65 536-byte head's buffer to 80 000 bytes, past PREFIX_CAP.
+                    let wanted = self.head.len().saturating_add(chunk.len());
+                    let target = self.head.capacity().saturating_mul(2).min(*want).max(wanted);
+                    self.head.reserve_exact(target.saturating_sub(self.head.len()));
                     self.head.extend_from_slice(chunk);
                     *left = left.saturating_sub(len64(chunk));
                     if self.head.len() < *want {
@@ -1579,6 +1584,27 @@ mod tests {
             let n = self.below(max);
             (0..n).map(|_| self.next() as u8).collect()
         }
+    }
+
+    #[test]
+    fn head_buffers_stop_at_the_prefix_cap() {
+        // Found with the fuzz target: a head arriving in uneven pieces grew its buffer by doubling to 80 000
+        // bytes per direction. Both heads here are cut short, so neither buffer is released.
+        let mut t = SftpTracker::new();
+        t.client_bytes(&init());
+        t.server_bytes(&version());
+        let open = Pkt::new(FXP_OPEN).u32(1).str(vec![b'a'; 70_000]).u32(0).u32(0).done();
+        let status = Pkt::new(FXP_STATUS).u32(1).u32(0).str(vec![b'm'; 70_000]).str("").done();
+        for (packet, client) in [(open, true), (status, false)] {
+            for piece in [&packet[..5], &packet[5..40_004], &packet[40_004..60_004]] {
+                if client {
+                    t.client_bytes(piece)
+                } else {
+                    t.server_bytes(piece)
+                };
+            }
+        }
+        assert!(t.buffered() <= 2 * PREFIX_CAP, "buffered {}", t.buffered());
     }
 
     fn assert_bounded(t: &SftpTracker) {
