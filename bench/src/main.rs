@@ -54,9 +54,6 @@ struct Cli {
     /// Concurrent bulk sessions per route [default: 50; --quick: 10].
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
-    /// Skip `cargo build` of the gateway and agent binaries (they must be beside this one).
-    #[arg(long)]
-    no_build: bool,
     /// (internal) the data dir of `iks-bench gateway`.
     #[arg(long, global = true, hide = true)]
     data_dir: Option<PathBuf>,
@@ -74,6 +71,10 @@ enum Internal {
         unrecorded: bool,
     },
 }
+
+/// The one build the bench needs: the gateway and agent binaries beside this one, built in
+/// one cargo invocation so that the gateway library is compiled once (with `bench-hooks`).
+const BUILD: &str = "cargo build --release -p iks-gateway -p iks-agent -p iks-bench";
 
 /// The sizes of one run.
 struct Sizes {
@@ -107,33 +108,17 @@ fn main() -> anyhow::Result<()> {
         let dir = cli.data_dir.context("--data-dir is required")?;
         return tokio::runtime::Runtime::new()?.block_on(gateway::serve(&dir, unrecorded));
     }
-    if !cli.no_build {
-        build_binaries()?;
+    for bin in ["iks-gateway", "iks-agent"] {
+        let path = iks_e2e::bin_dir().join(bin);
+        if !path.exists() {
+            bail!("{} is missing; build with: {BUILD}", path.display());
+        }
     }
     raise_fd_limit();
     let sizes = cli.sizes();
     let mut report = Report::new(machine_facts());
     bench(&cli, &sizes, &mut report)?;
     report.print();
-    Ok(())
-}
-
-/// Under `cargo run`, builds the gateway and agent binaries beside this one, with the same
-/// profile and the same package set (so cargo's feature unification reuses the build).
-fn build_binaries() -> anyhow::Result<()> {
-    let Some(cargo) = std::env::var_os("CARGO") else { return Ok(()) };
-    let exe = std::env::current_exe()?;
-    let profile = exe.parent().and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("debug").to_string();
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "iks-gateway", "-p", "iks-agent", "-p", "iks-bench"]);
-    if profile != "debug" {
-        cmd.args(["--profile", &profile]);
-    }
-    eprintln!("iks-bench: building iks-gateway and iks-agent ({profile})");
-    let status = cmd.status().context("cargo build")?;
-    if !status.success() {
-        bail!("cargo build of the gateway and agent failed");
-    }
     Ok(())
 }
 
@@ -156,7 +141,7 @@ fn machine_facts() -> Vec<(String, String)> {
     let ssh = Command::new("ssh").arg("-V").output().map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string());
     let args: Vec<String> = std::env::args().skip(1).collect();
     vec![
-        ("command".into(), format!("cargo run --release -p iks-bench -- {}", args.join(" ")).trim_end().to_string()),
+        ("command".into(), format!("{BUILD} && target/release/iks-bench {}", args.join(" ")).trim_end().to_string()),
         ("cores".into(), std::thread::available_parallelism().map_or(0, |n| n.get()).to_string()),
         ("model".into(), model.unwrap_or("unknown").to_string()),
         ("kernel".into(), read("/proc/sys/kernel/osrelease")),
@@ -194,20 +179,11 @@ fn bench(cli: &Cli, sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
         (&routes.tunnel, pids(true, true)),
     ];
 
-    if cli.wants("bulk") {
-        for kind in Bulk::ALL {
-            step(&format!("bulk: {}", kind.describe()));
-            let t: Vec<_> = all.iter().map(|(r, p)| measure::bulk(kind, r, *p, &big, sizes.bulk).context(r.label)).collect();
-            bulk_rows(report, kind.describe(), sizes.bulk, &t);
-        }
-    }
-    if cli.wants("parallel") {
-        let each = sizes.bulk / sizes.parallel as u64;
-        let small = sparse(&files.join("parallel"), each)?;
-        step(&format!("parallel: {} sessions × {} MiB", sizes.parallel, each >> 20));
-        let t: Vec<_> = all.iter().map(|(r, p)| measure::parallel(r, *p, &small, each, sizes.parallel).context(r.label)).collect();
-        let what = format!("{} concurrent downloads, aggregate", sizes.parallel);
-        report.push(Row::throughput(&what, &t, (0.9, 0.75)));
+    // First, while the gateway's heap holds nothing from bulk transfers that new sessions
+    // could reuse: the memory they add is then their own.
+    if cli.wants("idle") {
+        step(&format!("idle: {} interactive sessions through the gateway", sizes.idle));
+        idle_rows(report, &sc, &routes.gateway, sizes.idle);
     }
     if cli.wants("latency") {
         step(&format!("latency: {} keystrokes per route", sizes.keystrokes));
@@ -222,9 +198,22 @@ fn bench(cli: &Cli, sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
         let what = format!("session setup `ssh … true`, median of {} ms", sizes.setups);
         report.push(Row::added_ms(&what, &t, 0.5, Some(50.0)));
     }
-    if cli.wants("idle") {
-        step(&format!("idle: {} interactive sessions through the gateway", sizes.idle));
-        idle_rows(report, &sc, &routes.gateway, sizes.idle);
+    if cli.wants("bulk") {
+        for kind in Bulk::ALL {
+            step(&format!("bulk: {}", kind.describe()));
+            let t: Vec<_> =
+                all.iter().map(|(r, p)| measure::bulk(kind, r, *p, &big, sizes.bulk).context(r.label)).collect();
+            bulk_rows(report, kind.describe(), sizes.bulk, &t);
+        }
+    }
+    if cli.wants("parallel") {
+        let each = sizes.bulk / sizes.parallel as u64;
+        let small = sparse(&files.join("parallel"), each)?;
+        step(&format!("parallel: {} sessions × {} MiB", sizes.parallel, each >> 20));
+        let t: Vec<_> =
+            all.iter().map(|(r, p)| measure::parallel(r, *p, &small, each, sizes.parallel).context(r.label)).collect();
+        let what = format!("{} concurrent downloads, aggregate", sizes.parallel);
+        report.push(Row::throughput(&what, &t, (0.9, 0.75)));
     }
     if cli.wants("recording") {
         step("recording: the bench's gateway process, recording on and off");
