@@ -32,7 +32,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.handles.len()
     }
 
@@ -58,7 +58,7 @@ pub async fn open(port: u16, user: &str, key: PrivateKey, count: usize, limit: D
     let mut sessions = Sessions { handles: Vec::with_capacity(count), drains: JoinSet::new() };
     let mut errors = Vec::new();
     let mut started = 0;
-    while sessions.len() + errors.len() < count {
+    while sessions.count() + errors.len() < count {
         while started < count && pending.len() < IN_FLIGHT && Instant::now() < deadline {
             let (user, key) = (user.to_string(), key.clone());
             pending.spawn(tokio::time::timeout_at(deadline.into(), one(port, user, key)));

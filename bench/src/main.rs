@@ -122,14 +122,24 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 1,000 sessions need more descriptors than the usual 1,024 (the gateway holds two
-/// sockets per session); children started later inherit the limit. `prlimit` because the
-/// crate has no unsafe code for `setrlimit`.
+/// 1,000 sessions need more descriptors than the usual soft limit of 1,024 (the gateway
+/// holds two sockets per session): the soft limit goes up to the hard one, and children
+/// started later inherit it. `prlimit` because the crate has no unsafe code for `setrlimit`.
 fn raise_fd_limit() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .unwrap_or("unlimited")
+        .to_string();
     let pid = std::process::id().to_string();
-    let ok = Command::new("prlimit").args(["--pid", &pid, "--nofile=65536:65536"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("iks-bench: could not raise RLIMIT_NOFILE (prlimit); large session counts may fail");
+        eprintln!("iks-bench: could not raise RLIMIT_NOFILE to {hard} (prlimit); large session counts may fail");
     }
 }
 
@@ -324,7 +334,7 @@ fn idle_rows(report: &mut Report, sc: &Scenario, gateway: &Target, count: usize)
     let started = Instant::now();
     let limit = Duration::from_secs(60 + count as u64 / 2);
     let (sessions, errors) = runtime.block_on(idle::open(gateway.engineer.port, &gateway.user, key, count, limit));
-    let opened = sessions.len();
+    let opened = sessions.count();
     let took = started.elapsed().as_secs_f64();
     // Let the last sessions' setup work (store writes, certificates) finish before sampling.
     std::thread::sleep(Duration::from_secs(3));
