@@ -29,9 +29,14 @@ pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("IKS_BIN_DIR") {
         return dir.into();
     }
-    // target/debug/deps/<test> → target/debug
-    let exe = std::env::current_exe().expect("current test executable");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    // A binary (iks-bench) sits beside the others in target/PROFILE; a test executable is
+    // one level down, in target/PROFILE/deps.
+    let exe = std::env::current_exe().expect("current executable");
+    let dir = exe.parent().expect("executable's dir");
+    if dir.join("iks-gateway").exists() {
+        return dir.to_path_buf();
+    }
+    dir.parent().expect("target dir").to_path_buf()
 }
 
 /// A path to one of the project's binaries, checked to exist.
@@ -137,7 +142,13 @@ impl Gateway {
 
     /// `iks-gateway --data-dir … ARGS`, without inheriting the caller's IKS_* settings.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("iks-gateway"));
+        self.command_of(&bin("iks-gateway"), args)
+    }
+
+    /// `PROGRAM --data-dir … ARGS` set up as [`Gateway::command`], for another program
+    /// that serves this data dir (the bench's own gateway process).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         for (k, _) in std::env::vars() {
             if k.starts_with("IKS_") {
                 cmd.env_remove(k);

@@ -22,11 +22,16 @@ pub struct Serve {
 impl Serve {
     /// Starts the gateway on `gw`'s data dir with `env` added (e.g. `IKS_ACCESS_WARN_BEFORE`).
     pub fn start(gw: &Gateway, env: &[(String, String)]) -> Self {
+        Self::start_command(gw, gw.command(&["serve"]), env)
+    }
+
+    /// Starts `cmd`, a process that serves `gw`'s data dir as `serve` does (the bench's own
+    /// gateway process), and waits for its `SSH:` line.
+    pub fn start_command(gw: &Gateway, mut cmd: std::process::Command, env: &[(String, String)]) -> Self {
         // A restarted gateway logs to new files, so the first run's log stays readable.
         let n = (1..).find(|n| !gw.path(&format!("serve-{n}.log")).exists()).unwrap_or(1);
         let stdout = gw.path(&format!("serve-{n}.out"));
         let stderr = gw.path(&format!("serve-{n}.log"));
-        let mut cmd = gw.command(&["serve"]);
         cmd.env("IKS_SSH_LISTEN", "127.0.0.1:0")
             .env("IKS_HTTP_LISTEN", "127.0.0.1:0")
             .env("IKS_LOG", "info")
