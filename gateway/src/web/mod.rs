@@ -12,9 +12,12 @@
 //! session's CSRF token ([`auth::CsrfForm`]); the cookies are HttpOnly and
 //! SameSite=Strict. Each role's pages live in their own module.
 
+pub mod admin;
+mod audit_log;
 pub mod auth;
 mod i18n;
 mod page;
+mod sessions;
 mod templates;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -65,6 +68,9 @@ pub fn router(app: App) -> Router {
         .route("/static/{*name}", get(asset))
         .route("/lang/{lang}", get(language))
         .merge(auth::routes())
+        .merge(sessions::routes())
+        .merge(audit_log::routes())
+        .merge(admin::routes())
         .fallback(|| async { WebError::NotFound })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)

@@ -193,3 +193,6 @@ async fn add_person(store: &crate::store::Store, login: &str, role: Role, org: O
 }
 
 mod auth;
+mod sessions;
+mod audit_log;
+mod admin;
