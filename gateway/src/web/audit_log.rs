@@ -17,6 +17,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 
 use super::page::tr;
+use super::sessions::{Refusal, day_range, given as opt};
 use super::{Viewer, WebError, WebResult, WebState};
 use crate::audit::export::{self, ExportFilter, Format};
 use crate::datadir::KeyRole;
@@ -56,38 +57,20 @@ struct LogQuery {
     format: String,
 }
 
-/// A refused filter: an i18n key and the value typed.
-type Refusal = (&'static str, String);
-
-fn opt(s: &str) -> Option<&str> {
-    Some(s.trim()).filter(|s| !s.is_empty())
-}
-
 impl LogQuery {
     /// The events these filters ask for, narrowed to what `viewer` may read.
     fn filter(&self, web: &WebState, viewer: &Viewer) -> Result<EventFilter, Refusal> {
         let bad = |key, v: &str| (key, v.to_string());
-        let tz = web.app.tz();
-        let date = |v: &str, next: bool| -> Result<Option<DateTime<Utc>>, Refusal> {
-            let Some(v) = opt(v) else { return Ok(None) };
-            let d = crate::time::parse_date(v).map_err(|_| bad("sessions.bad_date", v))?;
-            let d = if next { d.succ_opt().ok_or_else(|| bad("sessions.bad_date", v))? } else { d };
-            Ok(Some(crate::time::start_of_day(d, tz)))
-        };
+        let (since, until) = day_range(web, &self.from, &self.to)?;
         let mut f = EventFilter {
             action: opt(&self.action).map(str::to_string),
             actor: opt(&self.actor).map(str::to_string),
-            since: date(&self.from, false)?,
-            until: date(&self.to, true)?,
+            since,
+            until,
             newest_first: true,
             limit: Some(PAGE + 1),
             ..Default::default()
         };
-        if let (Some(s), Some(u)) = (f.since, f.until)
-            && s >= u
-        {
-            return Err(bad("sessions.bad_range", &self.to));
-        }
         if let Some(v) = opt(&self.ticket) {
             f.ticket = Some(v.parse::<TicketId>().map_err(|_| bad("sessions.bad_ticket", v))?);
         }

@@ -104,22 +104,48 @@ struct ListQuery {
     before: String,
 }
 
+/// A filter field with something in it.
+pub(super) fn given(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|s| !s.is_empty())
+}
+
+/// A refused filter field: an i18n key and the value typed.
+pub(super) type Refusal = (&'static str, String);
+
+/// The instants a from/to pair of dates (YYYY-MM-DD in the configured zone) covers: from
+/// the start of `from` to the end of `to`.
+pub(super) fn day_range(
+    web: &WebState,
+    from: &str,
+    to: &str,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Refusal> {
+    let tz = web.app.tz();
+    let day = |v: &str, next: bool| -> Result<Option<DateTime<Utc>>, Refusal> {
+        let Some(v) = given(v) else { return Ok(None) };
+        let bad = || ("sessions.bad_date", v.to_string());
+        let d = crate::time::parse_date(v).map_err(|_| bad())?;
+        let d = if next { d.succ_opt().ok_or_else(bad)? } else { d };
+        Ok(Some(crate::time::start_of_day(d, tz)))
+    };
+    let (since, until) = (day(from, false)?, day(to, true)?);
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        return Err(("sessions.bad_range", to.to_string()));
+    }
+    Ok((since, until))
+}
+
 impl ListQuery {
-    /// The filter these fields ask for, or the first field that is wrong (an i18n key and the value).
-    async fn filter(&self, web: &WebState) -> Result<SessionFilter, (String, &'static str)> {
-        let bad = |v: &str, key| (v.to_string(), key);
-        let opt = |s: &str| Some(s.trim()).filter(|s| !s.is_empty());
-        let tz = web.app.tz();
-        let date = |v: &str, next: bool| -> Result<Option<DateTime<Utc>>, (String, &'static str)> {
-            let Some(v) = opt(v) else { return Ok(None) };
-            let d = crate::time::parse_date(v).map_err(|_| bad(v, "sessions.bad_date"))?;
-            let d = if next { d.succ_opt().ok_or_else(|| bad(v, "sessions.bad_date"))? } else { d };
-            Ok(Some(crate::time::start_of_day(d, tz)))
-        };
+    /// The filter these fields ask for, or the first field that is wrong.
+    async fn filter(&self, web: &WebState) -> Result<SessionFilter, Refusal> {
+        let bad = |v: &str, key| (key, v.to_string());
+        let opt = given;
+        let (since, until) = day_range(web, &self.from, &self.to)?;
         let mut f = SessionFilter {
             live: self.live == "1",
-            since: date(&self.from, false)?,
-            until: date(&self.to, true)?,
+            since,
+            until,
             limit: Some(PAGE + 1),
             ..Default::default()
         };
@@ -141,11 +167,6 @@ impl ListQuery {
         if let Some(v) = opt(&self.engineer) {
             let p = web.app.store.person_by_login(v).await.map_err(|_| bad(v, "sessions.bad_engineer"))?;
             f.operator = Some(p.id);
-        }
-        if let (Some(s), Some(u)) = (f.since, f.until)
-            && s >= u
-        {
-            return Err(bad(&self.to, "sessions.bad_range"));
         }
         Ok(f)
     }
@@ -241,7 +262,7 @@ async fn list(State(web): State<WebState>, viewer: Viewer, Query(q): Query<ListQ
     let names = Names::load(&web, viewer.org_scope()).await?;
     let (filter, error) = match q.filter(&web).await {
         Ok(f) => (Some(f), None),
-        Err((value, key)) => (None, Some(format!("{} «{value}»", tr(&viewer, key)))),
+        Err((key, value)) => (None, Some(format!("{} «{value}»", tr(&viewer, key)))),
     };
     let mut rows = Vec::new();
     let mut next = None;

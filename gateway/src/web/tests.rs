@@ -78,6 +78,7 @@ impl Panel {
     }
 
     pub async fn with_config(config: Config) -> Self {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let db = TestDb::sqlite().await;
         let dir = tempfile::tempdir().unwrap();
         let data_dir = DataDir::open(&dir.path().join("data")).unwrap();
