@@ -268,12 +268,7 @@ async fn export(
     let done = export::run(store, &key, &Actor::cli(), filter, format, &destination, &mut out).await?;
     out.0.flush()?;
     if let Some(path) = output {
-        println!(
-            "exported {} events to {} (recorded as audit event #{})",
-            done.events,
-            path.display(),
-            done.event.seq
-        );
+        println!("exported {} events to {} (recorded as audit event #{})", done.events, path.display(), done.event.seq);
     }
     Ok(())
 }

@@ -20,9 +20,7 @@ use super::page::tr;
 use super::{CsrfForm, Viewer, WebError, WebResult, WebState};
 use crate::audit::{Actor, NewEvent, Subjects};
 use crate::ids::{BoxId, KeyId, OrgId, PersonId};
-use crate::model::{
-    BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role,
-};
+use crate::model::{BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role};
 use crate::rules::{Inn, OrgFacts, Standing, standing};
 use crate::store::{Store, StoreError};
 
@@ -161,9 +159,7 @@ impl OrgForm {
 fn standing_text(lang: Lang, s: &Standing) -> String {
     let t = |key: &str| super::i18n::text(lang, &format!("admin.standing.{key}"));
     let text = match s {
-        Standing::SupportModule { last_day, first_year: true } => {
-            t("first_year").replace("{d}", &last_day.to_string())
-        }
+        Standing::SupportModule { last_day, first_year: true } => t("first_year").replace("{d}", &last_day.to_string()),
         Standing::SupportModule { last_day, .. } => t("module").replace("{d}", &last_day.to_string()),
         Standing::Trial { last_day } => t("trial").replace("{d}", &last_day.to_string()),
         Standing::Partner => t("partner"),
@@ -232,7 +228,13 @@ async fn create_org(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<O
     }
 }
 
-async fn org_page(web: &WebState, viewer: &Viewer, o: &Organisation, form: OrgForm, error: Option<String>) -> WebResult {
+async fn org_page(
+    web: &WebState,
+    viewer: &Viewer,
+    o: &Organisation,
+    form: OrgForm,
+    error: Option<String>,
+) -> WebResult {
     let s = standing(&o.facts, false, crate::time::now().date_naive());
     let boxes = web.app.store.list_boxes(Some(o.id)).await?;
     let people = web.app.store.list_people(Some(Role::Customer), Some(o.id)).await?;
@@ -332,7 +334,8 @@ async fn people(State(web): State<WebState>, viewer: Viewer, Query(q): Query<Peo
 async fn create_person(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<PersonForm>) -> WebResult {
     admin(&viewer)?;
     let made: Result<Person, Refused> = async {
-        let role = Role::parse(&f.role).ok_or_else(|| InvalidField::new("role", format!("'{}' is not a role", f.role)))?;
+        let role =
+            Role::parse(&f.role).ok_or_else(|| InvalidField::new("role", format!("'{}' is not a role", f.role)))?;
         let org = match opt(&f.org) {
             Some(o) => Some(o.parse::<OrgId>().map_err(|e| InvalidField::new("org", e.to_string()))?),
             None => None,
@@ -511,7 +514,11 @@ async fn new_password_link(
     person_page(&web, &viewer, &p, Some(link), "", None).await
 }
 
-async fn reset_totp(State(web): State<WebState>, Path(id): Path<String>, CsrfForm(viewer, _): CsrfForm<Empty>) -> WebResult {
+async fn reset_totp(
+    State(web): State<WebState>,
+    Path(id): Path<String>,
+    CsrfForm(viewer, _): CsrfForm<Empty>,
+) -> WebResult {
     admin(&viewer)?;
     let p = the_person(&web, &id).await?;
     web.app.store.set_totp(&viewer.actor(), p.id, None).await?;

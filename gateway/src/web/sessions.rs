@@ -142,13 +142,7 @@ impl ListQuery {
         let bad = |v: &str, key| (key, v.to_string());
         let opt = given;
         let (since, until) = day_range(web, &self.from, &self.to)?;
-        let mut f = SessionFilter {
-            live: self.live == "1",
-            since,
-            until,
-            limit: Some(PAGE + 1),
-            ..Default::default()
-        };
+        let mut f = SessionFilter { live: self.live == "1", since, until, limit: Some(PAGE + 1), ..Default::default() };
         if let Some(v) = opt(&self.org) {
             f.org = Some(v.parse().map_err(|_| bad(v, "sessions.bad_org"))?);
         }
@@ -208,7 +202,13 @@ impl Names {
     async fn load(web: &WebState, org: Option<OrgId>) -> WebResult<Self> {
         let store = &web.app.store;
         Ok(Self {
-            orgs: store.list_orgs().await?.into_iter().filter(|o| org.is_none_or(|mine| mine == o.id)).map(|o| (o.id, o.name)).collect(),
+            orgs: store
+                .list_orgs()
+                .await?
+                .into_iter()
+                .filter(|o| org.is_none_or(|mine| mine == o.id))
+                .map(|o| (o.id, o.name))
+                .collect(),
             boxes: store.list_boxes(org).await?.into_iter().map(|b| (b.id, (b.name, b.org_id))).collect(),
             people: store.list_people(Some(Role::Operator), None).await?.into_iter().map(|p| (p.id, p.login)).collect(),
         })
@@ -407,10 +407,7 @@ async fn recording(State(web): State<WebState>, viewer: Viewer, Path(id): Path<S
         })?;
     let disposition = format!("attachment; filename=\"{}.cast\"", s.id);
     Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-asciicast".to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
+        [(header::CONTENT_TYPE, "application/x-asciicast".to_string()), (header::CONTENT_DISPOSITION, disposition)],
         bytes,
     )
         .into_response())

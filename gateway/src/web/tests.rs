@@ -78,7 +78,6 @@ impl Panel {
     }
 
     pub async fn with_config(config: Config) -> Self {
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let db = TestDb::sqlite().await;
         let dir = tempfile::tempdir().unwrap();
         let data_dir = DataDir::open(&dir.path().join("data")).unwrap();
@@ -193,7 +192,7 @@ async fn add_person(store: &crate::store::Store, login: &str, role: Role, org: O
     store.set_password(&Actor::cli(), p.id, Some(&hash)).await.unwrap();
 }
 
+mod admin;
+mod audit_log;
 mod auth;
 mod sessions;
-mod audit_log;
-mod admin;
