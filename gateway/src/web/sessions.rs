@@ -112,13 +112,12 @@ pub(super) fn given(s: &str) -> Option<&str> {
 /// A refused filter field: an i18n key and the value typed.
 pub(super) type Refusal = (&'static str, String);
 
+/// From (inclusive) and until (exclusive), either open.
+pub(super) type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The instants a from/to pair of dates (YYYY-MM-DD in the configured zone) covers: from
 /// the start of `from` to the end of `to`.
-pub(super) fn day_range(
-    web: &WebState,
-    from: &str,
-    to: &str,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Refusal> {
+pub(super) fn day_range(web: &WebState, from: &str, to: &str) -> Result<Span, Refusal> {
     let tz = web.app.tz();
     let day = |v: &str, next: bool| -> Result<Option<DateTime<Utc>>, Refusal> {
         let Some(v) = given(v) else { return Ok(None) };
