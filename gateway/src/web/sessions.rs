@@ -158,8 +158,10 @@ impl ListQuery {
             f.before = Some(v.parse::<SessionId>().map_err(|_| bad(v, "sessions.bad_page"))?);
         }
         if let Some(v) = opt(&self.engineer) {
-            let p = web.app.store.person_by_login(v).await.map_err(|_| bad(v, "sessions.bad_engineer"))?;
-            f.operator = Some(p.id);
+            // Only engineers: any other login reads as unknown, so the filter cannot be used to
+            // learn which customer logins exist.
+            let p = web.app.store.person_by_login(v).await.ok().filter(|p| p.role == Role::Operator);
+            f.operator = Some(p.ok_or_else(|| bad(v, "sessions.bad_engineer"))?.id);
         }
         Ok(f)
     }

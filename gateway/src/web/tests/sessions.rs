@@ -131,6 +131,8 @@ async fn filters_narrow_the_list_and_bad_ones_are_named() {
     );
     let nobody = p.get(&mut br, "/sessions?engineer=nobody").await;
     assert!(nobody.text().contains("Нет инженера с логином «nobody»"));
+    let customer_login = p.get(&mut br, "/sessions?engineer=ivanov-ip").await;
+    assert!(customer_login.text().contains("Нет инженера с логином «ivanov-ip»"), "a customer is no engineer");
     // A customer's org filter cannot reach another organisation.
     let mut customer = p.login("romashka").await;
     let sneaky = p.get(&mut customer, &format!("/sessions?org={}", p.b.id.get())).await;
