@@ -46,6 +46,9 @@ pub struct ExportFilter {
     pub until: Option<DateTime<Utc>>,
     pub ticket: Option<TicketId>,
     pub org: Option<OrgId>,
+    /// Absent from files that do not use it, so exports without it read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionId>,
 }
 
 impl ExportFilter {
@@ -62,6 +65,9 @@ impl ExportFilter {
         }
         if let Some(o) = self.org {
             parts.push(format!("organisation {o}"));
+        }
+        if let Some(s) = self.session {
+            parts.push(format!("session {s}"));
         }
         if let Some(t) = self.since {
             parts.push(format!("since {}", crate::time::to_db(t)));
@@ -326,6 +332,7 @@ pub async fn run(
         through_seq: Some(event.seq),
         org: filter.org,
         ticket: filter.ticket,
+        session: filter.session,
         since: filter.since,
         until: filter.until,
         limit: Some(crate::store::PAGE),

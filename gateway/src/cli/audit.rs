@@ -154,6 +154,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
                     Some(o) => Some(super::admin::resolve_org(&store, &o).await?.id),
                     None => None,
                 },
+                session: None,
             };
             if let (Some(s), Some(u)) = (filter.since, filter.until)
                 && s >= u

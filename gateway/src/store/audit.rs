@@ -292,7 +292,8 @@ impl Store {
         output: &str,
     ) -> Result<Event> {
         let mut tx = self.begin().await?;
-        let subjects = Subjects { org: filter.org, ticket: filter.ticket, ..Default::default() };
+        let subjects =
+            Subjects { org: filter.org, ticket: filter.ticket, session: filter.session, ..Default::default() };
         let details = json!({ "filter": filter, "format": format, "output": output });
         let event = tx.audit(NewEvent::new(actor, "audit.export", subjects, details)).await?;
         tx.commit().await?;

@@ -100,6 +100,7 @@ impl LogQuery {
     fn export_query(&self) -> String {
         let q = LogQuery {
             ticket: self.ticket.clone(),
+            session: self.session.clone(),
             org: self.org.clone(),
             from: self.from.clone(),
             to: self.to.clone(),
@@ -232,11 +233,11 @@ async fn export_log(State(web): State<WebState>, viewer: Viewer, Query(q): Query
     let format = Format::parse(opt(&q.format).unwrap_or("jsonl"))
         .ok_or_else(|| WebError::BadRequest(format!("format '{}' is not jsonl or csv", q.format)))?;
     let f = q.filter(&web, &viewer).map_err(|(key, v)| WebError::BadRequest(format!("{} «{v}»", tr(&viewer, key))))?;
-    // The export covers what ExportFilter can carry (and so what a verifier can check).
-    if f.action.is_some() || f.actor.is_some() || f.session.is_some() {
+    // The export covers what ExportFilter can carry (and so what its header records).
+    if f.action.is_some() || f.actor.is_some() {
         return Err(WebError::BadRequest(tr(&viewer, "audit.export_filters")));
     }
-    let filter = ExportFilter { since: f.since, until: f.until, ticket: f.ticket, org: f.org };
+    let filter = ExportFilter { since: f.since, until: f.until, ticket: f.ticket, org: f.org, session: f.session };
     let key = web.app.data_dir.key(KeyRole::Audit).map_err(|e| {
         tracing::error!(error = %e, "cannot load the audit key for an export");
         WebError::Internal
