@@ -55,6 +55,10 @@ pub struct SshConfig {
     /// This gateway's name in the store; empty means the host name. Nodes sharing one
     /// PostgreSQL need distinct names.
     pub node: String,
+    /// The "host:port" engineers (and boxes' agents) connect to, as the panel and the CLI
+    /// print it in `ssh` and `iks-agent enroll` commands; empty means the listen address.
+    /// It differs from `listen` behind NAT or a port forward.
+    pub public_address: String,
 }
 
 impl Default for SshConfig {
@@ -63,8 +67,37 @@ impl Default for SshConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
             env: vec!["LANG".into(), "LC_*".into()],
             node: String::new(),
+            public_address: String::new(),
         }
     }
+}
+
+impl SshConfig {
+    /// The host and port people connect to: `public_address`, else the listen address.
+    pub fn public_host_port(&self) -> (String, u16) {
+        parse_host_port(&self.public_address).unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port()))
+    }
+
+    /// `host:port` as `iks-agent enroll --gateway` takes it.
+    pub fn public_address(&self) -> String {
+        let (host, port) = self.public_host_port();
+        if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    }
+
+    /// The exact command an engineer types to reach `target` (`T-1042+main-gw`).
+    pub fn connect_command(&self, target: &impl std::fmt::Display) -> String {
+        let (host, port) = self.public_host_port();
+        format!("ssh -p {port} {target}@{host}")
+    }
+}
+
+/// `host:port` or `[v6]:port` with a non-zero port and a host without spaces.
+fn parse_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.trim().rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let printable = |c: char| c.is_ascii_graphic() && !"@/[]'\"`$;".contains(c);
+    (!host.is_empty() && host.chars().all(printable)).then(|| (host.to_string(), port))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,11 +150,14 @@ pub struct AccessConfig {
     pub max_grant: String,
     /// When to warn the engineer before the grant ends, e.g. ["5m", "1m"].
     pub warn_before: Vec<String>,
+    /// How long live sessions outlast an unreachable store (a revocation made elsewhere
+    /// cannot be seen meanwhile), e.g. "60s".
+    pub store_grace: String,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        Self { max_grant: "8h".into(), warn_before: vec!["5m".into(), "1m".into()] }
+        Self { max_grant: "8h".into(), warn_before: vec!["5m".into(), "1m".into()], store_grace: "60s".into() }
     }
 }
 
@@ -136,6 +172,14 @@ impl AccessConfig {
         let mut w: Vec<_> = self.warn_before.iter().filter_map(|s| parse_duration(s).ok()).collect();
         w.sort_by(|a, b| b.cmp(a));
         w
+    }
+
+    /// `store_grace` as a duration; [`Config::validate`] guarantees it parses.
+    pub fn store_grace(&self) -> std::time::Duration {
+        parse_duration(&self.store_grace)
+            .ok()
+            .and_then(|d| d.to_std().ok())
+            .unwrap_or(std::time::Duration::from_secs(60))
     }
 }
 
@@ -230,6 +274,12 @@ impl Config {
         for w in &self.access.warn_before {
             parse_duration(w).map_err(|e| invalid("access.warn_before", format!("'{w}': {e}")))?;
         }
+        let grace =
+            parse_duration(&self.access.store_grace).map_err(|e| invalid("access.store_grace", e.to_string()))?;
+        if grace > chrono::Duration::hours(1) {
+            // Longer would leave a revoked session running unseen for longer than anyone expects.
+            return Err(invalid("access.store_grace", "must be at most 1 hour".into()));
+        }
         if self.tickets.autoclose_days == 0 {
             return Err(invalid("tickets.autoclose_days", "must be at least 1".into()));
         }
@@ -240,8 +290,12 @@ impl Config {
         parse_duration(&self.http.idle_timeout).map_err(|e| invalid("http.idle_timeout", e.to_string()))?;
         parse_duration(&self.http.session_lifetime).map_err(|e| invalid("http.session_lifetime", e.to_string()))?;
         let public = &self.http.public_url;
-        if !public.is_empty() && !(public.starts_with("http://") || public.starts_with("https://")) {
+        if !(public.is_empty() || public.starts_with("http://") || public.starts_with("https://")) {
             return Err(invalid("http.public_url", format!("'{public}' must start with http:// or https://")));
+        }
+        if !self.ssh.public_address.is_empty() && parse_host_port(&self.ssh.public_address).is_none() {
+            let message = format!("'{}' must be host:port, e.g. gw.example.ru:2222", self.ssh.public_address);
+            return Err(invalid("ssh.public_address", message));
         }
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
@@ -333,8 +387,11 @@ mod tests {
             ("[ssh]\nlisen = \"x\"\n", &[], "unknown field `lisen`"),
             ("[sssh]\n", &[], "unknown field `sssh`"),
             ("[ssh]\nlisten = \"nope\"\n", &[], "invalid socket address"),
+            ("[ssh]\npublic_address = \"gw.example.ru\"\n", &[], "ssh.public_address"),
+            ("[ssh]\npublic_address = \"gw example:22\"\n", &[], "must be host:port"),
             ("[access]\nmax_grant = \"forever\"\n", &[], "access.max_grant"),
             ("[access]\nmax_grant = \"30d\"\n", &[], "at most 7 days"),
+            ("[access]\nstore_grace = \"2h\"\n", &[], "access.store_grace: must be at most 1 hour"),
             ("[tickets]\nautoclose_days = 0\n", &[], "tickets.autoclose_days"),
             ("[audit]\ncheckpoint_every = 0\n", &[], "audit.checkpoint_every"),
             ("[audit]\nretention_days = -1\n", &[], "expected u32"),
@@ -352,5 +409,17 @@ mod tests {
         }
         let missing = Config::load(Some(Path::new("/nonexistent/c.toml")), []).unwrap_err().to_string();
         assert!(missing.starts_with("cannot read config file /nonexistent/c.toml"), "{missing}");
+    }
+
+    #[test]
+    fn people_are_told_the_public_ssh_address() {
+        let mut ssh = SshConfig::default();
+        assert_eq!(ssh.connect_command(&"T-1042+main-gw"), "ssh -p 2222 T-1042+main-gw@127.0.0.1");
+        ssh.public_address = "gw.example.ru:22".into();
+        assert_eq!(ssh.connect_command(&"T-7"), "ssh -p 22 T-7@gw.example.ru");
+        assert_eq!(ssh.public_address(), "gw.example.ru:22");
+        ssh.public_address = "[2001:db8::1]:2222".into();
+        assert_eq!(ssh.connect_command(&"T-7"), "ssh -p 2222 T-7@2001:db8::1");
+        assert_eq!(ssh.public_address(), "[2001:db8::1]:2222");
     }
 }

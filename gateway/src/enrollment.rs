@@ -37,6 +37,11 @@ pub async fn issue_token(
     Ok((token, record))
 }
 
+/// The command the box's admin runs to enrol its agent, as the CLI and the panel print it.
+pub fn enroll_command(gateway: &str, token: &str, host_key_fingerprint: &str) -> String {
+    format!("iks-agent enroll --gateway {gateway} --token {token} --expect-host-key {host_key_fingerprint}")
+}
+
 /// How a token is stored and looked up.
 pub fn token_hash(token: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes()))

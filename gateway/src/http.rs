@@ -1,6 +1,6 @@
-//! The gateway's HTTP server: the web panel, with the helpdesk API under `/api/`. It
-//! takes its listener and a shutdown future, so `serve` binds the configured address and
-//! tests bind port 0.
+//! The gateway's HTTP server: the web panel, with the helpdesk API under `/api/` and
+//! `/metrics` for operators ([`crate::metrics`]). It takes its listener and a shutdown
+//! future, so `serve` binds the configured address and tests bind port 0.
 
 use std::future::Future;
 
@@ -22,5 +22,8 @@ pub async fn serve(
 /// The panel with the API beside it; each keeps its own "not found" (a page, or JSON).
 pub fn router(app: App) -> axum::Router {
     let api = crate::api::router(app.clone()).into_service::<axum::body::Body>();
-    crate::web::router(app).route_service("/api", api.clone()).route_service("/api/{*rest}", api)
+    crate::web::router(app.clone())
+        .merge(crate::metrics::router(app))
+        .route_service("/api", api.clone())
+        .route_service("/api/{*rest}", api)
 }

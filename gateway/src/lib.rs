@@ -13,7 +13,9 @@
 //! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
 //! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
 //! - [`web`], [`api`] and [`http`]: the web panel, the helpdesk's JSON API, and the HTTP
-//!   server they run in.
+//!   server they run in; [`metrics`]: the node's vital signs for operators.
+//! - [`recording`] and [`search`]: session recordings, their replay and live view, and
+//!   search across their transcripts.
 
 pub mod access;
 pub mod api;
@@ -26,9 +28,11 @@ pub mod grants;
 pub mod http;
 pub mod ids;
 pub mod live;
+pub mod metrics;
 pub mod model;
 pub mod recording;
 pub mod rules;
+pub mod search;
 pub mod ssh;
 pub mod state;
 pub mod store;

@@ -6,6 +6,17 @@
 //! when it does, and at once when the grant is revoked, the ticket leaves the active
 //! states, or someone asked to terminate it. Working from the store, not from timers in
 //! memory, means a revocation from any node or the CLI reaches the session within a tick.
+//!
+//! **When the store is away** (PostgreSQL stopped, network cut), revocations, kills and
+//! ticket closes made elsewhere cannot be seen. Ending every session at the first failed
+//! read would turn a database blip into cut sessions on customers' firewalls, possibly
+//! half-way through a change; going on for ever would let a revoked session run unseen.
+//! So live sessions go on for a bounded grace, `[access] store_grace` (60 s by default),
+//! counted from the first failed read: meanwhile the watchdog applies [`review`] to the
+//! last state it read (the grant's end, the warnings still hold), and once the grace is
+//! over it ends every live session with reason "store unavailable" ([`outage`]). A read
+//! that succeeds again resets the clock. New sessions are refused all along (no decision
+//! without the store), and session ends wait to be written until the store is back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -98,6 +109,22 @@ pub fn review(c: &LiveCheck, now: DateTime<Utc>, tz: Tz, warn_before: &[Duration
             ),
         },
         _ => Verdict::Continue,
+    }
+}
+
+/// What an outage of `lost_for` so far means for the live sessions: nothing within the
+/// `grace`, the end of all of them after it.
+pub fn outage(lost_for: std::time::Duration, grace: std::time::Duration) -> Verdict {
+    if lost_for < grace {
+        return Verdict::Continue;
+    }
+    let grace = Duration::from_std(grace).unwrap_or(Duration::MAX);
+    Verdict::End {
+        reason: EndReason::StoreUnavailable,
+        message: format!(
+            "store unavailable for {}: access can no longer be checked",
+            crate::rules::format_duration(grace)
+        ),
     }
 }
 
@@ -252,6 +279,10 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u32 = 0;
+    let grace = app.config.access.store_grace();
+    // The last state read, applied while the store is away; and since when it is away.
+    let mut last: HashMap<SessionId, LiveCheck> = HashMap::new();
+    let mut lost_since: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -265,14 +296,31 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
             tracing::warn!(error = %e, "cannot expire grants");
         }
         if app.live.is_empty() {
+            last.clear();
+            lost_since = None;
             continue;
         }
         let checks = match app.store.live_checks(&app.node).await {
-            Ok(c) => c,
+            Ok(c) => {
+                if let Some(since) = lost_since.take() {
+                    tracing::info!(after = ?since.elapsed(), "the watchdog reads the store again");
+                }
+                last = c.iter().map(|c| (c.session, c.clone())).collect();
+                c
+            }
             Err(e) => {
-                // Live sessions continue while the store is away; new ones are refused.
-                tracing::warn!(error = %e, "watchdog cannot read the store");
-                continue;
+                let since = *lost_since.get_or_insert_with(|| {
+                    tracing::warn!(error = %e, grace = ?grace, "the watchdog cannot read the store; live sessions go on for the grace");
+                    std::time::Instant::now()
+                });
+                if let Verdict::End { reason, message } = outage(since.elapsed(), grace) {
+                    for live in app.live.all() {
+                        tracing::info!(session.id = %live.id, reason = reason.as_str(), "ending session");
+                        live.close(reason, &message).await;
+                    }
+                    continue;
+                }
+                last.values().cloned().collect()
             }
         };
         let now = crate::time::now();
@@ -314,6 +362,7 @@ pub async fn end_crashed(app: &crate::state::App) -> Result<usize, crate::store:
             recording_sha256: sha256,
         };
         app.store.end_session(&crate::audit::Actor::system(), s.id, org, &end).await?;
+        crate::search::index_later(app, s.id);
         tracing::warn!(session.id = %s.id, "session ended: the gateway had crashed");
     }
     Ok(orphans.len())
@@ -330,6 +379,17 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         crate::time::from_db(s).unwrap()
+    }
+
+    #[test]
+    fn an_outage_ends_sessions_after_the_grace() {
+        let s = std::time::Duration::from_secs;
+        assert_eq!(outage(s(0), s(60)), Verdict::Continue);
+        assert_eq!(outage(s(59), s(60)), Verdict::Continue);
+        let Verdict::End { reason, message } = outage(s(60), s(60)) else { panic!("ends at the grace") };
+        assert_eq!(reason, EndReason::StoreUnavailable);
+        assert_eq!(message, "store unavailable for 1m: access can no longer be checked");
+        assert!(matches!(outage(s(1), s(0)), Verdict::End { .. }), "no grace: the first failed read ends them");
     }
 
     #[test]

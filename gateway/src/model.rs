@@ -745,6 +745,12 @@ named_enum! {
         GatewayShutdown = "gateway shutdown",
         GatewayCrashed = "gateway crashed",
         RecordingFailed = "recording storage failed",
+        /// The recordings' disk filled up: the recording holds every event up to the last
+        /// complete one, and new sessions are refused until there is room again.
+        StorageFull = "recording storage full",
+        /// The store stayed out of reach for longer than `[access] store_grace`, so revocations
+        /// made elsewhere could no longer be seen.
+        StoreUnavailable = "store unavailable",
         CategoryChanged = "category changed",
         /// The customer turned on the kill switch on the box (`iks-agent disable`).
         RemoteAccessDisabled = "remote access disabled",

@@ -1,8 +1,11 @@
 //! The engineer's side: the stock OpenSSH client (`ssh`, `scp`, `sftp`, `rsync -e ssh`)
 //! with a key of their own, and tmux as the terminal for interactive sessions.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::Run;
@@ -98,6 +101,11 @@ impl Engineer {
         self.ssh_command(user, extra, remote).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ssh")
     }
 
+    /// Starts ssh in the background, its stdout and stderr collected as they arrive.
+    pub fn background(&self, user: &str, extra: &[&str], remote: &str) -> Background {
+        Background::start(self.spawn_ssh(user, extra, remote))
+    }
+
     /// `scp OPTIONS ARGS…`.
     #[track_caller]
     pub fn scp(&self, args: &[&str], timeout: Duration) -> Timed {
@@ -125,6 +133,72 @@ impl Engineer {
             timeout,
         )
     }
+}
+
+/// An ssh client running in the background; what it prints is read as it arrives, so a
+/// test can wait for a line and still have everything once the client exits. Killed on drop.
+pub struct Background {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(mut child: Child) -> Self {
+        let (stdout, stderr) = (Arc::default(), Arc::default());
+        let readers = vec![
+            collect(child.stdout.take().expect("piped stdout"), Arc::clone(&stdout)),
+            collect(child.stderr.take().expect("piped stderr"), Arc::clone(&stderr)),
+        ];
+        Self { child, stdout, stderr, readers }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `timeout`) until stdout contains `text`.
+    #[track_caller]
+    pub fn wait_output(&self, text: &str, timeout: Duration) {
+        process::wait_for(
+            &format!("{text:?} from ssh"),
+            timeout,
+            || self.stdout().contains(text).then_some(()),
+            || format!("stdout: {}\nstderr: {}", process::tail(&self.stdout(), 10), self.stderr()),
+        );
+    }
+
+    /// Waits (at most `timeout`) for ssh to exit and for all it printed; `None` if it is
+    /// still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = process::wait_deadline(&mut self.child, timeout)?;
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Some(status)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Appends what `pipe` yields to `into` until it closes.
+fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            into.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
 }
 
 /// Quotes `s` for a POSIX shell when it needs it.

@@ -8,10 +8,13 @@
 //! The SSH tests use real parts: [`sshd::BoxSshd`] (Debian's sshd as the IKS box),
 //! [`serve::Serve`] (`iks-gateway serve`), [`engineer::Engineer`] (the stock OpenSSH
 //! client) and [`engineer::Tmux`] (a terminal); [`scenario::Scenario::ready`] wires them up.
+//! [`relay::Relay`] is a network between an agent and the gateway that the test can cut.
 //! Every command has a deadline ([`process`]), so a hang fails a test instead of CI.
 
 pub mod engineer;
+pub mod faults;
 pub mod process;
+pub mod relay;
 pub mod scenario;
 pub mod serve;
 pub mod sshd;

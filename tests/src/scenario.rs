@@ -29,11 +29,13 @@ pub struct Setup {
     pub env: Vec<(String, String)>,
     /// Extra `access approve G-1` arguments (`--until 15s`); `None`: no access request at all.
     pub approve: Option<Vec<String>>,
+    /// The store's URL; `None`: SQLite in the data dir.
+    pub database: Option<String>,
 }
 
 impl Default for Setup {
     fn default() -> Self {
-        Self { env: Vec::new(), approve: Some(Vec::new()) }
+        Self { env: Vec::new(), approve: Some(Vec::new()), database: None }
     }
 }
 
@@ -50,6 +52,11 @@ impl Setup {
 
     pub fn no_request(mut self) -> Self {
         self.approve = None;
+        self
+    }
+
+    pub fn database(mut self, url: &str) -> Self {
+        self.database = Some(url.into());
         self
     }
 }
@@ -69,7 +76,7 @@ impl Scenario {
     }
 
     pub fn with(setup: Setup) -> Self {
-        let gw = Gateway::sqlite();
+        let gw = setup.database.clone().map_or_else(Gateway::sqlite, Gateway::with_database);
         let ca = gw.run(&["ca", "public-key"]).success().trim().to_string();
         let sshd = BoxSshd::start(&gw.path("box"), &ca);
         let key = Key::generate(&gw.path("engineer"), "ivanov");

@@ -1,6 +1,9 @@
-//! `iks-gateway serve` as a child of the test: SSH on a port the OS picks, ready once it
-//! prints its `SSH:` line, stopped with SIGTERM (then SIGKILL) on drop.
+//! `iks-gateway serve` as a child of the test: SSH and HTTP on ports the OS picks, ready
+//! once it prints its `SSH:` and `HTTP:` lines, stopped with SIGTERM (then SIGKILL) on drop.
 
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +14,7 @@ use crate::process::{self, Guard};
 pub struct Serve {
     guard: Guard,
     port: u16,
+    http_port: u16,
     stdout: PathBuf,
     stderr: PathBuf,
 }
@@ -36,10 +40,10 @@ impl Serve {
         let child = cmd.spawn().expect("spawn iks-gateway serve");
         let mut guard = Guard { child, name: "iks-gateway serve".into() };
         let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
+        let (port, http_port) = loop {
             let text = std::fs::read_to_string(&stdout).unwrap_or_default();
-            if let Some(port) = ssh_port(&text) {
-                break port;
+            if let Some(ports) = banner_port(&text, "SSH:").zip(banner_port(&text, "HTTP:")) {
+                break ports;
             }
             if let Ok(Some(status)) = guard.child.try_wait() {
                 panic!(
@@ -49,16 +53,21 @@ impl Serve {
             }
             assert!(
                 Instant::now() < deadline,
-                "iks-gateway serve printed no SSH line in 30 s\nstdout:\n{text}\nlog:\n{}",
+                "iks-gateway serve printed no SSH and HTTP lines in 30 s\nstdout:\n{text}\nlog:\n{}",
                 process::file_tail(&stderr, 40)
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        Self { guard, port, stdout, stderr }
+        Self { guard, port, http_port, stdout, stderr }
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The web panel's and API's port, from the `HTTP:` line.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
     }
 
     pub fn pid(&self) -> u32 {
@@ -79,6 +88,25 @@ impl Serve {
         process::file_tail(&self.stderr, lines)
     }
 
+    /// SIGKILL, as a crash would end it: nothing is flushed or ended; waits for it to die.
+    pub fn kill(&mut self) -> ExitStatus {
+        process::signal(self.pid(), "KILL");
+        process::wait_deadline(&mut self.guard.child, Duration::from_secs(10)).expect("the gateway dies on SIGKILL")
+    }
+
+    /// `GET /metrics` on the gateway's HTTP port, as name → value (see the README's
+    /// "Monitoring"): `iks_gateway_tasks`, `process_open_fds`, ….
+    pub fn metrics(&self) -> BTreeMap<String, u64> {
+        let text = http_get(self.http_port, "/metrics");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     /// SIGTERM, then wait up to `grace` for the gateway to exit.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.guard.terminate(grace)
@@ -92,19 +120,32 @@ impl Serve {
     }
 }
 
-/// The port in `  SSH:              127.0.0.1:PORT (engineers: …)`.
-fn ssh_port(stdout: &str) -> Option<u16> {
-    let line = stdout.lines().find(|l| l.trim_start().starts_with("SSH:"))?;
-    let addr = line.trim_start().strip_prefix("SSH:")?.split_whitespace().next()?;
+/// The port in a banner line such as `  SSH:              127.0.0.1:PORT (engineers: …)`.
+fn banner_port(stdout: &str, label: &str) -> Option<u16> {
+    let line = stdout.lines().find(|l| l.trim_start().starts_with(label))?;
+    let addr = line.trim_start().strip_prefix(label)?.split_whitespace().next()?;
     addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`; panics unless the answer is 200 within 10 s.
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway's HTTP port");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("GET {path}: no HTTP answer: {answer}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn ssh_port_from_the_banner() {
-        let out = "iks-gateway 0.1.0 serving\n  store:            SQLite\n  SSH:              127.0.0.1:46441 (engineers: ssh -p 46441 T-<ticket>@127.0.0.1)\n";
-        assert_eq!(super::ssh_port(out), Some(46441));
-        assert_eq!(super::ssh_port("  SSH:"), None);
+    fn ports_from_the_banner() {
+        let out = "iks-gateway 0.1.0 serving\n  store:            SQLite\n  SSH:              127.0.0.1:46441 (engineers: ssh -p 46441 T-<ticket>@127.0.0.1)\n  HTTP:             127.0.0.1:38001 (helpdesk API: http://127.0.0.1:38001/api/openapi.json)\n";
+        assert_eq!(super::banner_port(out, "SSH:"), Some(46441));
+        assert_eq!(super::banner_port(out, "HTTP:"), Some(38001));
+        assert_eq!(super::banner_port("  SSH:", "SSH:"), None);
     }
 }

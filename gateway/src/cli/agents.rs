@@ -45,9 +45,9 @@ pub async fn run(ctx: &Context, cmd: BoxCommand, json: bool) -> anyhow::Result<(
             let org = store.org(b.org_id).await?;
             let expires_at = iks_gateway::time::now() + ttl;
             let (token, _) = iks_gateway::enrollment::issue_token(&store, &actor, &b, expires_at).await?;
-            let gateway = gateway.unwrap_or_else(|| ctx.config.ssh.listen.to_string());
+            let gateway = gateway.unwrap_or_else(|| ctx.config.ssh.public_address());
             let host_key = fingerprint(&ctx.data_dir.key(KeyRole::Host)?);
-            let command = format!("iks-agent enroll --gateway {gateway} --token {token} --expect-host-key {host_key}");
+            let command = iks_gateway::enrollment::enroll_command(&gateway, &token, &host_key);
             if json {
                 let v = json!({ "box": b.name, "box_id": b.id, "token": token, "expires_at": expires_at,
                                 "gateway_host_key": host_key, "command": command });

@@ -467,8 +467,8 @@ pub async fn access(ctx: &Context, cmd: AccessCommand, json: bool) -> anyhow::Re
     print_grant(&store, &g, ctx).await?;
     if g.state == GrantState::Approved {
         let b = store.get_box(g.box_id).await?;
-        let port = config.ssh.listen.port();
-        out!("  connect with: ssh -p {port} {}+{}@{}", g.ticket_id, b.name, config.ssh.listen.ip());
+        let target = iks_gateway::ssh::target::Target { ticket: g.ticket_id, box_name: Some(b.name) };
+        out!("  connect with: {}", config.ssh.connect_command(&target));
     }
     Ok(())
 }

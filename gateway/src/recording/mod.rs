@@ -7,11 +7,24 @@
 //! the file is created, before the session may start (a recording that cannot be created
 //! refuses the session); a terminal's real size arrives as an `r` event.
 //!
+//! A full disk fails closed. A session starts only with [`MIN_FREE`] free under
+//! `recordings/` ([`check_room`]); a write that fails (no space, quota) cuts the file back
+//! to the end of the last complete event and refuses every later write, so the file stays
+//! a valid cast whose SHA-256 is the one that enters the chain, and the session ends with
+//! reason "recording storage full" ([`failure`]).
+//!
 //! What goes into the terminal stream: output (`o`), keystrokes (`i`), resizes (`r`), and
 //! the gateway's own notices to the engineer (as output, since the engineer saw them).
 //! Exec commands, exit statuses and file transfers are session events in the store.
+//!
+//! Read back: [`cast`] parses (whole or as a stream), [`screen`] renders the terminal for
+//! the panel's replay and [`live_view`] for watching a running session, [`keys`] makes
+//! keystrokes readable, [`transcript`] gives the plain text.
 
 pub mod cast;
+pub mod keys;
+pub mod live_view;
+pub mod screen;
 pub mod tap;
 pub mod transcript;
 pub mod transfer;
@@ -25,10 +38,47 @@ use chrono::{DateTime, Datelike, Utc};
 use ring::digest::{Context, SHA256};
 
 use crate::ids::SessionId;
+use crate::model::EndReason;
+
+/// Free space the recordings' file system must have for a session to start: room for a
+/// while of terminal output, so a session is not refused by the header and ended by its
+/// first screenful.
+pub const MIN_FREE: u64 = 8 << 20;
+
+/// Refuses (as [`io::ErrorKind::StorageFull`]) when `root`'s file system has less than
+/// [`MIN_FREE`] available; creates `root` if needed.
+pub fn check_room(root: &Path) -> io::Result<()> {
+    fs::create_dir_all(root)?;
+    let st = rustix::fs::statvfs(root).map_err(io::Error::from)?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if free < MIN_FREE {
+        let message = format!("{} KiB free for recordings, {} KiB needed", free >> 10, MIN_FREE >> 10);
+        return Err(io::Error::new(io::ErrorKind::StorageFull, message));
+    }
+    Ok(())
+}
+
+/// Whether a recording error means the disk (or the owner's quota) is full.
+pub fn is_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
+/// Why a session whose recording failed with `e` ends, and what the engineer is told.
+pub fn failure(e: &io::Error) -> (EndReason, &'static str) {
+    if is_full(e) {
+        (EndReason::StorageFull, "recording storage full, and no session goes unrecorded")
+    } else {
+        (EndReason::RecordingFailed, "recording storage failed, and no session goes unrecorded")
+    }
+}
 
 /// The recording of one session, open for appending.
 pub struct Recording {
     file: File,
+    /// Bytes of complete events in the file (and in `hash`).
+    len: u64,
+    /// Set by the first failed write: nothing more is written (see [`Recording::write`]).
+    failed: Option<io::ErrorKind>,
     hash: Context,
     started: Instant,
     relative: String,
@@ -66,6 +116,8 @@ impl Recording {
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         let mut rec = Self {
             file,
+            len: 0,
+            failed: None,
             hash: Context::new(&SHA256),
             started: Instant::now(),
             relative,
@@ -114,9 +166,12 @@ impl Recording {
 
     /// Flushes to disk and returns the file's name and hash.
     pub fn finish(mut self) -> io::Result<Finished> {
-        for carry in [std::mem::take(&mut self.out_carry), std::mem::take(&mut self.in_carry)] {
-            if !carry.is_empty() {
-                self.event("o", &String::from_utf8_lossy(&carry))?;
+        // After a failed write the file ends at its last complete event; leave it so.
+        if self.failed.is_none() {
+            for carry in [std::mem::take(&mut self.out_carry), std::mem::take(&mut self.in_carry)] {
+                if !carry.is_empty() {
+                    self.event("o", &String::from_utf8_lossy(&carry))?;
+                }
             }
         }
         self.file.sync_all()?;
@@ -130,8 +185,21 @@ impl Recording {
         self.write(&line)
     }
 
+    /// Appends one whole line or nothing. A failed write may have left part of the line
+    /// (a full disk takes what fits): the file is cut back to the last complete line, and
+    /// later writes are refused, so a later success cannot glue text onto a torn line.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(kind, "the recording failed earlier"));
+        }
+        if let Err(e) = self.file.write_all(bytes) {
+            self.failed = Some(e.kind());
+            if let Err(cut) = self.file.set_len(self.len) {
+                tracing::error!(file = %self.relative, error = %cut, "cannot cut a torn line off the recording");
+            }
+            return Err(e);
+        }
+        self.len += bytes.len() as u64;
         self.hash.update(bytes);
         Ok(())
     }
@@ -148,9 +216,8 @@ pub enum FetchError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// Reads the recording of session `id` from `recordings_dir` for `actor`. Looking at a
-/// recording is itself audited: `action` (`session.replay`, `session.download`, …) is
-/// appended to the chain before the bytes are returned.
+/// Reads the recording of session `id` from `recordings_dir` for `actor`, audited as
+/// [`locate`] does.
 pub async fn fetch(
     store: &crate::store::Store,
     recordings_dir: &Path,
@@ -158,10 +225,25 @@ pub async fn fetch(
     id: SessionId,
     action: &'static str,
 ) -> Result<Vec<u8>, FetchError> {
+    let path = locate(store, recordings_dir, actor, id, action).await?;
+    fs::read(&path).map_err(|source| FetchError::Read { path, source })
+}
+
+/// The path of session `id`'s recording, for `actor` to read (a download, a replay, the
+/// live view). Looking at a recording is itself audited: `action` (`session.replay`,
+/// `session.download`, `session.watch`, …) is appended to the chain before the path is
+/// returned, and only if the file is there to be read.
+pub async fn locate(
+    store: &crate::store::Store,
+    recordings_dir: &Path,
+    actor: &crate::audit::Actor,
+    id: SessionId,
+    action: &'static str,
+) -> Result<PathBuf, FetchError> {
     let s = store.session(id).await?;
     let rel = s.recording.as_deref().ok_or(FetchError::NoRecording(id))?;
     let path = recordings_dir.join(rel);
-    let bytes = fs::read(&path).map_err(|source| FetchError::Read { path, source })?;
+    fs::File::open(&path).map_err(|source| FetchError::Read { path: path.clone(), source })?;
     let org = store.get_box(s.box_id).await?.org_id;
     let subjects = crate::audit::Subjects {
         org: Some(org),
@@ -173,7 +255,7 @@ pub async fn fetch(
     store
         .append_event(crate::audit::NewEvent::new(actor, action, subjects, serde_json::json!({ "recording": rel })))
         .await?;
-    Ok(bytes)
+    Ok(path)
 }
 
 /// The complete UTF-8 text of `carry ‖ data`; an incomplete sequence at the end waits in
@@ -246,5 +328,38 @@ mod tests {
         let kinds: Vec<_> = cast.events.iter().map(|e| (e.code.as_str(), e.data.as_str())).collect();
         assert_eq!(kinds, [("r", "120x40"), ("i", "ls\r"), ("o", "файл\r\n")]);
         assert!(Recording::create(dir.path(), SessionId(7), started, "again").is_err(), "never overwrites");
+    }
+
+    #[test]
+    fn a_full_disk_ends_the_recording_at_its_last_complete_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let mut rec = Recording::create(dir.path(), SessionId(8), started, "T-1042 S-8").unwrap();
+        rec.output(b"before\r\n").unwrap();
+        let path = dir.path().join(rec.relative());
+        let kept = fs::read(&path).unwrap();
+        // /dev/full fails every write with ENOSPC, as a full file system does.
+        rec.file = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let e = rec.output(b"lost\r\n").unwrap_err();
+        assert!(is_full(&e), "{e:?}");
+        assert_eq!(failure(&e).0, EndReason::StorageFull);
+        rec.file = OpenOptions::new().append(true).open(&path).unwrap();
+        assert!(rec.notice("after\r\n").is_err(), "nothing is written after a failure, even with room again");
+        assert_eq!(fs::read(&path).unwrap(), kept);
+        let done = rec.finish().unwrap();
+        assert_eq!(done.sha256, hex::encode(ring::digest::digest(&SHA256, &kept)), "the hash is the file's");
+        let cast = cast::read(&kept).unwrap();
+        assert_eq!(cast.events.len(), 1);
+        let other = io::Error::new(io::ErrorKind::PermissionDenied, "no");
+        assert_eq!(failure(&other).0, EndReason::RecordingFailed);
+    }
+
+    #[test]
+    fn a_session_needs_room_for_its_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("recordings");
+        // A temp dir has room (CI disks have more than 8 MiB free); the dir is created.
+        check_room(&root).unwrap();
+        assert!(root.is_dir());
     }
 }

@@ -3,6 +3,7 @@
 //! movement, line editing and colours end up as the text the engineer actually saw.
 
 use super::cast::Cast;
+use super::screen::{clamp, parse_size};
 
 /// Lines kept above the screen; a longer session loses its oldest lines.
 const SCROLLBACK: usize = 100_000;
@@ -17,11 +18,7 @@ pub fn transcript(cast: &Cast) -> String {
         match e.code.as_str() {
             "o" => parser.process(e.data.as_bytes()),
             "r" => {
-                if let Some((c, r)) = e.data.split_once('x')
-                    && let (Ok(c), Ok(r)) = (c.parse::<u32>(), r.parse::<u32>())
-                    && c > 0
-                    && r > 0
-                {
+                if let Some((c, r)) = parse_size(&e.data) {
                     (rows, cols) = (clamp(r), clamp(c));
                     parser.screen_mut().set_size(rows, cols);
                 }
@@ -45,11 +42,6 @@ pub fn transcript(cast: &Cast) -> String {
     let mut text = lines.iter().map(|l| l.trim_end()).collect::<Vec<_>>().join("\n");
     text.push('\n');
     text
-}
-
-fn clamp(n: u32) -> std::num::NonZeroU16 {
-    // Infallible: the value is clamped to 1..=1000.
-    std::num::NonZeroU16::new(u16::try_from(n.clamp(1, 1000)).unwrap_or(80)).unwrap_or(std::num::NonZeroU16::MIN)
 }
 
 #[cfg(test)]

@@ -296,7 +296,8 @@ async fn pump_out(
 
 async fn recording_failed(est: &Established, e: std::io::Error) {
     warn!(session.id = %est.live.id, error = %e, "recording failed; closing the session");
-    est.live.close(EndReason::RecordingFailed, "recording storage failed, and no session goes unrecorded").await;
+    let (reason, message) = crate::recording::failure(&e);
+    est.live.close(reason, message).await;
 }
 
 /// A `-L` forward's destination, as the engineer's client asked.

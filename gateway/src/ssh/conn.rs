@@ -1,5 +1,13 @@
 //! One engineer's connection: who they are, what they asked for, and — from the first
 //! channel on — the session: the access decision, the recording, the box connection.
+//!
+//! Without the store there is no decision: when the store cannot be reached while an
+//! engineer authenticates, the connection is let in knowing no one (see
+//! [`Conn::store_down`]) and its first channel is refused with one line, "access refused:
+//! store unavailable: …", instead of a bare "Permission denied" that would send the engineer
+//! hunting for a key problem. What a session must record while the store is away (its
+//! events, its end) waits in bounded queues and is written when the store returns
+//! ([`crate::store::until_stored`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -78,6 +86,21 @@ impl Events {
     }
 }
 
+/// The one line an engineer reads while the store is away: no decision without it.
+fn store_unavailable() -> Refusal {
+    Refusal::gateway("store", "store unavailable: the gateway cannot check access right now; try again shortly")
+}
+
+/// Why a session cannot start when its recording cannot be created.
+fn recording_refusal(e: &std::io::Error) -> Refusal {
+    let message = if crate::recording::is_full(e) {
+        format!("recording storage full ({e}); no session goes unrecorded")
+    } else {
+        format!("the session cannot be recorded ({e}); no session goes unrecorded")
+    };
+    Refusal::gateway("recording", message)
+}
+
 /// What [`Conn::open_session`] has settled when the session row exists.
 struct Started {
     session: crate::model::Session,
@@ -107,6 +130,9 @@ pub struct Conn {
     pub agent_channel_taken: AtomicBool,
     /// Becomes `true` when the connection is gone (a tunnel's session watches it).
     pub ended: watch::Sender<bool>,
+    /// Set when the store could not be asked whose key this is. Such a connection has no
+    /// operator, so every channel is refused ("store unavailable"): it can do nothing.
+    pub store_down: AtomicBool,
 }
 
 /// Serves one TCP connection until it ends, then records the session's end.
@@ -125,6 +151,7 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
         agent: OnceLock::new(),
         agent_channel_taken: AtomicBool::new(false),
         ended: watch::channel(false).0,
+        store_down: AtomicBool::new(false),
     });
     let handler = super::front::Front { conn: conn.clone() };
     let span = info_span!("ssh", peer = %peer);
@@ -205,9 +232,18 @@ impl Conn {
     async fn open_session(&self) -> Result<Established, Refusal> {
         let app = &self.app;
         let store_down = |e: StoreError| {
-            Refusal::gateway("store", format!("the gateway cannot check access right now ({e}); try again shortly"))
+            // The store cannot take the refusal either: the log is its record.
+            warn!(error = %e, "session refused: store unavailable");
+            store_unavailable()
         };
-        let operator = self.operator.get().cloned().ok_or_else(|| Refusal::gateway("operator", "not authenticated"))?;
+        let operator = match self.operator.get() {
+            Some(op) => op.clone(),
+            None if self.store_down.load(Ordering::SeqCst) => {
+                warn!("session refused: the store was unavailable at authentication");
+                return Err(store_unavailable());
+            }
+            None => return Err(Refusal::gateway("operator", "not authenticated")),
+        };
         let user = self.user.get().cloned().unwrap_or_default();
         let target = match Target::parse(&user) {
             Ok(t) => t,
@@ -285,6 +321,9 @@ impl Conn {
                 return Err(self.refuse(subjects, refusal).await);
             }
         }
+        if let Err(e) = crate::recording::check_room(&app.data_dir.recordings_dir()) {
+            return Err(self.refuse(subjects, recording_refusal(&e).about(ticket.id)).await);
+        }
         let new = NewSession {
             grant_id: grant.id,
             ticket_id: ticket.id,
@@ -316,12 +355,9 @@ impl Conn {
         {
             Ok(r) => r,
             Err(e) => {
-                let _ = app
-                    .store
-                    .end_session(&Actor::system(), session.id, org.id, &end(EndReason::RecordingFailed, None))
-                    .await;
-                let message = format!("the session cannot be recorded ({e}); no session goes unrecorded");
-                return Err(self.refuse(subjects, Refusal::gateway("recording", message).about(ticket_id)).await);
+                let (reason, _) = crate::recording::failure(&e);
+                self.end_row(session.id, org.id, &end(reason, None)).await;
+                return Err(self.refuse(subjects, recording_refusal(&e).about(ticket_id)).await);
             }
         };
         let _ = app.store.set_session_recording(session.id, recording.relative()).await;
@@ -359,7 +395,7 @@ impl Conn {
                 let reason =
                     if refusal.rule() == "shutdown" { EndReason::GatewayShutdown } else { EndReason::UpstreamLost };
                 let finished = recording.finish().ok();
-                let _ = app.store.end_session(&Actor::system(), session.id, org.id, &end(reason, finished)).await;
+                self.end_row(session.id, org.id, &end(reason, finished)).await;
                 return Err(self.refuse(subjects, refusal.about(ticket_id)).await);
             }
         };
@@ -373,14 +409,23 @@ impl Conn {
         );
         app.live.insert(live.clone());
         let (events, mut queue) = mpsc::channel::<SessionEvent>(EVENT_QUEUE);
-        let store = app.store.clone();
-        let writer = tokio::spawn(async move {
-            while let Some(e) = queue.recv().await {
-                if let Err(err) = store.add_session_event(&e).await {
-                    error!(error = %err, kind = e.kind, "cannot store a session event");
+        let app_for_writer = app.clone();
+        let writer = tokio::spawn(
+            async move {
+                // While the store is away, events wait here in order; once the queue is
+                // full the session's channels wait too (bounded memory, nothing dropped).
+                while let Some(e) = queue.recv().await {
+                    let written = crate::store::until_stored(&app_for_writer.shutdown, "session event", || {
+                        app_for_writer.store.add_session_event(&e)
+                    })
+                    .await;
+                    if let Err(err) = written {
+                        error!(error = %err, kind = e.kind, "cannot store a session event");
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
         info!(grant = %grant.id, until = %crate::time::to_db(valid_until), "session started");
         // Registered first, checked second: either shutdown saw this session or it sees shutdown.
         if *app.shutdown.borrow() {
@@ -460,13 +505,37 @@ impl Conn {
             recording: finished.as_ref().map(|f| f.relative.clone()),
             recording_sha256: finished.map(|f| f.sha256),
         };
-        match self.app.store.end_session(&Actor::system(), live.id, live.org, &end).await {
-            Ok(s) => {
-                info!(session.id = %s.id, reason = end.reason.as_str(), bytes_in = s.bytes_in, bytes_out = s.bytes_out, "session ended")
-            }
-            Err(e) => error!(session.id = %live.id, error = %e, "cannot record the session's end"),
+        if let Some(s) = self.end_row(live.id, live.org, &end).await {
+            info!(session.id = %s.id, reason = end.reason.as_str(), bytes_in = s.bytes_in, bytes_out = s.bytes_out, "session ended");
         }
         self.app.live.remove(live.id);
+        crate::search::index_later(&self.app, live.id);
+    }
+
+    /// Writes a session's end, waiting for the store if it is away; at shutdown what is
+    /// still unwritten is left to [`crate::live::end_crashed`] at the next start.
+    async fn end_row(
+        &self,
+        id: crate::ids::SessionId,
+        org: crate::ids::OrgId,
+        end: &SessionEnd,
+    ) -> Option<crate::model::Session> {
+        let app = &self.app;
+        let system = Actor::system();
+        let written =
+            crate::store::until_stored(&app.shutdown, "session end", || app.store.end_session(&system, id, org, end))
+                .await;
+        match written {
+            Ok(s) => Some(s),
+            Err(e) if e.is_transient() => {
+                error!(session.id = %id, error = %e, "cannot record the session's end; the next start will");
+                None
+            }
+            Err(e) => {
+                error!(session.id = %id, error = %e, "cannot record the session's end");
+                None
+            }
+        }
     }
 
     pub fn mark_terminal(&self) -> bool {

@@ -4,6 +4,7 @@
 //! told apart by the user name and handled by [`super::agent`].
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use russh::keys::HashAlg;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
@@ -12,7 +13,6 @@ use tracing::{debug, info, warn};
 
 use super::agent::{self, AgentPeer};
 use super::conn::Conn;
-use crate::model::Person;
 
 pub struct Front {
     pub conn: Arc<Conn>,
@@ -24,15 +24,29 @@ impl Front {
         self.conn.agent.get()
     }
 
-    /// The enabled operator owning `key`, if any.
-    async fn operator(&self, key: &russh::keys::PublicKey) -> Option<Person> {
+    /// Whether `key` may authenticate: it is an enabled operator's (then remembered when
+    /// `verified`), or the store cannot say. Without the store nobody is recognised: the
+    /// connection is let in as no one ([`Conn::store_down`]), so its channels can be
+    /// refused with "store unavailable" rather than a bare "Permission denied".
+    async fn operator_key(&self, user: &str, key: &russh::keys::PublicKey, verified: bool) -> bool {
+        if self.conn.store_down.load(Ordering::SeqCst) {
+            return true;
+        }
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         match self.conn.app.store.operator_by_key_fingerprint(&fingerprint).await {
-            Ok(found) => found,
+            Ok(Some(operator)) => {
+                if verified {
+                    info!(operator = %operator.login, user, "operator authenticated");
+                    let _ = self.conn.user.set(user.to_string());
+                    let _ = self.conn.operator.set(operator);
+                }
+                true
+            }
+            Ok(None) => false,
             Err(e) => {
-                // Fail closed: without the store nobody is recognised.
-                warn!(error = %e, "cannot look up an offered key");
-                None
+                warn!(error = %e, "cannot look up an offered key: store unavailable");
+                self.conn.store_down.store(true, Ordering::SeqCst);
+                true
             }
         }
     }
@@ -59,7 +73,7 @@ impl Handler for Front {
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
         let known = match iks_proto::AgentUser::parse(user) {
             Some(agent_user) => agent::offered(&self.conn, &agent_user, offer.public_key).await,
-            None => self.operator(offer.public_key).await.is_some(),
+            None => self.operator_key(user, offer.public_key, false).await,
         };
         Ok(if known { Auth::Accept } else { Auth::reject() })
     }
@@ -69,11 +83,7 @@ impl Handler for Front {
             let ok = agent::authenticated(&self.conn, agent_user, key.public_key).await;
             return Ok(if ok { Auth::Accept } else { Auth::reject() });
         }
-        let Some(operator) = self.operator(key.public_key).await else { return Ok(Auth::reject()) };
-        info!(operator = %operator.login, user, "operator authenticated");
-        let _ = self.conn.user.set(user.to_string());
-        let _ = self.conn.operator.set(operator);
-        Ok(Auth::Accept)
+        Ok(if self.operator_key(user, key.public_key, true).await { Auth::Accept } else { Auth::reject() })
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {

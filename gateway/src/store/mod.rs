@@ -21,6 +21,7 @@ mod sessions;
 pub(crate) mod tests;
 mod tickets;
 mod tokens;
+mod transcripts;
 mod web;
 
 use std::str::FromStr;
@@ -35,6 +36,7 @@ pub use audit::{EventFilter, PAGE, Retained, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
 pub use tickets::TicketFilter;
+pub use transcripts::{TranscriptHit, TranscriptLine, TranscriptQuery};
 pub use web::{Credentials, LinkPurpose, WebSession};
 
 use crate::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};
@@ -76,7 +78,66 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database was out of reach (down, restarting, unreachable), so the same
+    /// request may succeed later; a refused or malformed request is not retried.
+    pub fn is_transient(&self) -> bool {
+        let Self::Unavailable(e) = self else { return false };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL's connection exceptions (08…), shutdown and recovery (57P…), too many clients.
+            sqlx::Error::Database(d) => {
+                d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// First and longest pause between attempts of [`until_stored`].
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Runs `write` until the store takes it. Records that must not be lost (a session's end,
+/// what happened inside it) are written this way: while the database is out of reach the
+/// write is tried again, pausing 0.25 s doubling to 5 s. It gives up only when `shutdown`
+/// is set (returning the last error): a session still unended then is ended at the next
+/// start by [`crate::live::end_crashed`]. Memory stays bounded by the callers, each of
+/// which holds one pending write.
+pub async fn until_stored<T, F, Fut>(shutdown: &tokio::sync::watch::Sender<bool>, what: &str, mut write: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut stopping = shutdown.subscribe();
+    let mut pause = RETRY_FIRST;
+    let mut failures = 0_u32;
+    loop {
+        match write().await {
+            Ok(v) => {
+                if failures > 0 {
+                    tracing::info!(what, failures, "the store is back; written");
+                }
+                return Ok(v);
+            }
+            Err(e) if e.is_transient() && !*stopping.borrow() => {
+                if failures == 0 {
+                    tracing::warn!(what, error = %e, "store unavailable; trying again until it returns");
+                }
+                failures = failures.saturating_add(1);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stopping.wait_for(|s| *s) => {}
+                }
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// The database behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,9 +220,12 @@ impl Store {
                 Self { backend, write, read }
             }
             Backend::Postgres => {
+                // sqlx retries a refused connection until the acquire timeout: keep it short,
+                // so that while PostgreSQL is down an engineer hears "store unavailable"
+                // within seconds and the watchdog keeps its pace.
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_secs(3))
                     .connect_with(options)
                     .await
                     .map_err(StoreError::Unavailable)?;
@@ -340,4 +404,62 @@ pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl FnOnce() -> Strin
 /// A stored value that must be one of a fixed set of names.
 pub(crate) fn parse_enum<T>(col: &str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
     parse(value).ok_or_else(|| StoreError::Corrupt(format!("{col} = '{value}' is not a known value")))
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn refused() -> StoreError {
+        sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)).into()
+    }
+
+    #[test]
+    fn only_an_unreachable_database_is_worth_another_try() {
+        assert!(refused().is_transient());
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::from(sqlx::Error::PoolClosed).is_transient(), "closed at shutdown: final");
+        assert!(!StoreError::from(sqlx::Error::RowNotFound).is_transient());
+        assert!(!StoreError::Conflict("S-1 has already ended".into()).is_transient());
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_the_store_and_give_up_only_at_shutdown() {
+        let shutdown = tokio::sync::watch::channel(false).0;
+        let tries = AtomicU32::new(0);
+        // Down for two tries, then back: written on the third.
+        let written = until_stored(&shutdown, "test", || async {
+            if tries.fetch_add(1, Ordering::SeqCst) < 2 { Err(refused()) } else { Ok(7) }
+        })
+        .await;
+        assert_eq!(written.unwrap(), 7);
+        assert_eq!(tries.load(Ordering::SeqCst), 3);
+
+        // A final error is not retried.
+        tries.store(0, Ordering::SeqCst);
+        let conflict = until_stored(&shutdown, "test", || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(StoreError::Conflict("no".into()))
+        })
+        .await;
+        assert!(matches!(conflict, Err(StoreError::Conflict(_))));
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+
+        // Down for good: shutdown ends the wait (one more try after it is set).
+        tries.store(0, Ordering::SeqCst);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.send_replace(true);
+        });
+        let gave_up = until_stored(&shutdown, "test", || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(refused())
+        })
+        .await;
+        assert!(gave_up.unwrap_err().is_transient());
+        assert!(tries.load(Ordering::SeqCst) >= 2);
+    }
 }

@@ -668,3 +668,4 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
 }
 
 mod agents;
+mod transcripts;

@@ -17,12 +17,14 @@ mod audit_log;
 pub mod auth;
 mod i18n;
 mod page;
+pub mod recordings;
 mod sessions;
 mod templates;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod throttle;
 mod totp;
+mod work;
 
 use std::sync::Arc;
 
@@ -68,6 +70,8 @@ pub fn router(app: App) -> Router {
         .route("/static/{*name}", get(asset))
         .route("/lang/{lang}", get(language))
         .merge(auth::routes())
+        .merge(recordings::routes())
+        .merge(work::routes())
         .merge(sessions::routes())
         .merge(audit_log::routes())
         .merge(admin::routes())

@@ -101,6 +101,12 @@ impl IntoResponse for WebError {
     }
 }
 
+/// An ID from the URL, as a number (`/sessions/7`) or as people write it (`/sessions/S-7`);
+/// anything else is "not found", like an ID that does not exist.
+pub fn id<T: std::str::FromStr>(raw: &str) -> WebResult<T> {
+    raw.parse().map_err(|_| WebError::NotFound)
+}
+
 /// Percent-encodes a query value.
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

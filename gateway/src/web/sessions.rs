@@ -1,11 +1,11 @@
 //! Sessions: the list with filters, one session's facts and events, terminating a live
 //! session, and downloading its recording.
 //!
-//! Who sees which sessions is decided by [`Scope`]: a customer sees the sessions on their
-//! organisation's boxes, an operator their own, auditors and admins all. A session outside
-//! the viewer's scope is "not found", by ID in the URL as much as in the list. The replay
-//! player and the live view are not built here: the session page leaves a
-//! `<section id="player">` for them.
+//! Who sees which sessions: a customer the sessions on their organisation's boxes, an
+//! operator their own, auditors and admins all. The list is narrowed by [`Scope`]; one
+//! session by ID goes through [`super::recordings::visible_session`], so another scope's
+//! session is "not found". The session page leaves a `<section id="player">` for the
+//! replay player and live view ([`super::recordings`]) to be wired into.
 
 use std::collections::HashMap;
 
@@ -60,25 +60,13 @@ impl Scope {
             Self::Operator(me) => f.operator = Some(me),
         }
     }
-
-    fn sees(&self, s: &Session, org: OrgId) -> bool {
-        match *self {
-            Self::All => true,
-            Self::Org(mine) => mine == org,
-            Self::Operator(me) => me == s.operator_id,
-        }
-    }
 }
 
 /// The session `id` and its box's organisation, if the viewer may see it; else "not found".
 async fn visible(web: &WebState, viewer: &Viewer, id: &str) -> WebResult<(Session, OrgId)> {
     let id: SessionId = id.parse().map_err(|_| WebError::NotFound)?;
-    let s = web.app.store.session(id).await?;
-    let org = web.app.store.get_box(s.box_id).await?.org_id;
-    if !Scope::of(viewer)?.sees(&s, org) {
-        return Err(WebError::NotFound);
-    }
-    Ok((s, org))
+    let (s, b) = super::recordings::visible_session(web, viewer, id).await?;
+    Ok((s, b.org_id))
 }
 
 /// The list's filters as typed (kept in the form when they are refused).
@@ -397,15 +385,7 @@ async fn kill(State(web): State<WebState>, Path(id): Path<String>, CsrfForm(view
 async fn recording(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
     let (s, _) = visible(&web, &viewer, &id).await?;
     let dir = web.app.data_dir.recordings_dir();
-    let bytes = crate::recording::fetch(&web.app.store, &dir, &viewer.actor(), s.id, "session.download")
-        .await
-        .map_err(|e| match e {
-            crate::recording::FetchError::Store(e) => e.into(),
-            e => {
-                tracing::warn!(session.id = %s.id, error = %e, "recording not available for download");
-                WebError::NotFound
-            }
-        })?;
+    let bytes = crate::recording::fetch(&web.app.store, &dir, &viewer.actor(), s.id, "session.download").await?;
     let disposition = format!("attachment; filename=\"{}.cast\"", s.id);
     Ok((
         [(header::CONTENT_TYPE, "application/x-asciicast".to_string()), (header::CONTENT_DISPOSITION, disposition)],
