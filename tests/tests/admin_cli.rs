@@ -249,3 +249,23 @@ fn the_store_can_be_postgresql() {
     assert!(!gw.data_dir().join("iks-gateway.db").exists(), "nothing went to SQLite");
     psql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
+
+#[test]
+fn a_password_link_is_printed_with_the_panels_address_and_audited() {
+    let gw = Gateway::sqlite();
+    gw.run(&["admin", "auditor", "add", "--login", "sidorova", "--name", "Сидорова А."]).success();
+    let out = gw.run(&["admin", "person", "password-link", "sidorova"]);
+    let link = out.success().trim().to_string();
+    let token = link.strip_prefix("http://127.0.0.1:8080/password/").unwrap_or_else(|| panic!("{link}"));
+    assert!(token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{link}");
+    // The configured public address is used when there is one.
+    let mut public = gw.command(&["admin", "person", "password-link", "sidorova", "--json"]);
+    public.env("IKS_HTTP_PUBLIC_URL", "https://gw.example.ru/");
+    let out = public.output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["link"].as_str().unwrap().starts_with("https://gw.example.ru/password/"), "{v}");
+    let tail = gw.run(&["audit", "tail", "-n", "2"]);
+    assert_eq!(tail.success().matches("(cli)  person.password_link").count(), 2, "{}", tail.stdout);
+    let unknown = gw.run(&["admin", "person", "password-link", "nobody"]);
+    assert_eq!(unknown.failure(), "iks-gateway: error: no person with login 'nobody'");
+}

@@ -237,6 +237,9 @@ enum PersonCommand {
         #[arg(long)]
         enable: bool,
     },
+    /// Print a one-time link (valid 72 hours) with which the person sets their panel
+    /// password; earlier links for them stop working.
+    PasswordLink { login: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -434,6 +437,16 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                 .map_err(flag_error)?;
                 let p = store.update_person(&actor, &p).await?;
                 out.person(&store, &p, "updated ").await
+            }
+            PersonCommand::PasswordLink { login } => {
+                let p = store.person_by_login(&login).await?;
+                let path = iks_gateway::web::admin::password_link(&store, &actor, &p).await?;
+                let link = format!("{}{path}", ctx.config.http.base_url(ctx.config.http.listen));
+                if out.json {
+                    return out.print_json(&json!({ "login": p.login, "link": link }));
+                }
+                out!("{link}");
+                Ok(())
             }
         },
         AdminCommand::Key(cmd) => match cmd {

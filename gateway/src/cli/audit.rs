@@ -13,7 +13,7 @@ use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Subcommand};
-use iks_gateway::audit::export::{self, CSV_HEADER, ExportFilter, Header, JsonlWriter};
+use iks_gateway::audit::export::{self, ExportFilter};
 use iks_gateway::audit::retention;
 use iks_gateway::audit::verify::{RecordingState, Summary};
 use iks_gateway::audit::{Actor, Event};
@@ -154,6 +154,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
                     Some(o) => Some(super::admin::resolve_org(&store, &o).await?.id),
                     None => None,
                 },
+                session: None,
             };
             if let (Some(s), Some(u)) = (filter.since, filter.until)
                 && s >= u
@@ -255,69 +256,30 @@ async fn export(
     output: Option<&Path>,
 ) -> anyhow::Result<()> {
     // Everything that can fail for a trivial reason fails before the export is recorded.
+    let format = export::Format::parse(format).ok_or_else(|| anyhow!("--format: '{format}' is not jsonl or csv"))?;
     let key = ctx.data_dir.key(KeyRole::Audit)?;
-    let out: Box<dyn Write> = match output {
+    let out: Box<dyn Write + Send> = match output {
         Some(path) => {
             Box::new(File::create(path).with_context(|| format!("--output: cannot create {}", path.display()))?)
         }
         None => Box::new(std::io::stdout()),
     };
-    let mut out = BufWriter::new(out);
+    let mut out = WriteSink(BufWriter::new(out));
     let destination = output.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
-    let event = store.record_audit_export(&Actor::cli(), &filter, format, &destination).await?;
-    // The snapshot ends with the export's own event, whatever is appended meanwhile.
-    let selection = EventFilter {
-        through_seq: Some(event.seq),
-        org: filter.org,
-        ticket: filter.ticket,
-        since: filter.since,
-        until: filter.until,
-        ..EventFilter::default()
-    };
-    let count = if format == "csv" {
-        out.write_all(CSV_HEADER.as_bytes())?;
-        let count = for_each_event(store, selection, |e| Ok(out.write_all(export::csv_record(e).as_bytes())?)).await?;
-        out.flush()?;
-        count
-    } else {
-        let header = Header {
-            version: export::FORMAT_VERSION,
-            exported_at: event.at,
-            exported_by: event.actor.to_string(),
-            filter,
-            through_seq: event.seq,
-            start: store.audit_chain_start().await?,
-        };
-        let mut w = JsonlWriter::start(out, &header)?;
-        for c in store.audit_checkpoints(Some(event.seq)).await? {
-            w.checkpoint(&c)?;
-        }
-        let count = for_each_event(store, selection, |e| Ok(w.event(e)?)).await?;
-        w.finish(&key)?;
-        count
-    };
+    let done = export::run(store, &key, &Actor::cli(), filter, format, &destination, &mut out).await?;
+    out.0.flush()?;
     if let Some(path) = output {
-        println!("exported {count} events to {} (recorded as audit event #{})", path.display(), event.seq);
+        println!("exported {} events to {} (recorded as audit event #{})", done.events, path.display(), done.event.seq);
     }
     Ok(())
 }
 
-/// Calls `f` on each selected event in chain order, a page at a time; returns how many.
-async fn for_each_event(
-    store: &Store,
-    mut selection: EventFilter,
-    mut f: impl FnMut(&Event) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
-    let mut count = 0;
-    selection.limit = Some(iks_gateway::store::PAGE);
-    loop {
-        let page = store.audit_events(&selection).await?;
-        let Some(last) = page.last() else { return Ok(count) };
-        selection.after_seq = Some(last.seq);
-        for e in &page {
-            f(e)?;
-            count += 1;
-        }
+/// An export written to a file or stdout.
+struct WriteSink(BufWriter<Box<dyn Write + Send>>);
+
+impl export::Sink for WriteSink {
+    async fn write(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        self.0.write_all(&bytes)
     }
 }
 

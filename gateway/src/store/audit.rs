@@ -40,7 +40,12 @@ pub struct EventFilter {
     pub since: Option<DateTime<Utc>>,
     /// Events before this instant.
     pub until: Option<DateTime<Utc>>,
+    pub action: Option<String>,
+    /// The actor's name as recorded (a login, `cli`, a token's name).
+    pub actor: Option<String>,
     pub limit: Option<i64>,
+    /// Newest first (for reading the log page by page) instead of chain order.
+    pub newest_first: bool,
 }
 
 /// What a deletion by the retention policy did.
@@ -107,12 +112,14 @@ fn opt_aggregate(r: &AnyRow) -> Result<Option<i64>> {
 }
 
 impl Store {
-    /// Events in chain order.
+    /// Events in chain order (or newest first, when the filter says so).
     pub async fn audit_events(&self, f: &EventFilter) -> Result<Vec<Event>> {
+        let order = if f.newest_first { "DESC" } else { "ASC" };
         sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 AND seq <= $2 \
              AND ($3 IS NULL OR org_id = $3) AND ($4 IS NULL OR ticket_id = $4) AND ($5 IS NULL OR session_id = $5) \
-             AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) ORDER BY seq LIMIT $8"
+             AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) AND ($9 IS NULL OR action = $9) \
+             AND ($10 IS NULL OR actor_name = $10) ORDER BY seq {order} LIMIT $8"
         ))
         .bind(f.after_seq.unwrap_or(0))
         .bind(f.through_seq.unwrap_or(i64::MAX))
@@ -122,6 +129,8 @@ impl Store {
         .bind(f.since.map(crate::time::to_db))
         .bind(f.until.map(crate::time::to_db))
         .bind(f.limit.unwrap_or(i64::MAX))
+        .bind(f.action.as_deref())
+        .bind(f.actor.as_deref())
         .fetch_all(&self.read)
         .await?
         .iter()
@@ -283,7 +292,8 @@ impl Store {
         output: &str,
     ) -> Result<Event> {
         let mut tx = self.begin().await?;
-        let subjects = Subjects { org: filter.org, ticket: filter.ticket, ..Default::default() };
+        let subjects =
+            Subjects { org: filter.org, ticket: filter.ticket, session: filter.session, ..Default::default() };
         let details = json!({ "filter": filter, "format": format, "output": output });
         let event = tx.audit(NewEvent::new(actor, "audit.export", subjects, details)).await?;
         tx.commit().await?;

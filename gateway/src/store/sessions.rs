@@ -1,5 +1,6 @@
 //! Sessions, what happens inside them, and refused connections.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::any::AnyRow;
 
@@ -42,6 +43,15 @@ pub struct SessionFilter {
     pub ticket: Option<TicketId>,
     pub operator: Option<PersonId>,
     pub node: Option<String>,
+    pub box_id: Option<BoxId>,
+    /// Sessions started at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Sessions started before this instant.
+    pub until: Option<DateTime<Utc>>,
+    pub end_reason: Option<EndReason>,
+    /// Only sessions older than this one: the next page after it.
+    pub before: Option<SessionId>,
+    pub limit: Option<i64>,
 }
 
 impl Store {
@@ -134,13 +144,20 @@ impl Store {
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE ($1 = 0 OR ended_at IS NULL) \
              AND ($2 IS NULL OR box_id IN (SELECT id FROM boxes WHERE org_id = $2)) \
              AND ($3 IS NULL OR ticket_id = $3) AND ($4 IS NULL OR operator_id = $4) AND ($5 IS NULL OR node = $5) \
-             ORDER BY id DESC"
+             AND ($6 IS NULL OR box_id = $6) AND ($7 IS NULL OR started_at >= $7) AND ($8 IS NULL OR started_at < $8) \
+             AND ($9 IS NULL OR end_reason = $9) AND ($10 IS NULL OR id < $10) ORDER BY id DESC LIMIT $11"
         ))
         .bind(i64::from(f.live))
         .bind(f.org.map(OrgId::get))
         .bind(f.ticket.map(TicketId::get))
         .bind(f.operator.map(PersonId::get))
         .bind(f.node.as_deref())
+        .bind(f.box_id.map(BoxId::get))
+        .bind(f.since.map(to_db))
+        .bind(f.until.map(to_db))
+        .bind(f.end_reason.map(EndReason::as_str))
+        .bind(f.before.map(SessionId::get))
+        .bind(f.limit.unwrap_or(i64::MAX))
         .fetch_all(&self.read)
         .await?
         .iter()

@@ -581,6 +581,34 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
     assert!(matches!(store.end_session(&Actor::system(), s.id, org.id, &end).await, Err(StoreError::Conflict(_))));
     assert!(store.list_sessions(&SessionFilter { live: true, ..Default::default() }).await.unwrap().is_empty());
     assert_eq!(store.list_sessions(&SessionFilter { org: Some(org.id), ..Default::default() }).await.unwrap().len(), 1);
+    // The panel's filters: box, end reason, start time, paging; the log by action and actor, newest first.
+    let by = |f: SessionFilter| async move { store.list_sessions(&f).await.unwrap().len() };
+    assert_eq!(
+        by(SessionFilter { box_id: Some(b.id), end_reason: Some(EndReason::ClientExit), ..Default::default() }).await,
+        1
+    );
+    assert_eq!(by(SessionFilter { end_reason: Some(EndReason::Killed), ..Default::default() }).await, 0);
+    assert_eq!(
+        by(SessionFilter {
+            since: Some(s.started_at),
+            until: Some(s.started_at + chrono::Duration::seconds(1)),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(by(SessionFilter { until: Some(s.started_at), ..Default::default() }).await, 0, "until is exclusive");
+    assert_eq!(by(SessionFilter { before: Some(s.id), ..Default::default() }).await, 0);
+    assert_eq!(by(SessionFilter { limit: Some(0), ..Default::default() }).await, 0);
+    let newest = EventFilter { actor: Some("ivanov".into()), newest_first: true, limit: Some(2), ..Default::default() };
+    let newest = store.audit_events(&newest).await.unwrap();
+    assert_eq!(newest.len(), 2);
+    assert!(newest[0].seq > newest[1].seq && newest.iter().all(|e| e.actor.name == "ivanov"));
+    let starts = EventFilter { action: Some("session.start".into()), ..Default::default() };
+    assert_eq!(
+        store.audit_events(&starts).await.unwrap().iter().map(|e| e.subjects.session).collect::<Vec<_>>(),
+        [Some(s.id)]
+    );
 
     // A rejected request, then closing the ticket revokes what is still open.
     let g2 = store.request_access(&as_ivanov, &req).await.unwrap();

@@ -12,10 +12,13 @@
 //! session's CSRF token ([`auth::CsrfForm`]); the cookies are HttpOnly and
 //! SameSite=Strict. Each role's pages live in their own module.
 
+pub mod admin;
+mod audit_log;
 pub mod auth;
 mod i18n;
 mod page;
 pub mod recordings;
+mod sessions;
 mod templates;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -69,6 +72,9 @@ pub fn router(app: App) -> Router {
         .merge(auth::routes())
         .merge(recordings::routes())
         .merge(work::routes())
+        .merge(sessions::routes())
+        .merge(audit_log::routes())
+        .merge(admin::routes())
         .fallback(|| async { WebError::NotFound })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)

@@ -241,6 +241,9 @@ async fn add_person(store: &crate::store::Store, login: &str, role: Role, org: O
     store.set_password(&Actor::cli(), p.id, Some(&hash)).await.unwrap();
 }
 
+mod admin;
+mod audit_log;
 mod auth;
 mod recordings;
+mod sessions;
 mod work;
