@@ -62,9 +62,11 @@ pub fn transcript_lines(source: impl std::io::Read) -> Result<Vec<TranscriptLine
                     if newline {
                         let screen = parser.screen();
                         let text = cursor_line(screen);
-                        for (started, t) in typed.drain(..) {
+                        // A typed line is found at the moment its echo completed (Enter was
+                        // pressed and shown), so a replay opened there shows the command.
+                        for (_, t) in typed.drain(..) {
                             if text.contains(&t) {
-                                lines.push(TranscriptLine { offset_ms: ms(started), input: true, text: t });
+                                lines.push(TranscriptLine { offset_ms: ms(e.time), input: true, text: t });
                             }
                         }
                         if !screen.alternate_screen() && !text.is_empty() {
@@ -192,7 +194,7 @@ mod tests {
             [
                 // Tab completion: the typed line is not what ran, so only the screen has it.
                 (2600, false, "$ iptables -F".into()),
-                (3000, true, "sudo ls".into()),
+                (3100, true, "sudo ls".into()),
                 (3100, false, "$ sudo ls".into()),
                 (4100, false, "[sudo] password:".into()),
                 (4100, false, "$ echo a very long line that wraps".into()),

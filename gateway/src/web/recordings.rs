@@ -169,7 +169,11 @@ async fn search_page(State(web): State<WebState>, viewer: Viewer, Query(f): Quer
         .into_iter()
         .map(|h| {
             let at = h.started_at + chrono::Duration::milliseconds((h.offset * 1000.0) as i64);
-            context! { hit => h, at => at, offset => format!("{:.1}", h.offset) }
+            // A replay frame may come up to one frame interval after its event: open the
+            // replay that much later, rounded up, so the line is on screen, never just before.
+            let at_frame = h.offset + crate::recording::screen::REPLAY_INTERVAL;
+            let offset = format!("{:.2}", (at_frame * 100.0).ceil() / 100.0);
+            context! { hit => h, at => at, offset => offset }
         })
         .collect();
     let form = context! {

@@ -118,11 +118,11 @@ async fn transcript_search(db: &TestDb) {
         got,
         [
             (s2.id, 13.1, false, "iptables -F"),
-            (s2.id, 12.5, true, "iptables -F"),
+            (s2.id, 13.1, true, "iptables -F"),
             (s1.id, 13.1, false, "root@gw:~# iptables -F"),
-            (s1.id, 12.5, true, "iptables -F"),
+            (s1.id, 13.1, true, "iptables -F"),
         ],
-        "newest session first, each hit at its moment; typed lines start at their first key"
+        "newest session first, each hit at its moment; typed lines at the moment their echo completed"
     );
     let h = &all[3];
     assert_eq!(
