@@ -4,7 +4,10 @@
 
 use std::future::Future;
 
+use axum::extract::{Request, State};
+use axum::response::Response;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 use crate::state::App;
 
@@ -20,10 +23,18 @@ pub async fn serve(
 }
 
 /// The panel with the API beside it; each keeps its own "not found" (a page, or JSON).
+/// Requests are handed whole to one or the other by their path, so neither router sees
+/// path parameters of an outer route.
 pub fn router(app: App) -> axum::Router {
-    let api = crate::api::router(app.clone()).into_service::<axum::body::Body>();
-    crate::web::router(app.clone())
-        .merge(crate::metrics::router(app))
-        .route_service("/api", api.clone())
-        .route_service("/api/{*rest}", api)
+    let routers = (crate::api::router(app.clone()), crate::web::router(app.clone()));
+    crate::metrics::router(app).fallback_service(axum::routing::any(dispatch).with_state(routers))
+}
+
+async fn dispatch(State((api, web)): State<(axum::Router, axum::Router)>, req: Request) -> Response {
+    let path = req.uri().path();
+    let to = if path == "/api" || path.starts_with("/api/") { api } else { web };
+    match to.oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    }
 }

@@ -270,4 +270,12 @@ async fn the_api_still_answers_beside_the_panel() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.body.contains("no such API endpoint"), "JSON error, not the panel's page");
     assert!(p.get(&mut b, "/nope").await.body.contains("Не найдено."));
+    // Routes with path parameters get exactly theirs (no outer route's parameters leak in).
+    let (_, token) = crate::api::auth::issue(&p.app.store, &Actor::cli(), "helpdesk", None).await.unwrap();
+    let req = axum::http::Request::get(format!("/api/tickets/{}", p.a.ticket))
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(p.router.clone(), req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
 }
