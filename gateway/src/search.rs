@@ -204,8 +204,8 @@ mod tests {
             lines(&[(0.0, "o", "$ "), (1.0, "i", "i"), (1.0, "o", "i"), (1.2, "i", "d\r"), (1.2, "o", "d\r\n")]);
         assert_eq!(
             echoed,
-            [(1000, true, "id".to_string()), (1200, false, "$ id".to_string())],
-            "the typed line starts at its first key"
+            [(1200, true, "id".to_string()), (1200, false, "$ id".to_string())],
+            "the typed line is found when its echo completed, not at its first key"
         );
     }
 }
