@@ -503,19 +503,7 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
     };
     let ivanov = store.create_person(&cli, &person("ivanov", Role::Operator, None)).await.unwrap();
     let petrov = store.create_person(&cli, &person("petrov", Role::Customer, Some(org.id))).await.unwrap();
-    let new_ticket = NewTicket {
-        org_id: org.id,
-        contact_name: "Пётр Петров".into(),
-        contact_phone: Some("+7 495 000-00-00".into()),
-        contact_email: None,
-        product: "iks-standard".into(),
-        version: "7.2".into(),
-        description: "VPN does not start".into(),
-        topic: None,
-        priority: 1,
-        response_due_at: None,
-        refusal: None,
-    };
+    let new_ticket = new_ticket(org.id);
     let t = store.create_ticket(&cli, &new_ticket).await.unwrap();
     assert_eq!(t.id, TicketId(1001), "ticket numbers start at T-1001");
     assert_eq!(t.state, TicketState::Open);
