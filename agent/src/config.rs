@@ -39,10 +39,19 @@ pub struct AgentConfig {
     /// An os-release-style file with `PRODUCT=` and `VERSION=` lines (see [`crate::report`]).
     #[serde(default = "default_version_file")]
     pub version_file: PathBuf,
+    /// Sessions the box carries at once through this agent; the gateway's dials beyond it
+    /// are refused with a reason the engineer reads. Bounds what a gateway can make the
+    /// box open.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u32,
 }
 
 pub fn default_sshd() -> String {
     "127.0.0.1:22".into()
+}
+
+pub fn default_max_sessions() -> u32 {
+    64
 }
 
 pub fn default_version_file() -> PathBuf {
@@ -184,6 +193,7 @@ mod tests {
             product: None,
             version: Some("7.2".into()),
             version_file: default_version_file(),
+            max_sessions: 12,
         };
         dir.save(&config, &key).unwrap();
         let (loaded, loaded_key) = dir.load().unwrap();

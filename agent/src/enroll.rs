@@ -131,6 +131,7 @@ pub async fn enroll(dir: &ConfigDir, o: &EnrollOptions) -> Result<Enrolled, Agen
         product: o.product.clone(),
         version: o.version.clone(),
         version_file: o.version_file.clone(),
+        max_sessions: crate::config::default_max_sessions(),
     };
     dir.save(&config, &key)?;
     Ok(Enrolled {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use iks_proto::{AgentState, AgentUser, CONTROL_COMMAND, GatewayMsg, LineBuffer};
+use iks_proto::{AgentMsg, AgentState, AgentUser, CONTROL_COMMAND, DialRefusal, GatewayMsg, LineBuffer};
 use russh::ChannelMsg;
 use russh::keys::{PrivateKey, PublicKey};
 use tokio::sync::watch;
@@ -39,8 +39,6 @@ pub struct Options {
     pub poll: Duration,
     /// How long after the kill switch the agent closes tunnels itself.
     pub disable_grace: Duration,
-    /// Data connections open or being opened at once; further dials are ignored.
-    pub max_data_connections: usize,
     /// Whether to keep `status.json` in the config dir current.
     pub write_status: bool,
 }
@@ -52,7 +50,6 @@ impl Default for Options {
             backoff_max: Duration::from_secs(60),
             poll: Duration::from_millis(500),
             disable_grace: Duration::from_secs(2),
-            max_data_connections: 32,
             write_status: true,
         }
     }
@@ -243,7 +240,7 @@ impl Agent {
         }
         let mut state = self.state();
         self.disabled.send_replace(state.remote_access_disabled);
-        channel.data_bytes(line(&state)?).await?;
+        channel.data_bytes(line(&AgentMsg::State(state.clone()))?).await?;
         backoff.reset();
         info!(%gateway, r#box = %self.config.box_name, "connected to the gateway");
         self.set_connection(Connection::Connected, None);
@@ -256,7 +253,11 @@ impl Agent {
                     Some(ChannelMsg::Data { data }) => {
                         for l in lines.push(&data).map_err(|e| AgentError::Invalid(e.to_string()))? {
                             match serde_json::from_slice::<GatewayMsg>(&l) {
-                                Ok(GatewayMsg::Dial { id }) => self.dial(id),
+                                Ok(GatewayMsg::Dial { id }) => {
+                                    if let Some(refusal) = self.dial(&id) {
+                                        channel.data_bytes(line(&AgentMsg::DialRefused { id, refusal })?).await?;
+                                    }
+                                }
                                 Err(e) => warn!(error = %e, "ignored a message from the gateway"),
                             }
                         }
@@ -267,7 +268,7 @@ impl Agent {
                 _ = tick.tick() => {
                     let new = self.state();
                     if new != state {
-                        channel.data_bytes(line(&new)?).await?;
+                        channel.data_bytes(line(&AgentMsg::State(new.clone()))?).await?;
                         if new.remote_access_disabled != state.remote_access_disabled {
                             info!(disabled = new.remote_access_disabled, "the customer changed the kill switch");
                             self.disabled.send_replace(new.remote_access_disabled);
@@ -289,21 +290,22 @@ impl Agent {
         }
     }
 
-    /// The gateway asked for a data connection: open it in a task of its own.
-    fn dial(&self, id: String) {
-        if !iks_proto::valid_dial_id(&id) {
+    /// The gateway asked for a data connection: open it in a task of its own, or say why not.
+    fn dial(&self, id: &str) -> Option<DialRefusal> {
+        if !iks_proto::valid_dial_id(id) {
             warn!("ignored a dial with a malformed id");
-            return;
+            return None;
         }
         if *self.disabled.borrow() {
-            info!("ignored a dial: remote access is disabled on this box");
-            return;
+            info!("refused a dial: remote access is disabled on this box");
+            return Some(DialRefusal::RemoteAccessDisabled);
         }
+        let limit = self.config.max_sessions;
         let open = self.data_connections.fetch_add(1, Ordering::SeqCst);
-        if open >= self.options.max_data_connections {
+        if open >= limit as usize {
             self.data_connections.fetch_sub(1, Ordering::SeqCst);
-            warn!(open, "ignored a dial: too many data connections");
-            return;
+            warn!(open, limit, "refused a dial: the box carries as many sessions as max_sessions allows");
+            return Some(DialRefusal::TooManySessions { limit });
         }
         let (phase, phase_rx) = watch::channel(TunnelPhase::Waiting);
         let tunnel = Tunnel {
@@ -316,7 +318,7 @@ impl Agent {
             gateway: self.config.gateway.clone(),
             gateway_key: self.gateway_key.clone(),
             key: self.key.clone(),
-            id,
+            id: id.to_string(),
             disabled: self.disabled.subscribe(),
             grace: self.options.disable_grace,
         };
@@ -327,6 +329,7 @@ impl Agent {
             }
             count.fetch_sub(1, Ordering::SeqCst);
         });
+        None
     }
 }
 
@@ -364,8 +367,8 @@ impl DataJob {
     }
 }
 
-fn line(state: &AgentState) -> Result<Vec<u8>, AgentError> {
-    iks_proto::line(state).map_err(|e| AgentError::Invalid(format!("cannot encode the state: {e}")))
+fn line(msg: &AgentMsg) -> Result<Vec<u8>, AgentError> {
+    iks_proto::line(msg).map_err(|e| AgentError::Invalid(format!("cannot encode a control message: {e}")))
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iks_agent::config::{AgentConfig, ConfigDir, default_version_file};
+use iks_agent::config::{AgentConfig, ConfigDir, default_max_sessions, default_version_file};
 use iks_agent::run::{Agent, Options};
-use iks_proto::{AgentState, GatewayMsg};
+use iks_proto::{AgentMsg, AgentState, DialRefusal, GatewayMsg};
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use russh::server::{self, Auth, Msg, Session};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure};
@@ -122,6 +122,18 @@ async fn read_line(channel: &mut Channel<Msg>) -> Vec<u8> {
     }
 }
 
+async fn read_message(channel: &mut Channel<Msg>) -> AgentMsg {
+    let line = read_line(channel).await;
+    serde_json::from_slice(&line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&line)))
+}
+
+async fn read_state(channel: &mut Channel<Msg>) -> AgentState {
+    match read_message(channel).await {
+        AgentMsg::State(state) => state,
+        other => panic!("expected a state report, got {other:?}"),
+    }
+}
+
 fn refused<T: std::fmt::Debug>(what: &str, r: Result<T, russh::Error>) {
     match r {
         Err(russh::Error::ChannelOpenFailure(ChannelOpenFailure::AdministrativelyProhibited)) => {}
@@ -146,6 +158,8 @@ async fn the_agent_opens_nothing_but_its_own_sshd() {
         product: Some("iks-standard".into()),
         version: Some("7.2".into()),
         version_file: default_version_file(),
+        // One session at a time, so the test sees the limit refused by name.
+        max_sessions: 1,
     };
     dir.save(&config, &random_key()).unwrap();
     let agent = Agent::load(dir.clone(), Options { write_status: false, ..Default::default() }).unwrap();
@@ -162,7 +176,7 @@ async fn the_agent_opens_nothing_but_its_own_sshd() {
     let Event::LoggedIn(user, control) = next(&mut events).await else { panic!("a login first") };
     assert_eq!(user, "iks-agent");
     let Event::Channel(mut channel) = next(&mut events).await else { panic!("then the control channel") };
-    let state: AgentState = serde_json::from_slice(&read_line(&mut channel).await).unwrap();
+    let state = read_state(&mut channel).await;
     assert_eq!((state.version.as_deref(), state.remote_access_disabled), (Some("7.2"), false));
 
     // Nothing is accepted on the control connection, whatever the type or address.
@@ -203,11 +217,19 @@ async fn the_agent_opens_nothing_but_its_own_sshd() {
     assert_eq!(echoed, hello);
     refused("a second tunnel on one data connection", data.channel_open_forwarded_tcpip("sshd", 22, "gw", 8).await);
 
-    // The kill switch: reported within a second or so, and dials are ignored meanwhile.
+    // max_sessions = 1 and one session is open: the next dial is refused by name, not ignored.
+    let second = "00000000000000000000000000000002";
+    channel.data_bytes(dial(second)).await.unwrap();
+    let expected = AgentMsg::DialRefused { id: second.into(), refusal: DialRefusal::TooManySessions { limit: 1 } };
+    assert_eq!(read_message(&mut channel).await, expected);
+
+    // The kill switch: reported within a second or so, and dials are refused meanwhile.
     iks_agent::status::disable(&dir, "test").unwrap();
-    let state: AgentState = serde_json::from_slice(&read_line(&mut channel).await).unwrap();
-    assert!(state.remote_access_disabled);
-    channel.data_bytes(dial("fedcba9876543210fedcba9876543210")).await.unwrap();
+    assert!(read_state(&mut channel).await.remote_access_disabled);
+    let third = "fedcba9876543210fedcba9876543210";
+    channel.data_bytes(dial(third)).await.unwrap();
+    let expected = AgentMsg::DialRefused { id: third.into(), refusal: DialRefusal::RemoteAccessDisabled };
+    assert_eq!(read_message(&mut channel).await, expected);
     let quiet = tokio::time::timeout(Duration::from_secs(1), events.recv()).await;
     assert!(quiet.is_err(), "no data connection while remote access is disabled");
 
@@ -230,6 +252,7 @@ async fn a_changed_gateway_host_key_is_refused_every_time() {
         product: None,
         version: None,
         version_file: default_version_file(),
+        max_sessions: default_max_sessions(),
     };
     dir.save(&config, &random_key()).unwrap();
     let options = Options { write_status: false, backoff_min: Duration::from_millis(50), ..Default::default() };

@@ -81,7 +81,7 @@ pub fn agent_control(data: &[u8]) {
         for line in lines {
             assert!(line.len() <= iks_proto::MAX_LINE);
             if gateway_reads {
-                let _ = crate::ssh::agent::parse_state(&line);
+                let _ = crate::ssh::agent::parse_message(&line);
             } else {
                 let _ = serde_json::from_slice::<iks_proto::GatewayMsg>(&line);
             }

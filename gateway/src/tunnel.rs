@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use iks_proto::{GatewayMsg, TUNNEL_ADDRESS, TUNNEL_PORT};
+use iks_proto::{DialRefusal, GatewayMsg, TUNNEL_ADDRESS, TUNNEL_PORT};
 use ring::rand::{SecureRandom, SystemRandom};
 use russh::server::{Handle, Msg};
 use russh::{ChannelOpenFailure, ChannelStream};
@@ -51,10 +51,13 @@ pub(crate) struct Link {
     pub remote_access_disabled: bool,
 }
 
+/// What a session waiting for a data connection gets: the connection, or the agent's refusal.
+type DialAnswer = Result<DataLink, DialRefusal>;
+
 /// A session waiting for the agent's data connection.
 struct Pending {
     agent: AgentId,
-    reply: oneshot::Sender<DataLink>,
+    reply: oneshot::Sender<DialAnswer>,
 }
 
 /// A data connection this node holds.
@@ -154,7 +157,7 @@ impl Tunnels {
     }
 
     /// Asks the box's agent for a data connection; the receiver gets it when it arrives.
-    fn dial(&self, box_id: BoxId) -> Result<(String, oneshot::Receiver<DataLink>), &'static str> {
+    fn dial(&self, box_id: BoxId) -> Result<(String, oneshot::Receiver<DialAnswer>), &'static str> {
         let mut bytes = [0u8; iks_proto::DIAL_ID_LEN / 2];
         SystemRandom::new().fill(&mut bytes).map_err(|_| "the system random number generator failed")?;
         let id = hex::encode(bytes);
@@ -184,7 +187,18 @@ impl Tunnels {
         let entry =
             DataEntry { agent: pending.agent, box_name: box_name.to_string(), handle: handle.clone(), session: None };
         inner.data.insert(dial.to_string(), entry);
-        pending.reply.send(DataLink { dial: dial.to_string(), handle, ended }).is_ok()
+        pending.reply.send(Ok(DataLink { dial: dial.to_string(), handle, ended })).is_ok()
+    }
+
+    /// The agent will not answer `dial`: the session waiting for it hears why now.
+    pub(crate) fn refused(&self, dial: &str, agent: AgentId, refusal: DialRefusal) {
+        let mut inner = lock(&self.inner);
+        // Only the agent that was asked can refuse.
+        if inner.pending.get(dial).is_some_and(|p| p.agent == agent)
+            && let Some(pending) = inner.pending.remove(dial)
+        {
+            let _ = pending.reply.send(Err(refusal));
+        }
     }
 
     fn bind_session(&self, dial: &str, session: SessionId) {
@@ -266,7 +280,18 @@ pub async fn open(app: &App, b: &IksBox, session: SessionId) -> Result<(DataLink
     let name = &b.name;
     let (dial, rx) = app.tunnels.dial(b.id).map_err(|why| tunnel_refusal(format!("cannot reach box {name}: {why}")))?;
     let link = match tokio::time::timeout(DIAL_TIMEOUT, rx).await {
-        Ok(Ok(link)) => link,
+        Ok(Ok(Ok(link))) => link,
+        Ok(Ok(Err(DialRefusal::RemoteAccessDisabled))) => {
+            return Err(Refusal::gateway("agent", format!("the customer has disabled remote access on box {name}")));
+        }
+        Ok(Ok(Err(DialRefusal::TooManySessions { limit }))) => {
+            return Err(Refusal::gateway(
+                "agent",
+                format!(
+                    "box {name} already has as many sessions as its agent allows (max_sessions = {limit} in its agent.toml)"
+                ),
+            ));
+        }
         _ => {
             app.tunnels.cancel(&dial);
             return Err(tunnel_refusal(format!(

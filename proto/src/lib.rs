@@ -19,8 +19,10 @@
 //! **Control** (kept open by `iks-agent run`): the agent logs in as [`CONTROL_USER`] with
 //! its enrolled key, opens a session channel and sends `exec "iks-agent-control"`
 //! ([`CONTROL_COMMAND`]). From then on the channel carries newline-delimited JSON both
-//! ways: the agent sends [`AgentState`] on connecting and whenever it changes (kill switch,
-//! product version); the gateway sends [`GatewayMsg`]s.
+//! ways: the agent sends [`AgentMsg`]s — its [`AgentState`] on connecting and whenever it
+//! changes (kill switch, product version), and a [`DialRefusal`] for a dial it will not
+//! answer, so the engineer hears why at once instead of after a timeout; the gateway sends
+//! [`GatewayMsg`]s.
 //!
 //! **Data** (one connection per engineer session): to reach the box's sshd the gateway
 //! sends [`GatewayMsg::Dial`] with a fresh id; the agent opens a *new* SSH connection as
@@ -160,6 +162,29 @@ pub struct AgentState {
     pub remote_access_disabled: bool,
 }
 
+/// Why the agent will not dial a data connection. A closed set rather than text: the
+/// gateway words the refusal the engineer reads, so a box cannot put words on their screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum DialRefusal {
+    /// The customer's kill switch is on.
+    RemoteAccessDisabled,
+    /// The box already carries as many sessions as its agent allows (`max_sessions`).
+    TooManySessions { limit: u32 },
+}
+
+/// What the agent sends on the control channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMsg {
+    State(AgentState),
+    /// The dial `id` will not be answered.
+    DialRefused {
+        id: String,
+        refusal: DialRefusal,
+    },
+}
+
 /// What the gateway sends on the control channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -271,5 +296,23 @@ mod tests {
         assert_eq!(lines.iter().map(Vec::capacity).sum::<usize>(), 0);
         let dial = line(&GatewayMsg::Dial { id: "x".into() }).unwrap();
         assert_eq!(dial, b"{\"type\":\"dial\",\"id\":\"x\"}\n");
+    }
+
+    #[test]
+    fn agent_messages_on_the_wire() {
+        let refused = AgentMsg::DialRefused { id: "x".into(), refusal: DialRefusal::TooManySessions { limit: 64 } };
+        assert_eq!(
+            line(&refused).unwrap(),
+            b"{\"type\":\"dial_refused\",\"id\":\"x\",\"refusal\":{\"why\":\"too_many_sessions\",\"limit\":64}}\n"
+        );
+        let state =
+            AgentState { agent_version: "1".into(), product: None, version: None, remote_access_disabled: true };
+        let wire = line(&AgentMsg::State(state.clone())).unwrap();
+        assert!(wire.starts_with(b"{\"type\":\"state\",\"agent_version\":\"1\""), "{}", String::from_utf8_lossy(&wire));
+        assert_eq!(serde_json::from_slice::<AgentMsg>(&wire).unwrap(), AgentMsg::State(state));
+        // An unknown refusal is unreadable rather than taken for another one.
+        assert!(
+            serde_json::from_str::<AgentMsg>(r#"{"type":"dial_refused","id":"x","refusal":{"why":"tired"}}"#).is_err()
+        );
     }
 }

@@ -401,3 +401,34 @@ fn a_stalled_session_does_not_stall_the_others() {
     let _ = stalled.wait();
     wait_online(&s.gw, Duration::from_secs(5));
 }
+
+#[test]
+fn the_boxs_session_limit_is_refused_by_name() {
+    let mut s = setup();
+    grant(&s.gw, None);
+    let config = s.gw.path("iks-agent/agent.toml");
+    // Enrolment writes the default, so the customer finds the setting in the file.
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\nmax_sessions = 64\n"), "{text}");
+    std::fs::write(&config, text.replace("\nmax_sessions = 64\n", "\nmax_sessions = 1\n")).unwrap();
+    s.start_agent();
+    let first = s.spawn(&["echo first-open; sleep 60"], Stdio::null());
+    first.wait_output("first-open");
+    let t = Instant::now();
+    let refused = s.exec("echo second");
+    let took = t.elapsed();
+    assert!(!refused.ok, "{}", s.diagnostics());
+    assert!(
+        refused.stderr.contains("box main-gw already has as many sessions as its agent allows (max_sessions = 1"),
+        "{}\n{}",
+        refused.stderr,
+        s.diagnostics()
+    );
+    // Told at once by the agent, not after the gateway's 15 s dial timeout.
+    assert!(took < Duration::from_secs(10), "the refusal took {took:?}");
+    drop(first);
+    wait_for(Duration::from_secs(10), "the first session to end", || {
+        (s.gw.json(&["session", "list", "--live"]).as_array().map(Vec::len) == Some(0)).then_some(())
+    });
+    assert_eq!(s.exec("echo again").success(), "again\n", "{}", s.diagnostics());
+}

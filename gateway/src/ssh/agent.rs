@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iks_proto::{AgentState, AgentUser, CONTROL_COMMAND, LineBuffer};
+use iks_proto::{AgentMsg, AgentState, AgentUser, CONTROL_COMMAND, DialRefusal, LineBuffer};
 use russh::keys::{HashAlg, PublicKey};
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg};
@@ -199,26 +199,36 @@ fn report_of(state: AgentState) -> AgentReport {
     }
 }
 
-/// One state line from the agent, if it is a valid report.
-pub(crate) fn parse_state(line: &[u8]) -> Option<AgentReport> {
-    serde_json::from_slice::<AgentState>(line).map(report_of).ok().filter(|r| r.validate().is_ok())
+/// A control line from the agent, read and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FromAgent {
+    State(AgentReport),
+    DialRefused { id: String, refusal: DialRefusal },
 }
 
-/// Reads the next state line from the control channel; `None` when the channel ends or
-/// the agent sends something unreadable (it is then cut off).
-async fn next_state(
+/// One control line from the agent, if it is readable (and, for a state, a valid report).
+pub(crate) fn parse_message(line: &[u8]) -> Option<FromAgent> {
+    match serde_json::from_slice::<AgentMsg>(line).ok()? {
+        AgentMsg::State(state) => Some(report_of(state)).filter(|r| r.validate().is_ok()).map(FromAgent::State),
+        AgentMsg::DialRefused { id, refusal } => Some(FromAgent::DialRefused { id, refusal }),
+    }
+}
+
+/// Reads the next message from the control channel; `None` when the channel ends or the
+/// agent sends something unreadable (it is then cut off).
+async fn next_message(
     rx: &mut russh::ChannelReadHalf,
     lines: &mut LineBuffer,
     queued: &mut Vec<Vec<u8>>,
-) -> Option<AgentReport> {
+) -> Option<FromAgent> {
     loop {
         if !queued.is_empty() {
             let line = queued.remove(0);
-            let report = parse_state(&line);
-            if report.is_none() {
-                warn!(line = %String::from_utf8_lossy(&line).chars().take(200).collect::<String>(), "unreadable agent state");
+            let message = parse_message(&line);
+            if message.is_none() {
+                warn!(line = %String::from_utf8_lossy(&line).chars().take(200).collect::<String>(), "unreadable agent message");
             }
-            return report;
+            return message;
         }
         match rx.wait().await {
             Some(ChannelMsg::Data { data }) => match lines.push(&data) {
@@ -241,11 +251,11 @@ async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>
     let mut queued = Vec::new();
     let first = match exec_command(&mut rx).await {
         Some(command) if command == CONTROL_COMMAND.as_bytes() => {
-            tokio::time::timeout(REQUEST_TIMEOUT, next_state(&mut rx, &mut lines, &mut queued)).await.ok().flatten()
+            tokio::time::timeout(REQUEST_TIMEOUT, next_message(&mut rx, &mut lines, &mut queued)).await.ok().flatten()
         }
         _ => None,
     };
-    let Some(mut report) = first else {
+    let Some(FromAgent::State(mut report)) = first else {
         let _ = handle.disconnect(russh::Disconnect::ByApplication, "no state report".into(), "en".into()).await;
         return;
     };
@@ -283,8 +293,15 @@ async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>
     }
     loop {
         tokio::select! {
-            next = next_state(&mut rx, &mut lines, &mut queued) => {
-                let Some(new) = next else { break };
+            next = next_message(&mut rx, &mut lines, &mut queued) => {
+                let new = match next {
+                    Some(FromAgent::State(new)) => new,
+                    Some(FromAgent::DialRefused { id, refusal }) => {
+                        app.tunnels.refused(&id, agent.id, refusal);
+                        continue;
+                    }
+                    None => break,
+                };
                 if new == report {
                     continue;
                 }
