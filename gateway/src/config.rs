@@ -59,6 +59,8 @@ pub struct SshConfig {
     /// print it in `ssh` and `iks-agent enroll` commands; empty means the listen address.
     /// It differs from `listen` behind NAT or a port forward.
     pub public_address: String,
+    /// The ciphers engineers' clients may choose from (see [`crate::ssh::ciphers`]).
+    pub ciphers: Vec<String>,
 }
 
 impl Default for SshConfig {
@@ -68,6 +70,7 @@ impl Default for SshConfig {
             env: vec!["LANG".into(), "LC_*".into()],
             node: String::new(),
             public_address: String::new(),
+            ciphers: crate::ssh::ciphers::DEFAULT.iter().map(|c| c.as_ref().to_string()).collect(),
         }
     }
 }
@@ -306,6 +309,7 @@ impl Config {
             let message = format!("'{}' must be host:port, e.g. gw.example.ru:2222", self.ssh.public_address);
             return Err(invalid("ssh.public_address", message));
         }
+        crate::ssh::ciphers::engineer_leg(&self.ssh.ciphers).map_err(|e| invalid("ssh.ciphers", e))?;
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
         Ok(())
@@ -398,6 +402,8 @@ mod tests {
             ("[ssh]\nlisten = \"nope\"\n", &[], "invalid socket address"),
             ("[ssh]\npublic_address = \"gw.example.ru\"\n", &[], "ssh.public_address"),
             ("[ssh]\npublic_address = \"gw example:22\"\n", &[], "must be host:port"),
+            ("[ssh]\nciphers = [\"aes128-ctr\"]\n", &[], "ssh.ciphers: 'aes128-ctr' is not one of"),
+            ("", &[("IKS_SSH_CIPHERS", "[]")], "ssh.ciphers: must name at least one cipher"),
             ("[access]\nmax_grant = \"forever\"\n", &[], "access.max_grant"),
             ("[access]\nmax_grant = \"30d\"\n", &[], "at most 7 days"),
             ("[access]\nstore_grace = \"2h\"\n", &[], "access.store_grace: must be at most 1 hour"),

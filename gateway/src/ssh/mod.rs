@@ -8,6 +8,7 @@
 
 pub(crate) mod agent;
 mod bridge;
+pub mod ciphers;
 mod conn;
 mod front;
 pub mod target;
@@ -32,6 +33,8 @@ pub enum SshError {
     HostKey(#[from] crate::datadir::DataDirError),
     #[error("SSH listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("[ssh] ciphers: {0}")]
+    Ciphers(String),
 }
 
 /// How long shutdown waits for sessions to write their end.
@@ -51,6 +54,10 @@ fn server_config(app: &App) -> Result<Config, SshError> {
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 4,
         nodelay: true,
+        preferred: russh::Preferred {
+            cipher: ciphers::engineer_leg(&app.config.ssh.ciphers).map_err(SshError::Ciphers)?.into(),
+            ..Default::default()
+        },
         ..Default::default()
     })
 }

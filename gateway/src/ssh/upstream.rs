@@ -15,17 +15,6 @@ use tokio::net::TcpStream;
 use crate::access::Refusal;
 use crate::model::{BoxAuth, IksBox};
 
-/// On the box leg the gateway's client chooses the cipher. russh puts ChaCha20-Poly1305
-/// first; AES-256-GCM (AES-NI through ring here, OpenSSL in the box's sshd) costs both
-/// ends less CPU per byte, and the gateway encrypts every byte it relays (see iks-bench).
-const CIPHERS: &[russh::cipher::Name] = &[
-    russh::cipher::AES_256_GCM,
-    russh::cipher::CHACHA20_POLY1305,
-    russh::cipher::AES_256_CTR,
-    russh::cipher::AES_192_CTR,
-    russh::cipher::AES_128_CTR,
-];
-
 /// How long a box may take to answer before the session is refused.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -173,7 +162,10 @@ where
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
         nodelay: true,
-        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(CIPHERS), ..Default::default() },
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(super::ciphers::CLIENT),
+            ..Default::default()
+        },
         ..Default::default()
     });
     let seen = Arc::new(Mutex::new(None));

@@ -203,3 +203,30 @@ fn a_version_dropped_from_the_supported_list_is_refused_at_connect_time() {
     let audited = s.audit("session.refuse");
     assert_eq!(audited.last().unwrap()["rule"], "version", "{audited:?}");
 }
+
+/// The cipher a run of ssh at LogLevel=DEBUG1 negotiated towards the gateway, from the client's own log.
+fn negotiated_cipher(run: &iks_e2e::Run) -> String {
+    let line = run.stderr.lines().find(|l| l.contains("kex: server->client cipher: ")).unwrap_or_else(|| {
+        panic!("the client's debug log names the cipher:\n{}", run.stderr);
+    });
+    line.split("cipher: ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn the_engineer_leg_runs_aes_gcm_and_chacha20_only_when_configured() {
+    let mut s = Scenario::ready();
+    s.engineer.log_level = "DEBUG1";
+    // The stock client lists chacha20-poly1305 first; the gateway does not offer it.
+    let run = s.engineer.ssh_timed(TICKET, &[], "echo aes", None).run;
+    assert_eq!(run.stdout, "aes\n", "{}", run.stderr);
+    assert_eq!(negotiated_cipher(&run), "aes128-gcm@openssh.com");
+    let run = s.engineer.ssh_timed(TICKET, &["-c", "chacha20-poly1305@openssh.com"], "true", None).run;
+    assert!(!run.ok, "a client that only speaks chacha20 is refused by default");
+    assert!(run.stderr.contains("no matching cipher found"), "{}", run.stderr);
+    // For clients without AES-GCM, an admin adds it.
+    let ciphers = r#"["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"]"#;
+    s.restart(&[("IKS_SSH_CIPHERS".into(), ciphers.into())]);
+    let run = s.engineer.ssh_timed(TICKET, &["-c", "chacha20-poly1305@openssh.com"], "echo chacha", None).run;
+    assert_eq!(run.stdout, "chacha\n", "{}", run.stderr);
+    assert_eq!(negotiated_cipher(&run), "chacha20-poly1305@openssh.com");
+}
