@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use iks_proto::read_ahead::ReadAhead;
 use iks_proto::{AgentUser, TUNNEL_ADDRESS, TUNNEL_PORT};
 use russh::client::{self, ChannelOpenHandle, Msg, Session};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
@@ -26,6 +27,8 @@ use crate::AgentError;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the box's sshd may take to accept the tunnel's TCP connection.
 const SSHD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Copy buffer per direction between a tunnel channel and the box's sshd.
+const COPY: usize = 32 * 1024;
 
 /// Keepalives both ways: the agent pings after 15 s of silence and gives up after 4 missed
 /// answers; inactivity above that also ends the connection.
@@ -161,7 +164,9 @@ impl client::Handler for Handler {
                     sessions.fetch_add(1, Ordering::Relaxed);
                     info!(session = originator_port, %sshd, "session tunnel open");
                     let mut stream = channel.into_stream();
-                    let moved = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
+                    // A channel packet carries at most 32 KiB: tokio's default 8 KiB copy
+                    // buffers would split each into four writes (and reads from sshd).
+                    let moved = tokio::io::copy_bidirectional_with_sizes(&mut stream, &mut tcp, COPY, COPY).await;
                     sessions.fetch_sub(1, Ordering::Relaxed);
                     let (up, down) = moved.unwrap_or_default();
                     info!(session = originator_port, bytes_to_box = up, bytes_from_box = down, "session tunnel closed");
@@ -263,7 +268,8 @@ pub async fn connect(gateway: &str, handler: Handler) -> Result<client::Handle<H
         HostKeyCheck::Fingerprint(fp) => Some(fp.clone()),
         HostKeyCheck::FirstUse => None,
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, client::connect_stream(client_config(), tcp, handler)).await {
+    let stream = ReadAhead::new(tcp);
+    match tokio::time::timeout(CONNECT_TIMEOUT, client::connect_stream(client_config(), stream, handler)).await {
         Ok(Ok(handle)) => Ok(handle),
         Ok(Err(e)) => {
             let presented = seen

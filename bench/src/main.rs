@@ -54,6 +54,11 @@ struct Cli {
     /// Concurrent bulk sessions per route [default: 50; --quick: 10].
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
+    /// The cipher of the direct route's client (`-o Ciphers=`), e.g. aes128-gcm@openssh.com,
+    /// to compare with the gateway's engineer leg on equal terms [default: the client's own
+    /// choice, chacha20-poly1305 for OpenSSH].
+    #[arg(long, value_name = "CIPHER")]
+    direct_cipher: Option<String>,
     /// (internal) the data dir of `iks-bench gateway`.
     #[arg(long, global = true, hide = true)]
     data_dir: Option<PathBuf>,
@@ -174,7 +179,8 @@ fn bench(cli: &Cli, sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     eprintln!("iks-bench: starting sshd, the gateway and the agent");
     // Per-session info lines would cost the gateway more than the sessions.
     let mut sc = Scenario::with(Setup::default().env("IKS_LOG", "warn"));
-    let routes = routes(&sc)?;
+    let mut routes = routes(&sc)?;
+    routes.direct.engineer.ciphers = cli.direct_cipher.clone();
     let files = sc.gw.path("files");
     std::fs::create_dir_all(&files)?;
     let big = sparse(&files.join("bulk"), sizes.bulk)?;

@@ -1,6 +1,6 @@
 //! What the iks-gateway and the iks-agent say to each other. Both sides depend on this
 //! crate, so a user name or message shape cannot drift between them; it holds data and
-//! parsing only, no I/O.
+//! parsing, and the one stream adapter both ends put under SSH ([`read_ahead`]).
 //!
 //! Everything runs over SSH to the gateway's one SSH port (the same one engineers use):
 //! the agent is always the SSH *client*, so the box needs no inbound port, and every
@@ -35,6 +35,8 @@
 //! sessions on the same box.
 
 use serde::{Deserialize, Serialize};
+
+pub mod read_ahead;
 
 /// The SSH user of an enrolment connection.
 pub const ENROLL_USER: &str = "iks-agent-enroll";

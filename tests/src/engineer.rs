@@ -42,11 +42,13 @@ pub struct Engineer {
     pub port: u16,
     /// Passed as `-o LogLevel=…`; ERROR keeps stderr to what the gateway and the box said.
     pub log_level: &'static str,
+    /// Passed as `-o Ciphers=…` when set; the client's own default otherwise.
+    pub ciphers: Option<String>,
 }
 
 impl Engineer {
     pub fn new(key: Key, port: u16) -> Self {
-        Self { key, port, log_level: "ERROR" }
+        Self { key, port, log_level: "ERROR", ciphers: None }
     }
 
     /// `-o` options that work for ssh, scp, sftp and rsync's `-e` alike.
@@ -64,6 +66,10 @@ impl Engineer {
         ] {
             o.push("-o".into());
             o.push(opt);
+        }
+        if let Some(c) = &self.ciphers {
+            o.push("-o".into());
+            o.push(format!("Ciphers={c}"));
         }
         o
     }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use iks_proto::read_ahead::ReadAhead;
 use russh::client;
 use russh::server::{self, Config};
 use tokio::net::TcpStream;
@@ -156,7 +157,7 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
     let handler = super::front::Front { conn: conn.clone() };
     let span = info_span!("ssh", peer = %peer);
     async {
-        match server::run_stream(config, stream, handler).await {
+        match server::run_stream(config, ReadAhead::new(stream), handler).await {
             Ok(mut running) => {
                 let handle = running.handle();
                 let _ = conn.handle.set(handle.clone());
@@ -453,7 +454,7 @@ impl Conn {
         match &b.address {
             Some(address) => {
                 let stream = upstream::dial(b, address).await?;
-                Ok((upstream::connect(b, pinned, credential, stream).await?, None))
+                Ok((upstream::connect(b, pinned, credential, ReadAhead::new(stream)).await?, None))
             }
             None => {
                 let (link, stream) = crate::tunnel::open(&self.app, b, session).await?;
