@@ -122,9 +122,21 @@ fn main() -> anyhow::Result<()> {
     raise_fd_limit();
     let sizes = cli.sizes();
     let mut report = Report::new(machine_facts());
-    bench(&cli, &sizes, &mut report)?;
+    // A step that fails must not take the figures already measured with it.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bench(&cli, &sizes, &mut report)));
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(_) => Some("a step panicked (its message is above)".to_string()),
+    };
+    if let Some(why) = &failure {
+        report.note(format!("the run stopped early: {why}"));
+    }
     report.print();
-    Ok(())
+    match failure {
+        Some(why) => bail!("the run stopped early: {why}"),
+        None => Ok(()),
+    }
 }
 
 /// 1,000 sessions need more descriptors than the usual soft limit of 1,024 (the gateway
@@ -242,7 +254,7 @@ fn bench(cli: &Cli, sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
             let exe = std::env::current_exe()?;
             let args: &[&str] = if unrecorded { &["gateway", "--unrecorded"] } else { &["gateway"] };
             let env = [("IKS_LOG".to_string(), "warn".to_string())];
-            let serve = Serve::start_command(&sc.gw, sc.gw.command_of(&exe, args), &env);
+            let serve = Serve::start_command(&sc.gw, sc.gw.command_of(&exe, args), &env, false);
             let mut t = routes.gateway.clone();
             t.engineer.port = serve.port();
             let p = Pids { gateway: Some(serve.pid()), sshd: sc.sshd.pid(), agent: None };

@@ -14,7 +14,8 @@ use crate::process::{self, Guard};
 pub struct Serve {
     guard: Guard,
     port: u16,
-    http_port: u16,
+    /// `None` for a process that serves SSH only (the bench's own gateway).
+    http_port: Option<u16>,
     stdout: PathBuf,
     stderr: PathBuf,
 }
@@ -22,12 +23,13 @@ pub struct Serve {
 impl Serve {
     /// Starts the gateway on `gw`'s data dir with `env` added (e.g. `IKS_ACCESS_WARN_BEFORE`).
     pub fn start(gw: &Gateway, env: &[(String, String)]) -> Self {
-        Self::start_command(gw, gw.command(&["serve"]), env)
+        Self::start_command(gw, gw.command(&["serve"]), env, true)
     }
 
     /// Starts `cmd`, a process that serves `gw`'s data dir as `serve` does (the bench's own
-    /// gateway process), and waits for its `SSH:` line.
-    pub fn start_command(gw: &Gateway, mut cmd: std::process::Command, env: &[(String, String)]) -> Self {
+    /// gateway process serves SSH only: `http` false), and waits for its `SSH:` line and,
+    /// with `http`, its `HTTP:` line.
+    pub fn start_command(gw: &Gateway, mut cmd: std::process::Command, env: &[(String, String)], http: bool) -> Self {
         // A restarted gateway logs to new files, so the first run's log stays readable.
         let n = (1..).find(|n| !gw.path(&format!("serve-{n}.log")).exists()).unwrap_or(1);
         let stdout = gw.path(&format!("serve-{n}.out"));
@@ -47,8 +49,11 @@ impl Serve {
         let deadline = Instant::now() + Duration::from_secs(30);
         let (port, http_port) = loop {
             let text = std::fs::read_to_string(&stdout).unwrap_or_default();
-            if let Some(ports) = banner_port(&text, "SSH:").zip(banner_port(&text, "HTTP:")) {
-                break ports;
+            let http_port = banner_port(&text, "HTTP:");
+            if let Some(port) = banner_port(&text, "SSH:")
+                && (http_port.is_some() || !http)
+            {
+                break (port, http_port);
             }
             if let Ok(Some(status)) = guard.child.try_wait() {
                 panic!(
@@ -72,7 +77,7 @@ impl Serve {
 
     /// The web panel's and API's port, from the `HTTP:` line.
     pub fn http_port(&self) -> u16 {
-        self.http_port
+        self.http_port.expect("this gateway process serves no HTTP")
     }
 
     pub fn pid(&self) -> u32 {
@@ -102,7 +107,7 @@ impl Serve {
     /// `GET /metrics` on the gateway's HTTP port, as name → value (see the README's
     /// "Monitoring"): `iks_gateway_tasks`, `process_open_fds`, ….
     pub fn metrics(&self) -> BTreeMap<String, u64> {
-        let text = http_get(self.http_port, "/metrics");
+        let text = http_get(self.http_port(), "/metrics");
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {

@@ -219,7 +219,7 @@ async fn create_org(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<O
     match made {
         Ok(o) => {
             let message = tr(&viewer, "admin.org_created").replace("{name}", &o.name);
-            Ok(web.done_with(&viewer, &format!("/admin/orgs/{}", o.id.get()), &message))
+            Ok(web.done_with(&format!("/admin/orgs/{}", o.id.get()), &message))
         }
         Err(r) => {
             let error = r.text(&viewer)?;
@@ -358,7 +358,7 @@ async fn create_person(State(web): State<WebState>, CsrfForm(viewer, f): CsrfFor
     match made {
         Ok(p) => {
             let message = tr(&viewer, "admin.person_created").replace("{login}", &p.login);
-            Ok(web.done_with(&viewer, &format!("/admin/people/{}", p.id.get()), &message))
+            Ok(web.done_with(&format!("/admin/people/{}", p.id.get()), &message))
         }
         Err(r) => {
             let error = r.text(&viewer)?;
@@ -646,7 +646,7 @@ async fn create_box(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<B
     match made {
         Ok(b) => {
             let message = tr(&viewer, "admin.box_created").replace("{name}", &b.name);
-            Ok(web.done_with(&viewer, &format!("/admin/boxes/{}", b.id.get()), &message))
+            Ok(web.done_with(&format!("/admin/boxes/{}", b.id.get()), &message))
         }
         Err(r) => {
             let error = r.text(&viewer)?;

@@ -201,11 +201,11 @@ impl Web {
 
     /// After a change: back to a page, with a message (an i18n key) shown once there.
     pub fn done(&self, viewer: &Viewer, to: &str, message_key: &str) -> Response {
-        self.done_with(viewer, to, &i18n::text(viewer.lang, message_key))
+        self.done_with(to, &i18n::text(viewer.lang, message_key))
     }
 
     /// Like [`Web::done`] with a message already written (e.g. holding a new ID).
-    pub fn done_with(&self, _viewer: &Viewer, to: &str, message: &str) -> Response {
+    pub fn done_with(&self, to: &str, message: &str) -> Response {
         let cookie = auth::cookie(self, auth::FLASH_COOKIE, &hex::encode(message), Some(60));
         ([(header::SET_COOKIE, cookie)], Redirect::to(to)).into_response()
     }

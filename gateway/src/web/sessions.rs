@@ -377,7 +377,7 @@ async fn kill(State(web): State<WebState>, Path(id): Path<String>, CsrfForm(view
     let s = web.app.store.request_kill(&viewer.actor(), s.id).await?;
     tracing::info!(session.id = %s.id, ticket = %s.ticket_id, by = %viewer.person.login, "session kill requested from the panel");
     let message = tr(&viewer, "sessions.killed").replace("{id}", &s.id.to_string());
-    Ok(web.done_with(&viewer, &format!("/sessions/{}", s.id.get()), &message))
+    Ok(web.done_with(&format!("/sessions/{}", s.id.get()), &message))
 }
 
 /// The recording as an asciicast file. Downloading it is audited (`session.download`, with

@@ -79,7 +79,7 @@ async fn request(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<Requ
                 Ok(g) => {
                     tracing::info!(ticket = %g.ticket_id, grant = %g.id, operator = %viewer.person.login, "access requested in the panel");
                     let message = tr(&viewer, "work.access.requested").replace("{id}", &g.id.to_string());
-                    return Ok(web.done_with(&viewer, "/access", &message));
+                    return Ok(web.done_with("/access", &message));
                 }
                 Err(GrantError::Store(e @ StoreError::NotFound { .. })) => e.to_string(),
                 Err(e) => grant_problem(e)?,
@@ -104,7 +104,7 @@ async fn decided(web: &Web, viewer: &Viewer, id: GrantId, result: Result<Grant, 
     match result {
         Ok(g) => {
             tracing::info!(ticket = %g.ticket_id, grant = %g.id, by = %viewer.person.login, state = g.state.as_str(), "access decided in the panel");
-            Ok(web.done_with(viewer, "/access", &tr(viewer, key).replace("{id}", &g.id.to_string())))
+            Ok(web.done_with("/access", &tr(viewer, key).replace("{id}", &g.id.to_string())))
         }
         Err(e) => {
             let error = format!("{id}: {}", grant_problem(e)?);

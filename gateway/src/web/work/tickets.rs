@@ -259,7 +259,7 @@ async fn make_move(
             let state = tr(&viewer, &format!("work.ticket_state.{}", moved.state.as_str()));
             let message =
                 tr(&viewer, "work.tickets.moved").replace("{id}", &moved.id.to_string()).replace("{state}", &state);
-            Ok(web.done_with(&viewer, &format!("/tickets/{}", moved.id), &message))
+            Ok(web.done_with(&format!("/tickets/{}", moved.id), &message))
         }
         Err(e) => {
             let move_error = problem(e)?;
@@ -345,7 +345,7 @@ async fn open(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<OpenFor
                     .replace("{reason}", &tr(&viewer, &format!("work.refusal.{}", r.as_str()))),
                 None => tr(&viewer, "work.tickets.opened").replace("{id}", &t.id.to_string()),
             };
-            Ok(web.done_with(&viewer, &format!("/tickets/{}", t.id), &message))
+            Ok(web.done_with(&format!("/tickets/{}", t.id), &message))
         }
         Err(e) => {
             let error = problem(e)?;
