@@ -112,8 +112,8 @@ fn the_ticket_commands() {
         "petrov (customer): It still fails",
         "ivanov (support): Please send the log",
         "ivanov (person)      comment from support, ivanov (first response)",
-        "escalate: open → escalated, note: VPN module bug",
-        "progress: escalated → in progress",
+        "ivanov (person)      open → escalated, note: VPN module bug",
+        "ivanov (person)      escalated → in progress",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }

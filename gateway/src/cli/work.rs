@@ -14,6 +14,7 @@ use iks_gateway::rules::parse_duration;
 use iks_gateway::store::{GrantFilter, SessionFilter, Store, TicketFilter};
 use iks_gateway::tickets::{self, Filing, Status};
 use iks_gateway::time::display;
+use iks_gateway::web::i18n::Lang;
 use serde_json::json;
 
 use super::Context;
@@ -377,7 +378,7 @@ async fn show_ticket(ctx: &Context, store: &Store, id: TicketId, json: bool) -> 
     }
     out!("history:");
     for h in &history {
-        out!("  {} {:<20} {}", display(h.at, tz), h.actor.to_string(), h.describe());
+        out!("  {} {:<20} {}", display(h.at, tz), h.actor.to_string(), h.describe(Lang::En));
     }
     if !grants.is_empty() {
         out!("access:");

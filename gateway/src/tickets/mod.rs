@@ -32,6 +32,7 @@ use crate::model::{
 };
 use crate::rules::{VersionRefusal, standing};
 use crate::store::{EventFilter, Store, StoreError, TicketFilter};
+use crate::web::i18n::{self, Lang};
 
 pub use sla::{Sla, Status, first_response_due};
 
@@ -263,25 +264,36 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    /// The change in words: "escalated (in progress → escalated): needs a fix in the VPN module".
-    pub fn describe(&self) -> String {
+    /// The change in words, in the panel's catalogue (`work.history.*`), which the CLI
+    /// reads in English: "in progress → escalated, note: needs a fix in the VPN module".
+    pub fn describe(&self, lang: Lang) -> String {
         let d = &self.details;
-        let s = |k: &str| d[k].as_str().map(|v| v.replace('_', " "));
+        let t = |key: &str| i18n::text(lang, key);
+        let s = |k: &str| d[k].as_str();
+        let state = |k: &str| s(k).map(|v| t(&format!("work.ticket_state.{v}"))).unwrap_or_default();
         match self.action.as_str() {
-            "ticket.open" => format!("opened, priority {}", d["priority"]),
+            "ticket.open" => t("work.history.opened").replace("{priority}", &d["priority"].to_string()),
             "ticket.comment" => {
-                let side = if d["from_customer"] == true { "customer" } else { "support" };
-                let first = if d["first_response"] == true { " (first response)" } else { "" };
-                format!("comment from {side}, {}{first}", s("author").unwrap_or_default())
+                let side = if d["from_customer"] == true { "comment_customer" } else { "comment_support" };
+                let mut line = t(&format!("work.history.{side}")).replace("{author}", s("author").unwrap_or_default());
+                if d["first_response"] == true {
+                    line.push_str(&t("work.history.first_response"));
+                }
+                line
             }
             action => {
-                let verb = action.strip_prefix("ticket.").unwrap_or(action);
-                let mut line = format!("{verb}: {} → {}", s("from").unwrap_or_default(), s("to").unwrap_or_default());
+                let mut line = format!("{} → {}", state("from"), state("to"));
                 if let Some(reason) = s("reason") {
-                    line.push_str(&format!(", reason: {reason}"));
+                    // A refusal's reason is one of the regulations' codes; a closing's is free text.
+                    let reason = if action == "ticket.refuse" {
+                        t(&format!("work.refusal.{reason}"))
+                    } else {
+                        reason.to_string()
+                    };
+                    line.push_str(&t("work.history.reason").replace("{reason}", &reason));
                 }
                 if let Some(note) = s("note") {
-                    line.push_str(&format!(", note: {note}"));
+                    line.push_str(&t("work.history.note").replace("{note}", note));
                 }
                 line
             }

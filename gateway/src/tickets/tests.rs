@@ -110,6 +110,8 @@ async fn opening_and_refusals(db: &TestDb) {
         assert_eq!(actions(store, r.id).await, ["ticket.open", "ticket.refuse"], "{name}");
         let refusal = &history(store, r.id).await.unwrap()[1];
         assert_eq!(refusal.details["reason"], reason.as_str(), "{name}");
+        let words = crate::web::i18n::text(Lang::Ru, &format!("work.refusal.{}", reason.as_str()));
+        assert_eq!(refusal.describe(Lang::Ru), format!("открыта → отказано, причина: {words}"), "{name}");
     }
     // An e-mail alone is contact data; a ticket without a stated topic opens.
     let email_only = Filing {
@@ -220,7 +222,7 @@ async fn moves_comments_and_history(db: &TestDb) {
 
     // The history: who did what, when, in words.
     let h = history(store, id).await.unwrap();
-    let lines: Vec<String> = h.iter().map(|e| format!("{} {}", e.actor.name, e.describe())).collect();
+    let lines: Vec<String> = h.iter().map(|e| format!("{} {}", e.actor.name, e.describe(Lang::En))).collect();
     let cli = Actor::cli().name;
     assert_eq!(
         lines,
@@ -230,12 +232,18 @@ async fn moves_comments_and_history(db: &TestDb) {
             "ivanov comment from support, ivanov (first response)".to_string(),
             "ivanov comment from support, ivanov".to_string(),
             "helpdesk comment from customer, Пётр (по телефону)".to_string(),
-            "ivanov progress: open → in progress".to_string(),
-            "ivanov escalate: in progress → escalated, note: VPN module bug".to_string(),
-            "ivanov progress: escalated → in progress, note: fix released".to_string(),
-            "ivanov resolve: in progress → resolved".to_string(),
-            "petrov close: resolved → closed, reason: works now".to_string(),
+            "ivanov open → in progress".to_string(),
+            "ivanov in progress → escalated, note: VPN module bug".to_string(),
+            "ivanov escalated → in progress, note: fix released".to_string(),
+            "ivanov in progress → resolved".to_string(),
+            "petrov resolved → closed, reason: works now".to_string(),
         ]
+    );
+    // The panel shows the same history in Russian.
+    let ru: Vec<String> = h.iter().skip(2).step_by(4).map(|e| e.describe(Lang::Ru)).collect();
+    assert_eq!(
+        ru,
+        ["комментарий поддержки, ivanov (первый ответ)", "в работе → у разработчиков, примечание: VPN module bug"]
     );
     assert!(h.windows(2).all(|w| w[0].at <= w[1].at));
 

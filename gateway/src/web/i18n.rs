@@ -7,7 +7,8 @@
 //! title = { ru = "Вход", en = "Sign in" }
 //! ```
 //!
-//! is the key `login.title`. Russian is the default: the customers are Russian.
+//! is the key `login.title`. Russian is the default: the customers are Russian. The CLI
+//! reads ticket history lines (`work.history`) from here too, in English.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -15,7 +15,7 @@
 pub mod admin;
 mod audit_log;
 pub mod auth;
-mod i18n;
+pub mod i18n;
 mod page;
 pub mod recordings;
 mod sessions;

@@ -397,7 +397,9 @@ async fn tickets_move_and_take_comments_by_role() {
     // The customer comments and sees the history; support's moves are not theirs.
     let mut cust = p.login("romashka").await;
     let page = p.get(&mut cust, &path).await;
-    assert!(page.body.contains("Проверьте журнал VPN") && page.body.contains("progress: open → in progress"));
+    assert!(
+        page.body.contains("Проверьте журнал VPN") && page.body.contains("открыта → в работе, примечание: looking")
+    );
     assert!(!page.body.contains("value=\"escalate\""));
     assert_eq!(p.post(&mut cust, &format!("{path}/comment"), &[("text", "Спасибо")]).await.location(), path);
     let comments = p.app.store.comments(p.a.ticket).await.unwrap();

@@ -177,7 +177,7 @@ async fn ticket_page(web: &Web, viewer: &Viewer, id: TicketId, status: StatusCod
     let history: Vec<Value> = tickets::history(store, id)
         .await?
         .into_iter()
-        .map(|h| context! { at => h.at, actor => h.actor.to_string(), what => h.describe() })
+        .map(|h| context! { at => h.at, actor => h.actor.to_string(), what => h.describe(viewer.lang) })
         .collect();
     let support = SUPPORT.contains(&viewer.person.role);
     let moves: Vec<&str> = if support { t.state.next().iter().map(|s| move_name(*s)).collect() } else { Vec::new() };
