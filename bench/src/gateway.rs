@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use iks_gateway::config::Config;
 use iks_gateway::datadir::{DataDir, KeyRole};
-use iks_gateway::live::Registry;
 use iks_gateway::state::AppState;
 use iks_gateway::store::Store;
 
@@ -28,16 +27,8 @@ pub async fn serve(data_dir: &Path, unrecorded: bool) -> anyhow::Result<()> {
     let store = Store::open(&config.database_url(data_dir.root())).await.context("opening the store")?;
     let listener = tokio::net::TcpListener::bind(config.ssh.listen).await.context("SSH listener")?;
     let addr = listener.local_addr()?;
-    let app = Arc::new(AppState {
-        store,
-        config: Arc::new(config),
-        user_ca: data_dir.key(KeyRole::UserCa)?,
-        data_dir,
-        node: "iks-bench".into(),
-        live: Registry::default(),
-        shutdown: tokio::sync::watch::channel(false).0,
-        tunnels: Default::default(),
-    });
+    let user_ca = data_dir.key(KeyRole::UserCa)?;
+    let app = Arc::new(AppState::new(store, Arc::new(config), data_dir, user_ca, "iks-bench".into()));
     let what = if unrecorded { "recording OFF (bench only)" } else { "recording on" };
     println!("iks-bench gateway, {what}\n  SSH:              {addr}");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

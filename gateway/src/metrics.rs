@@ -111,16 +111,9 @@ mod tests {
         let db = TestDb::sqlite().await;
         let dir = tempfile::tempdir().unwrap();
         let data_dir = DataDir::open(&dir.path().join("data")).unwrap();
-        let app = Arc::new(AppState {
-            store: db.store.clone(),
-            config: Arc::new(Config::default()),
-            user_ca: data_dir.key(KeyRole::UserCa).unwrap(),
-            data_dir,
-            node: "test".into(),
-            live: crate::live::Registry::default(),
-            shutdown: tokio::sync::watch::channel(false).0,
-            tunnels: Default::default(),
-        });
+        let user_ca = data_dir.key(KeyRole::UserCa).unwrap();
+        let app =
+            Arc::new(AppState::new(db.store.clone(), Arc::new(Config::default()), data_dir, user_ca, "test".into()));
         let held = tokio::spawn(std::future::pending::<()>());
         let response =
             router(app).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.expect("a response");

@@ -31,6 +31,20 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// A node that holds no sessions or agents yet and is not shutting down.
+    pub fn new(store: Store, config: Arc<Config>, data_dir: DataDir, user_ca: PrivateKey, node: String) -> Self {
+        Self {
+            store,
+            config,
+            data_dir,
+            user_ca,
+            node,
+            live: Registry::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
+            tunnels: Default::default(),
+        }
+    }
+
     /// The zone times are shown in.
     pub fn tz(&self) -> chrono_tz::Tz {
         self.config.hours.timezone

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::access::{AgentPresence, Refusal};
-use crate::ids::{AgentId, BoxId, SessionId};
+use crate::ids::{AgentId, BoxId, SessionId, TicketId};
 use crate::live::lock;
 use crate::model::{EndReason, IksBox};
 use crate::state::App;
@@ -276,13 +276,19 @@ fn tunnel_refusal(message: String) -> Refusal {
 
 /// Gets a data connection from the box's agent and opens the tunnel channel on it: the
 /// stream the gateway's SSH client to the box runs over.
-pub async fn open(app: &App, b: &IksBox, session: SessionId) -> Result<(DataLink, ChannelStream<Msg>), Refusal> {
+pub async fn open(
+    app: &App,
+    b: &IksBox,
+    ticket: TicketId,
+    session: SessionId,
+) -> Result<(DataLink, ChannelStream<Msg>), Refusal> {
     let name = &b.name;
     let (dial, rx) = app.tunnels.dial(b.id).map_err(|why| tunnel_refusal(format!("cannot reach box {name}: {why}")))?;
     let link = match tokio::time::timeout(DIAL_TIMEOUT, rx).await {
         Ok(Ok(Ok(link))) => link,
         Ok(Ok(Err(DialRefusal::RemoteAccessDisabled))) => {
-            return Err(Refusal::gateway("agent", format!("the customer has disabled remote access on box {name}")));
+            // The same refusal as when the switch was already known at connect time.
+            return Err(Refusal::RemoteAccessDisabled { ticket, box_name: name.clone() });
         }
         Ok(Ok(Err(DialRefusal::TooManySessions { limit }))) => {
             return Err(Refusal::gateway(

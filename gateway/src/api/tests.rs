@@ -51,16 +51,8 @@ impl Api {
         let (_, helpdesk) = super::auth::issue(&store, &cli, "helpdesk", None).await.unwrap();
         let (_, scoped) = super::auth::issue(&store, &cli, "ivanov-portal", Some(ivanov.id)).await.unwrap();
         store.create_box(&cli, &new_box(romashka.id, "main-gw")).await.unwrap();
-        let app = Arc::new(AppState {
-            store,
-            config: Arc::new(Config::default()),
-            user_ca: data_dir.key(KeyRole::UserCa).unwrap(),
-            data_dir,
-            node: "test".into(),
-            live: crate::live::Registry::default(),
-            shutdown: tokio::sync::watch::channel(false).0,
-            tunnels: Default::default(),
-        });
+        let user_ca = data_dir.key(KeyRole::UserCa).unwrap();
+        let app = Arc::new(AppState::new(store, Arc::new(Config::default()), data_dir, user_ca, "test".into()));
         Self { router: router(app.clone()), app, helpdesk, scoped, _db: db, _dir: dir }
     }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use iks_gateway::datadir::{KeyRole, fingerprint};
-use iks_gateway::live::{self, Registry};
+use iks_gateway::live;
 use iks_gateway::model::Role;
 use iks_gateway::state::AppState;
 use tokio::sync::watch;
@@ -28,16 +28,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
     let root = ctx.data_dir.root().display().to_string();
     let ca_line = iks_gateway::ca::trusted_ca_line(&user_ca)?;
-    let app = Arc::new(AppState {
-        store: store.clone(),
-        config: config.clone(),
-        data_dir: ctx.data_dir.clone(),
-        user_ca,
-        node: node.clone(),
-        live: Registry::default(),
-        shutdown: watch::channel(false).0,
-        tunnels: Default::default(),
-    });
+    let app = Arc::new(AppState::new(store.clone(), config.clone(), ctx.data_dir.clone(), user_ca, node.clone()));
     let crashed = live::end_crashed(&app).await?;
     // Agents this node held before it stopped without saying so reconnect on their own.
     let stale_agents = store.agents_offline_on_node(&node, "gateway restarted").await?;

@@ -385,7 +385,7 @@ impl Conn {
         let mut shutdown = app.shutdown.subscribe();
         let connected = match credential {
             Ok(c) => tokio::select! {
-                r = self.connect_box(&iks_box, c, session.id) => r,
+                r = self.connect_box(&iks_box, c, ticket_id, session.id) => r,
                 _ = shutdown.wait_for(|s| *s) => Err(Refusal::gateway("shutdown", "the gateway is shutting down")),
             },
             Err(e) => Err(Refusal::gateway("upstream", e)),
@@ -448,6 +448,7 @@ impl Conn {
         &self,
         b: &IksBox,
         credential: Credential,
+        ticket: crate::ids::TicketId,
         session: crate::ids::SessionId,
     ) -> Result<(client::Handle<Upstream>, Option<crate::tunnel::DataLink>), Refusal> {
         let pinned = upstream::pinned_key(b)?;
@@ -457,7 +458,7 @@ impl Conn {
                 Ok((upstream::connect(b, pinned, credential, ReadAhead::new(stream)).await?, None))
             }
             None => {
-                let (link, stream) = crate::tunnel::open(&self.app, b, session).await?;
+                let (link, stream) = crate::tunnel::open(&self.app, b, ticket, session).await?;
                 match upstream::connect(b, pinned, credential, stream).await {
                     Ok(handle) => Ok((handle, Some(link))),
                     Err(refusal) => {

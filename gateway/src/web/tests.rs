@@ -103,16 +103,8 @@ impl Panel {
         for (login, role) in [("petrov", Role::Operator), ("sidorova", Role::Auditor), ("root", Role::Admin)] {
             add_person(&store, login, role, None).await;
         }
-        let app = Arc::new(AppState {
-            store,
-            config: Arc::new(config),
-            user_ca: data_dir.key(KeyRole::UserCa).unwrap(),
-            data_dir,
-            node: "test".into(),
-            live: crate::live::Registry::default(),
-            shutdown: tokio::sync::watch::channel(false).0,
-            tunnels: Default::default(),
-        });
+        let user_ca = data_dir.key(KeyRole::UserCa).unwrap();
+        let app = Arc::new(AppState::new(store, Arc::new(config), data_dir, user_ca, "test".into()));
         let b = orgs.pop().unwrap();
         let a = orgs.pop().unwrap();
         Self { router: crate::http::router(app.clone()), app, a, b, _db: db, _dir: dir }

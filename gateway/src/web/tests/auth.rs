@@ -204,16 +204,13 @@ async fn the_setup_link_creates_the_first_admin_once() {
 }
 
 fn clone_state(p: &Panel) -> crate::state::AppState {
-    crate::state::AppState {
-        store: p.app.store.clone(),
-        config: p.app.config.clone(),
-        data_dir: p.app.data_dir.clone(),
-        user_ca: p.app.user_ca.clone(),
-        node: p.app.node.clone(),
-        live: crate::live::Registry::default(),
-        shutdown: tokio::sync::watch::channel(false).0,
-        tunnels: Default::default(),
-    }
+    crate::state::AppState::new(
+        p.app.store.clone(),
+        p.app.config.clone(),
+        p.app.data_dir.clone(),
+        p.app.user_ca.clone(),
+        p.app.node.clone(),
+    )
 }
 
 #[tokio::test]
