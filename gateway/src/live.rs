@@ -187,7 +187,7 @@ impl LiveSession {
 
     /// Writes a line to the engineer's terminal (and the recording).
     pub async fn notify(&self, text: &str) {
-        let line = format!("\r\n[iks-gateway] {text}\r\n");
+        let line = format!("\r\n[iks-gateway] {}\r\n", crate::text::one_line(text));
         if let Some(rec) = lock(&self.recording).as_mut() {
             // A failing recording ends the session through the data path; a notice is best effort.
             let _ = rec.notice(&line);

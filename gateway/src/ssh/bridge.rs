@@ -75,7 +75,7 @@ pub async fn session_channel(conn: Arc<Conn>, channel: Channel<ServerMsg>) {
     };
     let events = est.events();
     for notice in conn.take_notices() {
-        let _ = front_tx.extended_data_bytes(1, format!("[iks-gateway] {notice}{newline}").into_bytes()).await;
+        let _ = front_tx.extended_data_bytes(1, format!("[iks-gateway] {}{newline}", crate::text::one_line(&notice)).into_bytes()).await;
     }
     if pty.is_some() && !conn.mark_terminal() {
         let message = "the gateway records one terminal per session; open another ssh connection";
@@ -166,7 +166,7 @@ fn start_kind(start: &Start) -> crate::recording::tap::Kind {
 
 /// Tells the engineer why, on stderr, and ends the channel with exit status 1.
 async fn refuse(front: &ChannelWriteHalf<ServerMsg>, message: &str, newline: &str) {
-    let _ = front.extended_data_bytes(1, format!("{message}{newline}").into_bytes()).await;
+    let _ = front.extended_data_bytes(1, format!("{}{newline}", crate::text::one_line(message)).into_bytes()).await;
     let _ = front.exit_status(1).await;
     let _ = front.eof().await;
     let _ = front.close().await;

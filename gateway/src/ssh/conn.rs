@@ -171,7 +171,7 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
                             let _ = est.upstream.disconnect(russh::Disconnect::ByApplication, &message, "en").await;
                         }
                         if tokio::time::timeout(CLOSE_GRACE, &mut running).await.is_err() {
-                            let why = format!("iks-gateway: session closed: {message}");
+                            let why = format!("iks-gateway: session closed: {}", crate::text::one_line(&message));
                             let _ = handle.disconnect(russh::Disconnect::ByApplication, why, "en".into()).await;
                             let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
                         }
@@ -201,7 +201,11 @@ impl Conn {
     }
 
     pub fn add_notice(&self, text: String) {
-        lock(&self.notices).push(text);
+        let mut notices = lock(&self.notices);
+        // A client may repeat a refused request without end: the first few say it all.
+        if notices.len() < 8 {
+            notices.push(text);
+        }
     }
 
     pub fn take_notices(&self) -> Vec<String> {
