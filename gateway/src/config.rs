@@ -346,7 +346,8 @@ impl Config {
             return Err(invalid("ssh.public_address", message));
         }
         crate::ssh::ciphers::engineer_leg(&self.ssh.ciphers).map_err(|e| invalid("ssh.ciphers", e))?;
-        let handshake = positive_duration(&self.ssh.handshake_timeout).map_err(|e| invalid("ssh.handshake_timeout", e))?;
+        let handshake =
+            positive_duration(&self.ssh.handshake_timeout).map_err(|e| invalid("ssh.handshake_timeout", e))?;
         let grace = positive_duration(&self.ssh.login_grace_time).map_err(|e| invalid("ssh.login_grace_time", e))?;
         if handshake > grace {
             return Err(invalid("ssh.handshake_timeout", "must not be longer than ssh.login_grace_time".into()));

@@ -73,7 +73,8 @@ mod tests {
 
     #[test]
     fn ordinary_text_is_unchanged() {
-        for text in ["ООО Ромашка: «не сейчас»", "line one\nline two", "tab\there", "emoji 🙂", ""] {
+        for text in ["ООО Ромашка: «не сейчас»", "line one\nline two", "tab\there", "emoji 🙂", ""]
+        {
             assert_eq!(for_terminal(text), text);
         }
         assert_eq!(for_terminal("a\nb"), "a\nb");

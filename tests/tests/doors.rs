@@ -148,8 +148,7 @@ fn silent_connections_are_capped_per_address_and_in_all_then_closed_by_the_hands
 
 #[test]
 fn a_login_that_never_completes_is_closed_by_the_login_grace_time_an_authenticated_session_is_not() {
-    let setup =
-        Setup::default().env("IKS_SSH_HANDSHAKE_TIMEOUT", "2s").env("IKS_SSH_LOGIN_GRACE_TIME", "4s");
+    let setup = Setup::default().env("IKS_SSH_HANDSHAKE_TIMEOUT", "2s").env("IKS_SSH_LOGIN_GRACE_TIME", "4s");
     let s = Scenario::with(setup);
     // Outlives the grace time: an authenticated session has no such deadline.
     let long = s.ssh("sleep 6; echo still-here");
@@ -173,11 +172,7 @@ fn a_login_that_never_completes_is_closed_by_the_login_grace_time_an_authenticat
     });
     eprintln!("a login that never completed ({attempts} attempts) was closed after {closed_after:?}");
     assert!(closed_after.is_some(), "the gateway closed it within 30 s\n{}", s.diagnostics());
-    assert!(
-        s.serve.log().contains("not authenticated within 4s (ssh.login_grace_time)"),
-        "{}",
-        s.diagnostics()
-    );
+    assert!(s.serve.log().contains("not authenticated within 4s (ssh.login_grace_time)"), "{}", s.diagnostics());
 }
 
 #[test]
@@ -244,8 +239,7 @@ fn state_line(version: &str) -> Vec<u8> {
 #[test]
 fn a_compromised_agent_alternating_its_version_is_audited_within_its_budget_and_summarised() {
     const REPORTS: usize = 300;
-    let setup =
-        Setup::default().env("IKS_SSH_AGENT_AUDIT_WINDOW", "5s").env("IKS_SSH_AGENT_AUDIT_EVENTS", "6");
+    let setup = Setup::default().env("IKS_SSH_AGENT_AUDIT_WINDOW", "5s").env("IKS_SSH_AGENT_AUDIT_EVENTS", "6");
     let s = Scenario::with(setup);
     assert_ne!(BOX, "agent-gw");
     let key = enrolled_agent(&s, "agent-gw");

@@ -17,8 +17,8 @@ use iks_gateway::time::display;
 use iks_gateway::web::i18n::Lang;
 use serde_json::json;
 
-use super::{Context, json_out};
 use super::admin::{resolve_org, resolve_org_filter};
+use super::{Context, json_out};
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {

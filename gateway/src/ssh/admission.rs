@@ -94,7 +94,10 @@ pub struct Admission {
 
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admission").field("limits", &self.limits).field("unauthenticated", &self.unauthenticated()).finish()
+        f.debug_struct("Admission")
+            .field("limits", &self.limits)
+            .field("unauthenticated", &self.unauthenticated())
+            .finish()
     }
 }
 
@@ -190,8 +193,7 @@ impl Slot {
     async fn deadline(&mut self) -> Closed {
         let Limits { handshake, login_grace, .. } = self.admission.limits;
         let started = tokio::time::Instant::now();
-        let began =
-            tokio::time::timeout(handshake, self.phase.wait_for(|p| *p >= Phase::Authenticating)).await.is_ok();
+        let began = tokio::time::timeout(handshake, self.phase.wait_for(|p| *p >= Phase::Authenticating)).await.is_ok();
         if !began {
             return Closed::Handshake(handshake);
         }
@@ -215,8 +217,12 @@ impl Drop for Slot {
 /// Serves one accepted connection with `serve`, within the caps and deadlines: a
 /// connection over a cap is closed at once; one that misses a deadline has its socket shut
 /// down, which ends russh's session (its reads see the end) and so the connection.
-pub async fn guard<F>(admission: Arc<Admission>, stream: TcpStream, peer: SocketAddr, serve: impl FnOnce(TcpStream) -> F)
-where
+pub async fn guard<F>(
+    admission: Arc<Admission>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    serve: impl FnOnce(TcpStream) -> F,
+) where
     F: Future<Output = ()>,
 {
     let admitted = admission.admit(peer).and_then(|slot| {

@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use crate::ids::AgentId;
 use crate::live::lock;
 
-
 /// How long after its window a held-back report is tried again (the summary goes first).
 pub const RETRY: Duration = Duration::from_secs(1);
 

@@ -75,7 +75,7 @@ pub async fn session_channel(conn: Arc<Conn>, channel: Channel<ServerMsg>) {
     };
     let events = est.events();
     for notice in conn.take_notices() {
-        let _ = front_tx.extended_data_bytes(1, format!("[iks-gateway] {}{newline}", crate::text::one_line(&notice)).into_bytes()).await;
+        let _ = front_tx.extended_data_bytes(1, format!("[iks-gateway] {notice}{newline}").into_bytes()).await;
     }
     if pty.is_some() && !conn.mark_terminal() {
         let message = "the gateway records one terminal per session; open another ssh connection";

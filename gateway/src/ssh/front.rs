@@ -63,7 +63,8 @@ impl Front {
         if self.agent().is_some() {
             debug!(notice = %text, "agent request refused");
         } else {
-            self.conn.add_notice(text);
+            // Shown as the client sent it, controls visible (it may carry any bytes).
+            self.conn.add_notice(crate::text::one_line(&text));
         }
     }
 

@@ -493,7 +493,12 @@ impl Store {
 
     /// One event for what an agent's audit budget held back in a window: `suppressed`
     /// reports and connections over `window` ([`crate::ssh::agent_audit`]).
-    pub async fn agent_events_suppressed(&self, id: AgentId, suppressed: u32, window: std::time::Duration) -> Result<()> {
+    pub async fn agent_events_suppressed(
+        &self,
+        id: AgentId,
+        suppressed: u32,
+        window: std::time::Duration,
+    ) -> Result<()> {
         let agent = self.agent(id).await?;
         let mut tx = self.begin().await?;
         let b = tx.box_for_update(agent.box_id).await?;
