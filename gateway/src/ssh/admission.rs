@@ -189,22 +189,23 @@ impl Slot {
         self.admission.release(self.peer, self.source);
     }
 
-    /// Resolves with why the connection must close, or never once it has authenticated.
-    async fn deadline(&mut self) -> Closed {
+    /// Resolves with why the connection must close, or with `None` once it has
+    /// authenticated (and given its slot back).
+    async fn deadline(&mut self) -> Option<Closed> {
         let Limits { handshake, login_grace, .. } = self.admission.limits;
         let started = tokio::time::Instant::now();
         let began = tokio::time::timeout(handshake, self.phase.wait_for(|p| *p >= Phase::Authenticating)).await.is_ok();
         if !began {
-            return Closed::Handshake(handshake);
+            return Some(Closed::Handshake(handshake));
         }
         let done = tokio::time::timeout_at(started + login_grace, self.phase.wait_for(|p| *p == Phase::Authenticated))
             .await
             .is_ok();
         if !done {
-            return Closed::LoginGrace(login_grace);
+            return Some(Closed::LoginGrace(login_grace));
         }
         self.release();
-        std::future::pending().await
+        None
     }
 }
 
@@ -244,13 +245,14 @@ pub async fn guard<F>(
     tokio::pin!(served);
     tokio::select! {
         () = &mut served => return,
-        why = slot.deadline() => {
+        closed = slot.deadline() => if let Some(why) = closed {
             warn!(%peer, %why, "closing an unauthenticated SSH connection");
             if let Err(e) = killer.shutdown(Shutdown::Both) {
                 debug!(%peer, error = %e, "shutting down a socket");
             }
         }
     }
+    // Authenticated or shut down: the watcher's copy of the socket is not needed any more.
     drop(killer);
     served.await;
 }
@@ -307,15 +309,14 @@ mod tests {
         let limits = Limits { handshake, login_grace, total: 10, per_source: 10 };
         let a = Arc::new(Admission { limits, counts: Mutex::default() });
         let mut silent = a.admit(addr("127.0.0.1:1")).unwrap();
-        assert_eq!(silent.deadline().await, Closed::Handshake(handshake));
+        assert_eq!(silent.deadline().await, Some(Closed::Handshake(handshake)));
         let mut slow = a.admit(addr("127.0.0.1:2")).unwrap();
         a.authenticating(Some(slow.peer));
-        assert_eq!(slow.deadline().await, Closed::LoginGrace(login_grace));
+        assert_eq!(slow.deadline().await, Some(Closed::LoginGrace(login_grace)));
         let mut quick = a.admit(addr("127.0.0.1:3")).unwrap();
         a.authenticating(Some(quick.peer));
         a.authenticated(Some(quick.peer));
-        let waited = tokio::time::timeout(Duration::from_secs(1), quick.deadline()).await;
-        assert!(waited.is_err(), "an authenticated connection has no deadline");
+        assert_eq!(quick.deadline().await, None, "an authenticated connection has no deadline");
         assert_eq!(a.unauthenticated(), 2, "and no longer counts");
     }
 }

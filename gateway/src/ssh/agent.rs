@@ -200,7 +200,8 @@ async fn enroll(app: App, key: PublicKey, channel: Channel<Msg>, handle: Handle)
                 }
             }
             Err(failure) => {
-                let message = failure.message(app.tz());
+                // Shown on the box's terminal; it may name the box or the organisation.
+                let message = crate::text::one_line(&failure.message(app.tz()));
                 let _ = tx.extended_data_bytes(1, format!("{message}\n").into_bytes()).await;
                 let _ = tx.exit_status(1).await;
             }
