@@ -142,6 +142,21 @@ async fn agent_presence(db: &TestDb) {
     assert_eq!((off.online_since, off.connection), (None, None));
     assert!(off.offline_since.is_some());
 
+    // Over its audit budget a connection is presence only: no event, the box untouched.
+    let n = store.audit_events(&EventFilter::default()).await.unwrap().len();
+    let version = store.get_box(b.id).await.unwrap().version;
+    let other = AgentReport { version: Some("7.3".into()), ..report.clone() };
+    let quiet = store.agent_connected_quietly(agent.id, "gw-2", "gw-2#8", &other).await.unwrap();
+    assert_eq!(quiet.connection.as_deref(), Some("gw-2#8"));
+    assert!(store.agent_disconnected_quietly(agent.id, "gw-2#8", "connection closed").await.unwrap());
+    assert_eq!(store.audit_events(&EventFilter::default()).await.unwrap().len(), n, "nothing audited");
+    assert_eq!(store.get_box(b.id).await.unwrap().version, version, "the box waits for an audited report");
+    store.agent_events_suppressed(agent.id, 42, std::time::Duration::from_secs(600)).await.unwrap();
+    let events = store.audit_events(&EventFilter::default()).await.unwrap();
+    let summary = events.into_iter().rfind(|e| e.action == "agent.suppressed").expect("the summary event");
+    let details: serde_json::Value = serde_json::from_str(&summary.details).unwrap();
+    assert_eq!(details["message"], "42 further reports and connections suppressed");
+
     // A node that crashed while holding agents marks them offline when it starts again.
     store.agent_connected(agent.id, "gw-1", "gw-1#2", &report).await.unwrap();
     store.touch_agents("gw-1").await.unwrap();
