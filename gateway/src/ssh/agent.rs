@@ -107,11 +107,11 @@ fn peer_kind(p: &AgentPeer) -> String {
 /// enrolling one must open its channel within [`ENROLL_WITHIN`] or is cut off.
 pub fn succeeded(conn: &Arc<Conn>, handle: Handle) {
     match conn.agent.get() {
-        Some(AgentPeer::Data { dial, box_name, .. }) => {
-            if !conn.app.tunnels.deliver(dial, box_name, handle, conn.ended.subscribe()) {
-                // The session gave up waiting; the connection is useless and the agent will close it.
-                info!(dial, "a data connection arrived after its session gave up");
-            }
+        Some(AgentPeer::Data { dial, box_name, .. })
+            if !conn.app.tunnels.deliver(dial, box_name, handle.clone(), conn.ended.subscribe()) =>
+        {
+            // The session gave up waiting; the connection is useless and the agent will close it.
+            info!(dial, "a data connection arrived after its session gave up");
         }
         Some(AgentPeer::Enrolling(_)) => {
             let conn = conn.clone();
