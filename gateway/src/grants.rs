@@ -97,11 +97,12 @@ fn may_decide(who: &Person, ticket: &Ticket) -> Result<(), GrantError> {
 }
 
 /// How the customer approves: the window ends `until` (default: the requested length),
-/// optionally for the requesting engineer only.
+/// for the requesting engineer only unless widened to any engineer explicitly.
 #[derive(Debug, Clone, Default)]
 pub struct ApproveOptions {
     pub until: Option<DateTime<Utc>>,
-    pub only_requester: bool,
+    /// Let any support engineer use the grant, not only the one who asked.
+    pub any_engineer: bool,
     pub note: Option<String>,
 }
 
@@ -133,7 +134,7 @@ pub async fn approve(
     let approval = Approval {
         starts_at: window.start(),
         ends_at: window.end(),
-        operator_id: opts.only_requester.then_some(g.requested_by),
+        operator_id: (!opts.any_engineer).then_some(g.requested_by),
         note: opts.note.clone(),
     };
     Ok(store.approve_grant(&Actor::person(who.id, &who.login), id, who.id, &approval).await?)

@@ -146,9 +146,9 @@ pub enum AccessCommand {
         /// End the window sooner than requested: a duration from now (30m) or a time (RFC 3339).
         #[arg(long)]
         until: Option<String>,
-        /// Only the engineer who asked may use the grant.
+        /// Let any support engineer use the grant (by default only the engineer who asked may).
         #[arg(long)]
-        only_requester: bool,
+        any_engineer: bool,
     },
     /// Reject a pending request.
     Reject {
@@ -440,10 +440,10 @@ pub async fn access(ctx: &Context, cmd: AccessCommand, json: bool) -> anyhow::Re
             let d = parse_duration(&duration).map_err(|e| anyhow!("--duration: {e}"))?;
             grants::request(&store, config, &op, ticket, &r#box, d, &reason).await?
         }
-        AccessCommand::Approve { grant, who, until, only_requester } => {
+        AccessCommand::Approve { grant, who, until, any_engineer } => {
             let who = person(&store, &who).await?;
             let until = until.as_deref().map(parse_until).transpose()?;
-            grants::approve(&store, config, &who, grant, &ApproveOptions { until, only_requester, note: None }).await?
+            grants::approve(&store, config, &who, grant, &ApproveOptions { until, any_engineer, note: None }).await?
         }
         AccessCommand::Reject { grant, who, reason } => {
             grants::reject(&store, &person(&store, &who).await?, grant, &reason).await?

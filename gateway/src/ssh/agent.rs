@@ -101,7 +101,7 @@ fn peer_kind(p: &AgentPeer) -> String {
 /// After authentication: a data connection is handed to the session that asked for it.
 pub fn succeeded(conn: &Conn, handle: Handle) {
     if let Some(AgentPeer::Data { dial, box_name, .. }) = conn.agent.get()
-        && !conn.app.tunnels.deliver(dial, box_name, handle, conn.ended.subscribe())
+        && !conn.app.tunnels.deliver(dial, box_name, handle, conn.ended.subscribe(), conn.severer.clone())
     {
         // The session gave up waiting; the connection is useless and the agent will close it.
         info!(dial, "a data connection arrived after its session gave up");
@@ -340,8 +340,7 @@ async fn remote_access_disabled(app: &App, agent: AgentId, box_name: &str) {
             live.close(
                 EndReason::RemoteAccessDisabled,
                 &format!("the customer disabled remote access on box {box_name}"),
-            )
-            .await;
+            );
         }
     }
 }
@@ -352,6 +351,6 @@ pub async fn data_ended(app: &App, peer: &AgentPeer) {
     if let Some((session, box_name)) = app.tunnels.data_ended(dial)
         && let Some(live) = app.live.get(session)
     {
-        live.close(EndReason::AgentDisconnected, &format!("the agent of box {box_name} disconnected")).await;
+        live.close(EndReason::AgentDisconnected, &format!("the agent of box {box_name} disconnected"));
     }
 }
