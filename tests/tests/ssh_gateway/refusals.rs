@@ -120,7 +120,7 @@ fn every_access_rule_refuses_with_one_line_and_is_audited() {
     lines.push(check(TICKET, "access refused: T-1001: the ticket is closed"));
 
     let sessions = s.sessions();
-    assert_eq!(sessions.len(), 2, "only the two allowed connections made sessions: {sessions:#?}");
+    assert_eq!(sessions.len(), 3, "only the three allowed connections made sessions: {sessions:#?}");
     assert!(sessions.iter().all(|x| end_reason(x) == "client exit"), "{sessions:#?}");
 
     let audited = s.audit("session.refuse");
