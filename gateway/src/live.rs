@@ -321,6 +321,9 @@ impl Registry {
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(250);
 /// How often approved grants whose window ended are marked expired.
 const EXPIRE_EVERY: u32 = 20;
+/// How often (in ticks) live sessions are re-checked against every rule of a new
+/// connection ([`crate::recheck`]): a change ends a session within a second.
+const RECHECK_EVERY: u32 = 3;
 
 /// Ends, warns and expires, until `shutdown` resolves.
 pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future<Output = ()>) {
@@ -349,8 +352,21 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
             lost_since = None;
             continue;
         }
+        // Sessions registered before the read must be in it: one that is not was ended in the
+        // store (by a node that took over, by hand) and must not run on unrecorded.
+        let known: Vec<SessionId> = app.live.all().iter().map(|s| s.id).collect();
         let checks = match app.store.live_checks(&app.node).await {
             Ok(c) => {
+                let listed: std::collections::HashSet<SessionId> = c.iter().map(|c| c.session).collect();
+                for id in known.iter().filter(|id| !listed.contains(id)) {
+                    if let Some(live) = app.live.get(*id) {
+                        tracing::warn!(session.id = %id, "the store holds a live session as ended; ending it");
+                        live.close(EndReason::EndedInStore, &format!("the store holds session {id} as ended"));
+                    }
+                }
+                if n.is_multiple_of(RECHECK_EVERY) {
+                    recheck_all(&app).await;
+                }
                 if let Some(since) = lost_since.take() {
                     tracing::info!(after = ?since.elapsed(), "the watchdog reads the store again");
                 }
@@ -388,6 +404,43 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
                 }
             }
         }
+    }
+}
+
+/// Re-applies every rule of a new connection to each live session, all at once and within
+/// a tick's time: a session whose facts cannot be read now is re-checked next time (a store
+/// outage is [`outage`]'s to handle).
+async fn recheck_all(app: &crate::state::App) {
+    use crate::recheck::{Gathered, Recheck, Subject, recheck};
+    let mut checks = tokio::task::JoinSet::new();
+    for live in app.live.all() {
+        let app = app.clone();
+        checks.spawn(async move {
+            let subject = Subject {
+                operator: live.operator_id,
+                key_fingerprint: &live.key_fingerprint,
+                ticket: live.ticket,
+                iks_box: live.box_id,
+            };
+            let gathered = match Gathered::load(&app.store, &subject).await {
+                Ok(g) => g,
+                Err(e) => return tracing::debug!(session.id = %live.id, error = %e, "cannot re-check a session now"),
+            };
+            match recheck(&gathered, crate::time::now(), app.tz(), &app.config.products) {
+                Recheck::Holds { forwarding } => live.set_forwarding(forwarding),
+                Recheck::End { reason, message } => {
+                    tracing::info!(session.id = %live.id, reason = reason.as_str(), %message, "ending session: a rule no longer holds");
+                    live.close(reason, &message);
+                }
+            }
+        });
+    }
+    let all = async { while checks.join_next().await.is_some() {} };
+    if tokio::time::timeout(TICK * RECHECK_EVERY, all).await.is_err() {
+        tracing::warn!(
+            "re-checking live sessions took longer than {:?}; the rest wait for the next round",
+            TICK * RECHECK_EVERY
+        );
     }
 }
 

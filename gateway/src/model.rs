@@ -752,6 +752,13 @@ named_enum! {
         /// made elsewhere could no longer be seen.
         StoreUnavailable = "store unavailable",
         CategoryChanged = "category changed",
+        /// The engineer's account was disabled or the key he signed in with was removed.
+        OperatorDisabled = "operator disabled",
+        /// The box's product version left the supported list.
+        VersionUnsupported = "version unsupported",
+        /// The store holds the session as ended (by another node, a DBA or a restore):
+        /// no record of it being allowed, so it ends here too.
+        EndedInStore = "ended in store",
         /// The customer turned on the kill switch on the box (`iks-agent disable`).
         RemoteAccessDisabled = "remote access disabled",
     }
