@@ -247,6 +247,14 @@ pub fn decide<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
     if !f.ticket.state.is_active() {
         return Err(Refusal::TicketNotActive { ticket, state: f.ticket.state });
     }
+    eligible(f)?;
+    choose_grant(f)
+}
+
+/// Whether the organisation's category today and the box's product and version allow
+/// remote SSH: the part of [`decide`] that [`crate::recheck`] re-applies to live sessions.
+pub fn eligible(f: &Facts<'_>) -> Result<(), Refusal> {
+    let ticket = f.ticket.id;
     let free = f.catalog.get(&f.iks_box.product).is_some_and(|p| p.free_edition);
     let today = f.now.with_timezone(&f.tz).date_naive();
     remote_ssh(&standing(&f.org.facts, free, today)).map_err(|why| Refusal::NotEligible {
@@ -255,7 +263,7 @@ pub fn decide<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
         why,
     })?;
     f.catalog.check(&f.iks_box.product, &f.iks_box.version).map_err(|why| Refusal::Version { ticket, why })?;
-    choose_grant(f)
+    Ok(())
 }
 
 /// Where a box's agent is, as far as this gateway node can tell.

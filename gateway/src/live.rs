@@ -364,9 +364,6 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
                         live.close(EndReason::EndedInStore, &format!("the store holds session {id} as ended"));
                     }
                 }
-                if n.is_multiple_of(RECHECK_EVERY) {
-                    recheck_all(&app).await;
-                }
                 if let Some(since) = lost_since.take() {
                     tracing::info!(after = ?since.elapsed(), "the watchdog reads the store again");
                 }
@@ -403,6 +400,10 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
                     live.close(reason, &message);
                 }
             }
+        }
+        // After the review: a revocation or a ticket's close is told in the review's words.
+        if lost_since.is_none() && n.is_multiple_of(RECHECK_EVERY) {
+            recheck_all(&app).await;
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Re-checking a live session against everything its connection was checked for.
 //!
 //! A session is allowed once, when its first channel opens ([`crate::access::decide`]);
-//! what allowed it can change while it runs: the engineer's account is disabled or his
-//! key removed, the organisation's category changes, the box's version leaves the
-//! supported list or its forwarding policy is turned off, the ticket closes, the grant
-//! ends. The watchdog ([`crate::live::watchdog`]) gathers the same facts for every live
-//! session several times a second ([`Gathered::load`]) and applies [`recheck`], which runs
-//! the same decision as a new connection, so the two cannot drift apart.
+//! what allowed it can change while it runs. The watchdog ([`crate::live::watchdog`])
+//! covers the grant and the ticket every tick ([`crate::live::review`], one query for all
+//! sessions). The rest is here, applied several times a second: the engineer's account is
+//! disabled or his key removed, the organisation's category or the box's product version
+//! no longer allow remote SSH ([`crate::access::eligible`], the same rule a new connection
+//! meets, so the two cannot drift apart), the box's forwarding policy changed.
 
 use std::collections::HashMap;
 
@@ -15,9 +15,9 @@ use chrono_tz::Tz;
 
 use crate::access::{self, Facts, Refusal};
 use crate::ids::{BoxId, PersonId, TicketId};
-use crate::model::{EndReason, Grant, IksBox, Organisation, Person, Ticket};
+use crate::model::{EndReason, IksBox, Organisation, Person, Ticket};
 use crate::rules::ProductCatalog;
-use crate::store::{GrantFilter, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The facts about one live session, as the store holds them now.
 pub struct Gathered {
@@ -27,8 +27,6 @@ pub struct Gathered {
     pub ticket: Ticket,
     pub org: Organisation,
     pub iks_box: IksBox,
-    pub grants: Vec<Grant>,
-    pub names: HashMap<PersonId, String>,
 }
 
 /// Who is connected where, for [`Gathered::load`].
@@ -47,25 +45,8 @@ impl Gathered {
         let ticket = store.ticket(s.ticket).await?;
         let org = store.org(ticket.org_id).await?;
         let iks_box = store.get_box(s.iks_box).await?;
-        let filter = GrantFilter { ticket: Some(ticket.id), ..Default::default() };
-        let grants: Vec<Grant> =
-            store.list_grants(&filter).await?.into_iter().filter(|g| g.box_id == iks_box.id).collect();
-        let names = grant_names(store, &grants).await;
-        Ok(Self { person, key_valid, ticket, org, iks_box, grants, names })
+        Ok(Self { person, key_valid, ticket, org, iks_box })
     }
-}
-
-/// Logins of the people named in `grants` (deciders, revokers), as refusals show them.
-pub async fn grant_names(store: &Store, grants: &[Grant]) -> HashMap<PersonId, String> {
-    // Collected first: an iterator over borrowed grants held across `.await` is not `Send`.
-    let named: Vec<PersonId> = grants.iter().flat_map(|g| [g.decided_by, g.revoked_by]).flatten().collect();
-    let mut names = HashMap::new();
-    for id in named {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
-            slot.insert(store.person(id).await.map(|p| p.login).unwrap_or_else(|_| format!("person {id}")));
-        }
-    }
-    names
 }
 
 /// What the watchdog does with a live session after re-checking it.
@@ -81,7 +62,7 @@ pub enum Recheck {
     },
 }
 
-/// Applies to a running session every rule a new connection is checked against.
+/// Applies to a running session the rules of a new connection that the review does not.
 pub fn recheck(g: &Gathered, now: DateTime<Utc>, tz: Tz, catalog: &ProductCatalog) -> Recheck {
     let login = &g.person.login;
     if g.person.disabled_at.is_some() {
@@ -92,6 +73,7 @@ pub fn recheck(g: &Gathered, now: DateTime<Utc>, tz: Tz, catalog: &ProductCatalo
         let message = format!("the key engineer {login} signed in with was removed");
         return Recheck::End { reason: EndReason::OperatorDisabled, message };
     }
+    let names = HashMap::new();
     let facts = Facts {
         now,
         tz,
@@ -99,37 +81,30 @@ pub fn recheck(g: &Gathered, now: DateTime<Utc>, tz: Tz, catalog: &ProductCatalo
         ticket: &g.ticket,
         org: &g.org,
         iks_box: &g.iks_box,
-        grants: &g.grants,
-        names: &g.names,
+        grants: &[],
+        names: &names,
         catalog,
     };
-    match access::decide(&facts) {
-        Ok(_) => Recheck::Holds { forwarding: g.iks_box.allow_forwarding },
-        Err(refusal) => Recheck::End { reason: end_reason(&refusal), message: refusal.why() },
-    }
-}
-
-/// The end reason a session gets when the rule that would refuse it now is `refusal`'s.
-fn end_reason(refusal: &Refusal) -> EndReason {
-    match refusal {
-        Refusal::TicketNotActive { .. } | Refusal::NoTicket(_) => EndReason::TicketClosed,
-        Refusal::NotEligible { .. } => EndReason::CategoryChanged,
-        Refusal::Version { .. } => EndReason::VersionUnsupported,
-        Refusal::Ended { .. } => EndReason::GrantExpired,
-        _ => EndReason::Revoked,
+    match access::eligible(&facts) {
+        Ok(()) => Recheck::Holds { forwarding: g.iks_box.allow_forwarding },
+        Err(refusal) => {
+            let reason = match refusal {
+                Refusal::Version { .. } => EndReason::VersionUnsupported,
+                _ => EndReason::CategoryChanged,
+            };
+            Recheck::End { reason, message: refusal.why() }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::Duration;
-
     use super::*;
-    use crate::access::fixtures::{NOW, active_module, grant, iks_box, org, person, t, ticket};
-    use crate::model::{GrantState, TicketState};
+    use crate::access::fixtures::{NOW, active_module, iks_box, org, person, t, ticket};
+    use crate::model::TicketState;
     use crate::rules::OrgFacts;
 
-    /// A session of engineer 3 on a grant of his, in category 2 (the module paid).
+    /// A session of engineer 3 in category 2 (the support module paid).
     fn running() -> Gathered {
         Gathered {
             person: person(3, "ivanov"),
@@ -137,13 +112,11 @@ mod tests {
             ticket: ticket(TicketState::InProgress),
             org: org(active_module()),
             iks_box: iks_box("iks-standard", "7"),
-            grants: vec![grant(1, GrantState::Approved, -1, 1, Some(3))],
-            names: [(PersonId(5), "petrov".to_string())].into(),
         }
     }
 
     #[test]
-    fn every_rule_of_a_new_connection_ends_a_running_session() {
+    fn the_rules_of_a_new_connection_end_a_running_session() {
         let catalog = ProductCatalog::default();
         let tz = chrono_tz::Europe::Moscow;
         type Change = fn(&mut Gathered);
@@ -160,24 +133,14 @@ mod tests {
                 |g| g.key_valid = false,
                 "operator disabled: the key engineer ivanov signed in with was removed",
             ),
-            ("ticket closed", |g| g.ticket.state = TicketState::Closed, "ticket closed: T-1042: the ticket is closed"),
             ("module lapsed long ago", |g| g.org.facts = OrgFacts::default(), "category changed: T-1042: "),
-            ("version dropped", |g| g.iks_box.version = "5".into(), "version unsupported: T-1042: "),
+            ("IKS Lite", |g| g.iks_box.product = "iks-lite".into(), "category changed: T-1042: "),
             (
-                "revoked",
-                |g| g.grants = vec![grant(1, GrantState::Revoked, -1, 1, Some(3))],
-                "revoked: T-1042: access was revoked by petrov at ",
+                "version dropped",
+                |g| g.iks_box.version = "5".into(),
+                "version unsupported: T-1042: IKS Standard 5 is not a supported version",
             ),
-            (
-                "grant over",
-                |g| g.grants = vec![grant(1, GrantState::Approved, -2, -1, Some(3))],
-                "grant expired: T-1042: the grant ended at ",
-            ),
-            (
-                "grant handed to another engineer",
-                |g| g.grants = vec![grant(1, GrantState::Approved, -1, 1, Some(4))],
-                "revoked: T-1042: the grant is restricted to another engineer",
-            ),
+            ("unknown product", |g| g.iks_box.product = "gone".into(), "version unsupported: T-1042: "),
         ];
         for (name, change, want) in cases {
             let mut g = running();
@@ -188,10 +151,5 @@ mod tests {
             };
             assert!(got.starts_with(want), "{name}: got {got:?}, want {want:?}");
         }
-        // The window's end is not a re-check's business alone: the watchdog's review warns first.
-        let mut g = running();
-        g.grants = vec![grant(1, GrantState::Approved, -1, 1, Some(3))];
-        let later = t(NOW) + Duration::minutes(59);
-        assert!(matches!(recheck(&g, later, tz, &catalog), Recheck::Holds { .. }));
     }
 }

@@ -9,7 +9,7 @@
 //! events, its end) waits in bounded queues and is written when the store returns
 //! ([`crate::store::until_stored`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,6 +30,7 @@ use crate::access::{self, Facts, Refusal};
 use crate::audit::{Actor, Subjects};
 use crate::ca::{self, CertRequest};
 use crate::datadir::KeyRole;
+use crate::ids::PersonId;
 use crate::live::{LiveSession, lock};
 use crate::model::{BoxAuth, EndReason, IksBox, NewSession, Person, SessionEnd, SessionEvent};
 use crate::recording::Recording;
@@ -356,7 +357,13 @@ impl Conn {
         };
         subjects.box_ = Some(iks_box.id);
         let grants: Vec<_> = ticket_grants.into_iter().filter(|g| g.box_id == iks_box.id).collect();
-        let names = crate::recheck::grant_names(&app.store, &grants).await;
+        let mut names = HashMap::new();
+        let named: Vec<PersonId> = grants.iter().flat_map(|g| [g.decided_by, g.revoked_by]).flatten().collect();
+        for id in named {
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+                slot.insert(app.store.person(id).await.map(|p| p.login).unwrap_or_else(|_| format!("person {id}")));
+            }
+        }
         let facts = Facts {
             now: crate::time::now(),
             tz: app.tz(),
