@@ -37,6 +37,10 @@ use crate::recording::tap::Tap;
 /// How many bytes of channel data one connection may hold between russh and the pumps.
 pub const INBOX_BUDGET: usize = 16 << 20;
 
+/// What a message costs from the budget beyond its data: a flood of empty messages
+/// (window changes, EOFs) is bounded too.
+const MESSAGE_COST: usize = 256;
+
 /// What an engineer's session channel asked to run.
 enum Start {
     Shell,
@@ -70,7 +74,7 @@ impl Inbox {
                     ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
                     _ => 0,
                 };
-                let n = u32::try_from(bytes.min(INBOX_BUDGET)).unwrap_or(u32::MAX);
+                let n = u32::try_from((bytes + MESSAGE_COST).min(INBOX_BUDGET)).unwrap_or(u32::MAX);
                 let Ok(permit) = budget.clone().acquire_many_owned(n).await else { return };
                 open = tx.send((msg, permit)).is_ok();
             }

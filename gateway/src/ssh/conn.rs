@@ -159,6 +159,8 @@ pub struct Conn {
     pub store_down: AtomicBool,
     /// The engineer's key, as authenticated (its removal ends the session).
     pub key_fingerprint: OnceLock<String>,
+    /// Set when a channel began opening the session ([`Conn::finish`] waits for it).
+    opening: AtomicBool,
     /// Cuts this connection's socket: ending a session never waits on russh's loop.
     pub severer: Severer,
     /// Bounds what this connection's channels hold between russh and the pumps.
@@ -187,6 +189,7 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
         ended: watch::channel(false).0,
         store_down: AtomicBool::new(false),
         key_fingerprint: OnceLock::new(),
+        opening: AtomicBool::new(false),
         severer,
         inbox_budget: Arc::new(Semaphore::new(super::bridge::INBOX_BUDGET)),
     });
@@ -296,6 +299,7 @@ impl Conn {
     }
 
     async fn open_session(&self) -> Result<Established, Refusal> {
+        self.opening.store(true, Ordering::SeqCst);
         let app = &self.app;
         let store_down = |e: StoreError| {
             // The store cannot take the refusal either: the log is its record.
@@ -542,8 +546,13 @@ impl Conn {
         }
     }
 
-    /// The connection is gone: write the session's end (once).
+    /// The connection is gone: write the session's end (once). A session still being
+    /// opened by a channel task is waited for and ended too, or it would stay live with no
+    /// connection.
     async fn finish(&self) {
+        if self.opening.load(Ordering::SeqCst) {
+            let _ = self.establish().await;
+        }
         let Some(est) = self.established() else { return };
         let live = &est.live;
         // The engineer left (unless something else ended the session first): say so before
