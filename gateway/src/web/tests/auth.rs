@@ -313,10 +313,10 @@ async fn parallel_wrong_passwords_are_counted_before_any_is_checked() {
 #[tokio::test]
 async fn logins_of_the_wrong_shape_are_neither_stored_nor_hashed() {
     let p = Panel::new().await;
-    let long = "я".repeat(3000);
+    let long = "я".repeat(2000);
     for (i, login) in [long.as_str(), "petrov\u{1}", "a b", ""].into_iter().enumerate() {
         let page = login_from(&p, &format!("127.0.0.{}:40000", i + 1), login, PASSWORD).await;
-        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{login:?}");
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "a login of {} bytes", login.len());
         assert!(page.body.contains("Неверный логин или пароль."));
         assert_eq!(page.input("login").as_deref(), Some(""), "not echoed back");
     }
