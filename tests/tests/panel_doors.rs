@@ -130,6 +130,13 @@ fn redirects_stay_on_the_panel_in_chromium() {
         .env("IKS_TARGETS", serde_json::to_string(&HOSTILE).unwrap());
     let run = process::run_timed(&mut node, None, Duration::from_secs(120)).run;
     println!("{}", run.stdout);
-    assert!(run.ok, "a redirect left the panel ({:?})\n{}\n{}\n{}", run.code, run.stdout, run.stderr, serve.log_tail(30));
+    assert!(
+        run.ok,
+        "a redirect left the panel ({:?})\n{}\n{}\n{}",
+        run.code,
+        run.stdout,
+        run.stderr,
+        serve.log_tail(30)
+    );
     assert_eq!(run.stdout.lines().filter(|l| l.contains(" -> http://127.0.0.1:")).count(), 2 * HOSTILE.len());
 }

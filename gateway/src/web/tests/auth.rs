@@ -367,7 +367,8 @@ async fn wrong_codes_lock_the_second_factor_whatever_the_password() {
     // Someone with the password signs in again and again, one wrong code each time.
     let mut statuses = Vec::new();
     for i in 0..8 {
-        let mut b = Browser { address: Some(format!("127.0.3.{}:40000", i + 1).parse().unwrap()), ..Default::default() };
+        let mut b =
+            Browser { address: Some(format!("127.0.3.{}:40000", i + 1).parse().unwrap()), ..Default::default() };
         let page = p.try_login(&mut b, "romashka", PASSWORD).await;
         assert!(page.location().starts_with("/login/totp"), "{}", page.location());
         statuses.push(give_code(&p, &mut b, "000000").await.status);
