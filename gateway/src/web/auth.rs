@@ -116,7 +116,7 @@ async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) ->
     });
     let Ok(Ok(_permit)) = tokio::time::timeout(HASH_WAIT, cores.acquire()).await else {
         tracing::warn!("every core is busy hashing passwords: a sign-in is refused as busy");
-        return Err(WebError::Unavailable);
+        return Err(WebError::Busy);
     };
     tokio::task::spawn_blocking(work).await.map_err(|_| WebError::Internal)
 }

@@ -31,6 +31,9 @@ pub enum WebError {
     Csrf,
     #[error("the store is unavailable")]
     Unavailable,
+    /// Every core is hashing passwords and this one waited too long for its turn.
+    #[error("busy checking passwords")]
+    Busy,
     #[error("internal error")]
     Internal,
 }
@@ -82,6 +85,11 @@ impl IntoResponse for WebError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Хранилище недоступно, попробуйте через минуту.",
                 "The store is unavailable; try again in a minute.",
+            ),
+            Self::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Сервер занят проверкой паролей, попробуйте через минуту.",
+                "The server is busy checking passwords; try again in a minute.",
             ),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Внутренняя ошибка.", "Internal error."),
         };
