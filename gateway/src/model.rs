@@ -348,7 +348,7 @@ pub fn check_api_token_name(name: &str) -> Result<(), InvalidField> {
 }
 
 /// Logins: the slug rules, so they are safe in SSH user names, paths and certificate principals.
-fn check_login(field: &'static str, v: &str) -> Result<(), InvalidField> {
+pub fn check_login(field: &'static str, v: &str) -> Result<(), InvalidField> {
     check_slug(field, v)
 }
 
