@@ -596,12 +596,12 @@ fn the_cli_acting_for_a_person_is_recorded_as_the_cli() {
     approve.env("USER", "alice").env_remove("SUDO_USER");
     iks_e2e::process::run(&mut approve).success();
     let tail = gw.run(&["audit", "tail", "-n", "1"]);
-    assert!(tail.success().contains("  cli:alice on behalf of petrov (cli)  grant.approve  "), "{}", tail.stdout);
+    assert!(tail.success().contains("  cli:alice on behalf of petrov (cli)  access.approve  "), "{}", tail.stdout);
     // The person's ID stays with the event: it is the one petrov's own approval carries.
     let export = gw.run(&["audit", "export"]);
     let lines: Vec<serde_json::Value> =
         export.success().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let approvals: Vec<_> = lines.iter().filter(|l| l["action"] == "grant.approve").collect();
+    let approvals: Vec<_> = lines.iter().filter(|l| l["action"] == "access.approve").collect();
     let [own, on_behalf] = approvals[..] else { panic!("two approvals: {approvals:?}") };
     assert_eq!((&own["actor_kind"], &own["actor_name"]), (&"person".into(), &"petrov".into()));
     assert_eq!(on_behalf["actor_kind"], "cli");

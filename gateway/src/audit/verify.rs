@@ -268,6 +268,9 @@ pub struct ChainVerifier {
     covered: Option<i64>,
     /// The first event no checkpoint covers, and when it was written.
     first_unsigned: Option<(i64, DateTime<Utc>)>,
+    /// The first retention event the policy does not allow: reported at the end, after
+    /// whether anything signed it at all (a forged one is "not vouched for", first).
+    policy_breach: Option<Problem>,
     expectations: Option<Expectations>,
     summary: Summary,
 }
@@ -307,6 +310,7 @@ impl ChainVerifier {
             newest,
             covered,
             first_unsigned: None,
+            policy_breach: None,
             expectations: None,
             summary: Summary { last_checkpoint, ..Summary::default() },
         })
@@ -369,8 +373,9 @@ impl ChainVerifier {
         }
         if let Some(x) = &self.expectations
             && e.action == retention::ACTION
+            && self.policy_breach.is_none()
         {
-            check_retention_policy(e, x.retention_days)?;
+            self.policy_breach = check_retention_policy(e, x.retention_days).err();
         }
         if self.first_unsigned.is_none() && self.covered.is_none_or(|c| e.seq > c) {
             self.first_unsigned = Some((e.seq, e.at));
@@ -472,6 +477,9 @@ impl ChainVerifier {
             && self.vouched.is_none_or(|v| v < retention)
         {
             return Err(Problem::RetentionUnvouched { retention, first: start.seq });
+        }
+        if let Some(breach) = &self.policy_breach {
+            return Err(breach.clone());
         }
         if let Some(x) = &self.expectations {
             self.check_freshness(x, last)?;
