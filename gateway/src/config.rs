@@ -226,7 +226,12 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { checkpoint_every: 1000, checkpoint_interval: "5m".into(), checkpoint_log: String::new(), retention_days: 0 }
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval: "5m".into(),
+            checkpoint_log: String::new(),
+            retention_days: 0,
+        }
     }
 }
 

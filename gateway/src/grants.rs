@@ -160,7 +160,13 @@ pub async fn reject(store: &Store, who: &Person, id: GrantId, note: &str) -> Res
 }
 
 /// Rejects on `who`'s authority, recorded as `actor` (see [`approve_as`]).
-pub async fn reject_as(store: &Store, actor: &Actor, who: &Person, id: GrantId, note: &str) -> Result<Grant, GrantError> {
+pub async fn reject_as(
+    store: &Store,
+    actor: &Actor,
+    who: &Person,
+    id: GrantId,
+    note: &str,
+) -> Result<Grant, GrantError> {
     let g = store.grant(id).await?;
     may_decide(who, &store.ticket(g.ticket_id).await?)?;
     Ok(store.reject_grant(actor, id, who.id, note).await?)

@@ -575,10 +575,7 @@ fn a_cut_back_to_an_older_checkpoint_shows() {
     // With the checkpoint log, the deleted checkpoints are named.
     let line = verify_with(&copy, &log_env).failure().to_string();
     let deleted = left + 1;
-    assert!(
-        line.starts_with(&format!("iks-gateway: error: checkpoint #{deleted} (event #")),
-        "{line}"
-    );
+    assert!(line.starts_with(&format!("iks-gateway: error: checkpoint #{deleted} (event #")), "{line}");
     assert!(line.ends_with("of the checkpoint log is not in the database: it was deleted"), "{line}");
 }
 
@@ -588,8 +585,18 @@ fn a_cut_back_to_an_older_checkpoint_shows() {
 fn the_cli_acting_for_a_person_is_recorded_as_the_cli() {
     let (gw, _) = installation();
     let request = gw.run(&[
-        "access", "request", "--ticket", "T-1001", "--box", "main-gw", "--operator", "ivanov", "--duration", "1h",
-        "--reason", "again",
+        "access",
+        "request",
+        "--ticket",
+        "T-1001",
+        "--box",
+        "main-gw",
+        "--operator",
+        "ivanov",
+        "--duration",
+        "1h",
+        "--reason",
+        "again",
     ]);
     let grant = request.success().split_whitespace().find(|w| w.starts_with("G-")).unwrap().to_string();
     let mut approve = gw.command(&["access", "approve", &grant, "--as", "petrov"]);
@@ -599,11 +606,39 @@ fn the_cli_acting_for_a_person_is_recorded_as_the_cli() {
     assert!(tail.success().contains("  cli:alice on behalf of petrov (cli)  access.approve  "), "{}", tail.stdout);
     // The person's ID stays with the event: it is the one petrov's own approval carries.
     let export = gw.run(&["audit", "export"]);
-    let lines: Vec<serde_json::Value> =
-        export.success().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = export.success().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let approvals: Vec<_> = lines.iter().filter(|l| l["action"] == "access.approve").collect();
     let [own, on_behalf] = approvals[..] else { panic!("two approvals: {approvals:?}") };
     assert_eq!((&own["actor_kind"], &own["actor_name"]), (&"person".into(), &"petrov".into()));
     assert_eq!(on_behalf["actor_kind"], "cli");
     assert_eq!(on_behalf["actor_id"], own["actor_id"]);
+}
+
+/// With every checkpoint deleted, a tail of `checkpoint_every` unsigned events older than
+/// `checkpoint_interval` shows; a young database, or a short tail, is just new.
+#[test]
+fn deleting_every_checkpoint_shows_in_an_old_unsigned_tail() {
+    let (gw, _) = installation();
+    let window = [("IKS_AUDIT_CHECKPOINT_EVERY", "5"), ("IKS_AUDIT_CHECKPOINT_INTERVAL", "1s")];
+    let copy = gw.duplicate();
+    tamper(&copy, "DELETE FROM audit_checkpoints;");
+    let oldest = copy.sqlite3("SELECT at FROM audit_events WHERE seq = 1").success().trim().to_string();
+    let since = chrono::DateTime::parse_from_rfc3339(&oldest).unwrap();
+    let young = verify_with(&copy, &window);
+    if chrono::Utc::now() < since + chrono::Duration::seconds(1) {
+        assert!(young.success().starts_with(&format!("OK: {EVENTS} events")), "{}", young.stdout);
+    }
+    let short = verify_with(&copy, &[("IKS_AUDIT_CHECKPOINT_EVERY", "13"), ("IKS_AUDIT_CHECKPOINT_INTERVAL", "1s")]);
+    assert!(short.success().starts_with(&format!("OK: {EVENTS} events, 2 recordings, no checkpoint yet")));
+    while chrono::Utc::now() <= since + chrono::Duration::seconds(1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        verify_with(&copy, &window).failure(),
+        format!(
+            "iks-gateway: error: checkpoints deleted: events #1–#{EVENTS} (the oldest from {oldest}) are covered by \
+             no checkpoint, more than [audit] checkpoint_every = 5 older than checkpoint_interval"
+        )
+    );
+    assert!(verify_with(&gw, &window).ok, "the original is untouched");
 }

@@ -510,7 +510,8 @@ impl ChainVerifier {
 /// older than that many days when it ran. The rule is the configured one now, so turning
 /// retention off after it ran makes its past deletions show.
 fn check_retention_policy(e: &Event, days: u32) -> Result<(), Problem> {
-    let d: RetentionDetails = serde_json::from_str(&e.details).map_err(|_| Problem::RetentionMalformed { seq: e.seq })?;
+    let d: RetentionDetails =
+        serde_json::from_str(&e.details).map_err(|_| Problem::RetentionMalformed { seq: e.seq })?;
     match retention::cutoff(days, e.at) {
         Some(allowed) if d.cutoff <= allowed => Ok(()),
         _ => Err(Problem::RetentionPolicy { seq: e.seq, cutoff: d.cutoff, days }),
@@ -783,12 +784,7 @@ mod tests {
 
     fn retained_before(cutoff: DateTime<Utc>) -> (Vec<Event>, ChainStart) {
         let mut events = chain(8);
-        let details = RetentionDetails {
-            cutoff,
-            deleted: 3,
-            first_seq: 4,
-            first_prev_hash: events[2].hash.clone(),
-        };
+        let details = RetentionDetails { cutoff, deleted: 3, first_seq: 4, first_prev_hash: events[2].hash.clone() };
         let retention =
             seal(9, &events[7].hash, retention::ACTION, Subjects::default(), &serde_json::to_string(&details).unwrap());
         let start = ChainStart::from_retention_event(&retention).unwrap();
@@ -863,12 +859,7 @@ mod tests {
     }
 
     fn expectations(now: DateTime<Utc>, every: u64, retention_days: u32) -> Expectations {
-        Expectations {
-            now,
-            checkpoint_every: every,
-            checkpoint_interval: chrono::Duration::minutes(1),
-            retention_days,
-        }
+        Expectations { now, checkpoint_every: every, checkpoint_interval: chrono::Duration::minutes(1), retention_days }
     }
 
     #[test]

@@ -304,7 +304,11 @@ impl Store {
     /// the events after it link, and none of them is a retention (the gateway signs its own
     /// in the same transaction). So a gateway never signs over a cut, a rewrite or a forged
     /// retention, and keeps refusing until someone looks.
-    async fn check_unsigned(&self, trusted: &PublicKey, remembered: Option<&Checkpoint>) -> Result<(), CheckpointError> {
+    async fn check_unsigned(
+        &self,
+        trusted: &PublicKey,
+        remembered: Option<&Checkpoint>,
+    ) -> Result<(), CheckpointError> {
         if let Some(r) = remembered {
             let stored = sqlx::query("SELECT signature FROM audit_checkpoints WHERE id = $1")
                 .bind(r.id)

@@ -421,7 +421,10 @@ async fn checkpoints_and_retention(db: &TestDb) {
     let cutoff = events[3].at;
     let keep_from = events.iter().find(|e| e.at >= cutoff).unwrap().seq;
     let r = store.apply_audit_retention(&Actor::system(), &key, cutoff, None).await.unwrap().unwrap();
-    assert_eq!((r.checkpoint.signed.seq, &r.checkpoint.signed.hash), (r.event, &store.latest_audit_events(1).await.unwrap()[0].hash));
+    assert_eq!(
+        (r.checkpoint.signed.seq, &r.checkpoint.signed.hash),
+        (r.event, &store.latest_audit_events(1).await.unwrap()[0].hash)
+    );
     assert_eq!((r.details.first_seq, r.details.deleted, r.event), (keep_from, keep_from - 1, 7));
     let start = store.audit_chain_start().await.unwrap();
     assert_eq!((start.seq, start.retention_event), (keep_from, Some(7)));
@@ -502,7 +505,8 @@ async fn the_gateway_signs_over_no_cut_and_no_forged_retention(db: &TestDb) {
     };
     let mut tx = store.begin().await.unwrap();
     let value = serde_json::to_value(&details).unwrap();
-    let forged = tx.audit(NewEvent::new(&Actor::system(), "audit.retention", Subjects::default(), value)).await.unwrap();
+    let forged =
+        tx.audit(NewEvent::new(&Actor::system(), "audit.retention", Subjects::default(), value)).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(forged.seq, head.seq + 1);
     let refused = store.checkpoint_audit(&key, None, None).await.unwrap_err().to_string();
