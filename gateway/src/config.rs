@@ -214,13 +214,36 @@ impl TicketsConfig {
 pub struct AuditConfig {
     /// Sign a checkpoint once this many events were appended since the newest one.
     pub checkpoint_every: u64,
+    /// While serving, sign a checkpoint at least this often (a duration like 5m), each
+    /// promising the next within twice this: the window an undetected cut can span.
+    pub checkpoint_interval: String,
+    /// Append a copy of every checkpoint to this file (empty: none); `audit verify`
+    /// requires each one in it to be in the database.
+    pub checkpoint_log: String,
     /// Delete audit events older than this many days; 0 keeps them forever.
     pub retention_days: u32,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { checkpoint_every: 1000, retention_days: 0 }
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval: "5m".into(),
+            checkpoint_log: String::new(),
+            retention_days: 0,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// `checkpoint_interval` as a duration; [`Config::validate`] guarantees it parses.
+    pub fn checkpoint_interval(&self) -> chrono::Duration {
+        parse_duration(&self.checkpoint_interval).unwrap_or_else(|_| chrono::Duration::minutes(5))
+    }
+
+    /// The checkpoint log, if one is configured.
+    pub fn checkpoint_log(&self) -> Option<crate::audit::checkpoint::CheckpointLog> {
+        (!self.checkpoint_log.is_empty()).then(|| crate::audit::checkpoint::CheckpointLog::new(&self.checkpoint_log))
     }
 }
 
@@ -297,6 +320,11 @@ impl Config {
         }
         if self.audit.checkpoint_every == 0 {
             return Err(invalid("audit.checkpoint_every", "must be at least 1".into()));
+        }
+        let interval = parse_duration(&self.audit.checkpoint_interval)
+            .map_err(|e| invalid("audit.checkpoint_interval", e.to_string()))?;
+        if interval < chrono::Duration::seconds(1) || interval > chrono::Duration::hours(24) {
+            return Err(invalid("audit.checkpoint_interval", "must be between 1s and 24h".into()));
         }
         parse_duration(&self.tickets.due_soon).map_err(|e| invalid("tickets.due_soon", e.to_string()))?;
         parse_duration(&self.http.idle_timeout).map_err(|e| invalid("http.idle_timeout", e.to_string()))?;
@@ -409,6 +437,8 @@ mod tests {
             ("[access]\nstore_grace = \"2h\"\n", &[], "access.store_grace: must be at most 1 hour"),
             ("[tickets]\nautoclose_days = 0\n", &[], "tickets.autoclose_days"),
             ("[audit]\ncheckpoint_every = 0\n", &[], "audit.checkpoint_every"),
+            ("[audit]\ncheckpoint_interval = \"0s\"\n", &[], "audit.checkpoint_interval"),
+            ("[audit]\ncheckpoint_interval = \"soon\"\n", &[], "audit.checkpoint_interval"),
             ("[audit]\nretention_days = -1\n", &[], "expected u32"),
             ("[tickets]\ndue_soon = \"soon\"\n", &[], "tickets.due_soon"),
             ("[database]\nurl = \"mysql://x\"\n", &[], "database.url"),

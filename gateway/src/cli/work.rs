@@ -399,6 +399,11 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
+/// Who acts when a command says `--as LOGIN`: the CLI, on the person's authority.
+fn on_behalf(p: &Person) -> Actor {
+    Actor::cli_on_behalf(p.id, &p.login)
+}
+
 async fn person(store: &Store, login: &str) -> anyhow::Result<Person> {
     store.person_by_login(login).await.map_err(|_| anyhow!("no person with login '{login}'"))
 }
@@ -443,12 +448,17 @@ pub async fn access(ctx: &Context, cmd: AccessCommand, json: bool) -> anyhow::Re
         AccessCommand::Approve { grant, who, until, any_engineer } => {
             let who = person(&store, &who).await?;
             let until = until.as_deref().map(parse_until).transpose()?;
-            grants::approve(&store, config, &who, grant, &ApproveOptions { until, any_engineer, note: None }).await?
+            let opts = ApproveOptions { until, any_engineer, note: None };
+            grants::approve_as(&store, config, &on_behalf(&who), &who, grant, &opts).await?
         }
         AccessCommand::Reject { grant, who, reason } => {
-            grants::reject(&store, &person(&store, &who).await?, grant, &reason).await?
+            let who = person(&store, &who).await?;
+            grants::reject_as(&store, &on_behalf(&who), &who, grant, &reason).await?
         }
-        AccessCommand::Revoke { grant, who } => grants::revoke(&store, &person(&store, &who).await?, grant).await?,
+        AccessCommand::Revoke { grant, who } => {
+            let who = person(&store, &who).await?;
+            grants::revoke_as(&store, &on_behalf(&who), &who, grant).await?
+        }
         AccessCommand::List { ticket, state } => {
             let filter =
                 GrantFilter { ticket, state: state.as_deref().and_then(GrantState::parse), ..Default::default() };
