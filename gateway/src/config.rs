@@ -61,6 +61,21 @@ pub struct SshConfig {
     pub public_address: String,
     /// The ciphers engineers' clients may choose from (see [`crate::ssh::ciphers`]).
     pub ciphers: Vec<String>,
+    /// A connection that has not begun to authenticate this long after it was accepted is
+    /// closed, e.g. "10s" (key exchange takes milliseconds).
+    pub handshake_timeout: String,
+    /// A connection not authenticated this long after it was accepted is closed, e.g.
+    /// "120s" (OpenSSH's LoginGraceTime). An enrolling agent never counts as authenticated.
+    pub login_grace_time: String,
+    /// Unauthenticated connections held at once; beyond, new ones are closed at once.
+    pub max_unauthenticated: u32,
+    /// Unauthenticated connections held at once from one IPv4 address or IPv6 /64.
+    pub max_unauthenticated_per_address: u32,
+    /// Each agent's reports and connections are audited up to `agent_audit_events` per
+    /// `agent_audit_window`; beyond, one summary event per window (see
+    /// [`crate::ssh::agent_audit`]).
+    pub agent_audit_window: String,
+    pub agent_audit_events: u32,
 }
 
 impl Default for SshConfig {
@@ -71,11 +86,32 @@ impl Default for SshConfig {
             node: String::new(),
             public_address: String::new(),
             ciphers: crate::ssh::ciphers::DEFAULT.iter().map(|c| c.as_ref().to_string()).collect(),
+            handshake_timeout: "10s".into(),
+            login_grace_time: "120s".into(),
+            max_unauthenticated: 256,
+            max_unauthenticated_per_address: 32,
+            agent_audit_window: "10m".into(),
+            agent_audit_events: 20,
         }
     }
 }
 
 impl SshConfig {
+    /// `handshake_timeout`; [`Config::validate`] guarantees it parses.
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std_duration(&self.handshake_timeout).unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    /// `agent_audit_window`; [`Config::validate`] guarantees it parses.
+    pub fn agent_audit_window(&self) -> std::time::Duration {
+        std_duration(&self.agent_audit_window).unwrap_or(std::time::Duration::from_secs(600))
+    }
+
+    /// `login_grace_time`; [`Config::validate`] guarantees it parses.
+    pub fn login_grace_time(&self) -> std::time::Duration {
+        std_duration(&self.login_grace_time).unwrap_or(std::time::Duration::from_secs(120))
+    }
+
     /// The host and port people connect to: `public_address`, else the listen address.
     pub fn public_host_port(&self) -> (String, u16) {
         parse_host_port(&self.public_address).unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port()))
@@ -338,6 +374,19 @@ impl Config {
             return Err(invalid("ssh.public_address", message));
         }
         crate::ssh::ciphers::engineer_leg(&self.ssh.ciphers).map_err(|e| invalid("ssh.ciphers", e))?;
+        let handshake =
+            positive_duration(&self.ssh.handshake_timeout).map_err(|e| invalid("ssh.handshake_timeout", e))?;
+        let grace = positive_duration(&self.ssh.login_grace_time).map_err(|e| invalid("ssh.login_grace_time", e))?;
+        if handshake > grace {
+            return Err(invalid("ssh.handshake_timeout", "must not be longer than ssh.login_grace_time".into()));
+        }
+        positive_duration(&self.ssh.agent_audit_window).map_err(|e| invalid("ssh.agent_audit_window", e))?;
+        if self.ssh.max_unauthenticated == 0 {
+            return Err(invalid("ssh.max_unauthenticated", "must be at least 1".into()));
+        }
+        if self.ssh.max_unauthenticated_per_address == 0 {
+            return Err(invalid("ssh.max_unauthenticated_per_address", "must be at least 1".into()));
+        }
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
         Ok(())
@@ -377,6 +426,16 @@ fn apply_env(table: &mut toml::Table, var: &str, rest: &str, value: &str) -> Res
     };
     section_table.insert(key.to_string(), parsed);
     Ok(())
+}
+
+fn std_duration(s: &str) -> Option<std::time::Duration> {
+    parse_duration(s).ok().and_then(|d| d.to_std().ok())
+}
+
+/// A duration above zero, or why not.
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s).map_err(|e| e.to_string())?;
+    d.to_std().ok().filter(|d| !d.is_zero()).ok_or_else(|| format!("'{s}' must be longer than zero"))
 }
 
 fn one_line(s: &str) -> String {

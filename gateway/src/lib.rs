@@ -41,6 +41,7 @@ pub mod search;
 pub mod ssh;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod tickets;
 pub mod time;
 pub mod tunnel;

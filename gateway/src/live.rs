@@ -227,7 +227,7 @@ impl LiveSession {
     }
 
     fn say(&self, text: &str, and_close: bool) {
-        let line = format!("\r\n[iks-gateway] {text}\r\n");
+        let line = format!("\r\n[iks-gateway] {}\r\n", crate::text::one_line(text));
         if let Some(rec) = lock(&self.recording).as_mut() {
             // A failing recording ends the session through the data path; a notice is best effort.
             let _ = rec.notice(&line);

@@ -22,6 +22,10 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The agents (and their sessions' data connections) this node holds.
     pub tunnels: crate::tunnel::Tunnels,
+    /// The SSH port's connections that have not authenticated yet: caps and deadlines.
+    pub admission: Arc<crate::ssh::admission::Admission>,
+    /// How many audit events each agent's reports and reconnects may still cause.
+    pub agent_audit: crate::ssh::agent_audit::AgentAudit,
 }
 
 impl std::fmt::Debug for AppState {
@@ -34,6 +38,11 @@ impl AppState {
     /// A node that holds no sessions or agents yet and is not shutting down.
     pub fn new(store: Store, config: Arc<Config>, data_dir: DataDir, user_ca: PrivateKey, node: String) -> Self {
         Self {
+            admission: Arc::new(crate::ssh::admission::Admission::new(&config.ssh)),
+            agent_audit: crate::ssh::agent_audit::AgentAudit::new(
+                config.ssh.agent_audit_window(),
+                config.ssh.agent_audit_events,
+            ),
             store,
             config,
             data_dir,

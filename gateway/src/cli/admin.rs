@@ -763,8 +763,7 @@ struct Output {
 
 impl Output {
     fn print_json<T: serde::Serialize>(&self, v: &T) -> anyhow::Result<()> {
-        out!("{}", serde_json::to_string_pretty(v)?);
-        Ok(())
+        super::json_out(v)
     }
 
     fn org(&self, org: &Organisation, verb: &str) -> anyhow::Result<()> {

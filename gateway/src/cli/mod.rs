@@ -1,16 +1,29 @@
 //! Command-line definition and glue.
 
-/// `println!` for command output: a closed pipe (`| head`) ends the command quietly
-/// instead of panicking, as Unix tools do.
+/// `println!` for command output. The text may hold people's words (names, notes,
+/// descriptions), so control characters are shown, never sent to the terminal.
 macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
+    ($($arg:tt)*) => {
+        crate::cli::write_line(&iks_gateway::text::for_terminal(&format!($($arg)*)))
+    };
+}
+
+/// Writes one line to stdout; a closed pipe (`| head`) ends the command quietly instead of
+/// panicking, as Unix tools do.
+fn write_line(line: &str) {
+    use std::io::Write as _;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
         }
-    }};
+    }
+}
+
+/// `--json` output. JSON escapes control characters itself, so its strings stay exactly as
+/// stored.
+fn json_out<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    write_line(&serde_json::to_string_pretty(v)?);
+    Ok(())
 }
 
 mod admin;

@@ -17,8 +17,8 @@ use iks_gateway::time::display;
 use iks_gateway::web::i18n::Lang;
 use serde_json::json;
 
-use super::Context;
 use super::admin::{resolve_org, resolve_org_filter};
+use super::{Context, json_out};
 
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
@@ -199,11 +199,6 @@ pub enum SessionCommand {
     },
     /// Print the plain text the session's terminal showed.
     Transcript { session: SessionId },
-}
-
-fn json_out<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    out!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 pub async fn ticket(ctx: &Context, cmd: TicketCommand, json: bool) -> anyhow::Result<()> {

@@ -12,8 +12,9 @@ use iks_proto::{AgentMsg, AgentState, AgentUser, CONTROL_COMMAND, DialRefusal, L
 use russh::keys::{HashAlg, PublicKey};
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::agent_audit::Verdict;
 use super::conn::Conn;
 use crate::ids::AgentId;
 use crate::model::{Agent, AgentReport, EndReason};
@@ -39,6 +40,10 @@ pub enum AgentPeer {
 
 /// How long an agent has, after logging in, to say what it wants.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an enrolling connection has, after logging in, to open its channel and again to
+/// present its token: anyone may log in to enrol, so it gets no more than it needs.
+const ENROLL_WITHIN: Duration = Duration::from_secs(10);
 
 async fn active_agent(conn: &Conn, key: &PublicKey) -> Option<Agent> {
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
@@ -98,13 +103,31 @@ fn peer_kind(p: &AgentPeer) -> String {
     }
 }
 
-/// After authentication: a data connection is handed to the session that asked for it.
-pub fn succeeded(conn: &Conn, handle: Handle) {
-    if let Some(AgentPeer::Data { dial, box_name, .. }) = conn.agent.get()
-        && !conn.app.tunnels.deliver(dial, box_name, handle, conn.ended.subscribe(), conn.severer.clone())
-    {
-        // The session gave up waiting; the connection is useless and the agent will close it.
-        info!(dial, "a data connection arrived after its session gave up");
+/// After authentication: a data connection is handed to the session that asked for it; an
+/// enrolling one must open its channel within [`ENROLL_WITHIN`] or is cut off.
+pub fn succeeded(conn: &Arc<Conn>, handle: Handle) {
+    match conn.agent.get() {
+        Some(AgentPeer::Data { dial, box_name, .. }) => {
+            if !conn.app.tunnels.deliver(dial, box_name, handle, conn.ended.subscribe(), conn.severer.clone()) {
+                // The session gave up waiting; the connection is useless and the agent will close it.
+                info!(dial, "a data connection arrived after its session gave up");
+            }
+        }
+        Some(AgentPeer::Enrolling(_)) => {
+            let conn = conn.clone();
+            tokio::spawn(
+                async move {
+                    tokio::time::sleep(ENROLL_WITHIN).await;
+                    if !conn.agent_channel_taken.load(std::sync::atomic::Ordering::SeqCst) {
+                        info!("no enrolment request in time: disconnecting");
+                        let why = "no enrolment request in time".to_string();
+                        let _ = handle.disconnect(russh::Disconnect::ByApplication, why, "en".into()).await;
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+        _ => {}
     }
 }
 
@@ -138,8 +161,8 @@ pub fn exec_allowed(peer: &AgentPeer, command: &[u8]) -> bool {
     }
 }
 
-/// Waits for the channel's exec request and returns its command.
-async fn exec_command(rx: &mut russh::ChannelReadHalf) -> Option<Vec<u8>> {
+/// Waits up to `within` for the channel's exec request and returns its command.
+async fn exec_command(rx: &mut russh::ChannelReadHalf, within: Duration) -> Option<Vec<u8>> {
     let wait = async {
         loop {
             match rx.wait().await {
@@ -149,13 +172,13 @@ async fn exec_command(rx: &mut russh::ChannelReadHalf) -> Option<Vec<u8>> {
             }
         }
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, wait).await.ok().flatten()
+    tokio::time::timeout(within, wait).await.ok().flatten()
 }
 
 /// The enrolment: one exec, one answer, then the connection is closed.
 async fn enroll(app: App, key: PublicKey, channel: Channel<Msg>, handle: Handle) {
     let (mut rx, tx) = channel.split();
-    if let Some(command) = exec_command(&mut rx).await {
+    if let Some(command) = exec_command(&mut rx, ENROLL_WITHIN).await {
         match crate::enrollment::enroll(&app.store, &command, &key).await {
             Ok(done) => {
                 info!(agent = %done.agent.id, r#box = %done.iks_box.name, org = %done.org.name, "agent enrolled");
@@ -177,7 +200,8 @@ async fn enroll(app: App, key: PublicKey, channel: Channel<Msg>, handle: Handle)
                 }
             }
             Err(failure) => {
-                let message = failure.message(app.tz());
+                // Shown on the box's terminal; it may name the box or the organisation.
+                let message = crate::text::one_line(&failure.message(app.tz()));
                 let _ = tx.extended_data_bytes(1, format!("{message}\n").into_bytes()).await;
                 let _ = tx.exit_status(1).await;
             }
@@ -249,7 +273,7 @@ async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>
     let (mut rx, tx) = channel.split();
     let mut lines = LineBuffer::default();
     let mut queued = Vec::new();
-    let first = match exec_command(&mut rx).await {
+    let first = match exec_command(&mut rx, REQUEST_TIMEOUT).await {
         Some(command) if command == CONTROL_COMMAND.as_bytes() => {
             tokio::time::timeout(REQUEST_TIMEOUT, next_message(&mut rx, &mut lines, &mut queued)).await.ok().flatten()
         }
@@ -277,7 +301,16 @@ async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>
             .disconnect(russh::Disconnect::ByApplication, "replaced by a new connection".into(), "en".into())
             .await;
     }
-    match app.store.agent_connected(agent.id, &app.node, &connection, &report).await {
+    // Over its audit budget an agent still connects, but the store hears only its presence;
+    // its report waits (`pending`) until the budget allows an event again.
+    let audited = audit_budget(&app, agent.id);
+    let mut pending = (!audited).then(|| report.clone());
+    let connected = if audited {
+        app.store.agent_connected(agent.id, &app.node, &connection, &report).await
+    } else {
+        app.store.agent_connected_quietly(agent.id, &app.node, &connection, &report).await
+    };
+    match connected {
         Ok(_) => {
             info!(%connection, version = ?report.version, disabled = report.remote_access_disabled, "agent connected")
         }
@@ -291,6 +324,7 @@ async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>
         // The store may be briefly away: the tunnel works without it, presence catches up.
         Err(e) => warn!(error = %e, "cannot record the agent's connection"),
     }
+    let mut retry_at = pending.as_ref().map(|_| app.agent_audit.retry_at(agent.id));
     loop {
         tokio::select! {
             next = next_message(&mut rx, &mut lines, &mut queued) => {
@@ -305,15 +339,17 @@ async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>
                 if new == report {
                     continue;
                 }
+                // The kill switch acts at once, whatever the audit budget says.
                 if new.remote_access_disabled && !report.remote_access_disabled {
                     remote_access_disabled(&app, agent.id, &box_name).await;
                 }
                 app.tunnels.set_remote_access_disabled(agent.box_id, serial, new.remote_access_disabled);
-                if let Err(e) = app.store.agent_reported(agent.id, &connection, &new).await {
-                    warn!(error = %e, "cannot record the agent's report");
-                }
-                info!(version = ?new.version, disabled = new.remote_access_disabled, "agent reported");
                 report = new;
+                pending = Some(report.clone());
+                retry_at = store_report(&app, agent.id, &connection, &mut pending).await;
+            }
+            () = sleep_until_some(retry_at), if pending.is_some() => {
+                retry_at = store_report(&app, agent.id, &connection, &mut pending).await;
             }
             Some(command) = queue.recv() => {
                 let Ok(bytes) = iks_proto::line(&command) else { continue };
@@ -324,13 +360,72 @@ async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>
         }
     }
     app.tunnels.unregister(agent.box_id, serial);
-    match app.store.agent_disconnected(agent.id, &connection, "connection closed").await {
+    let disconnected = if audited {
+        app.store.agent_disconnected(agent.id, &connection, "connection closed").await
+    } else {
+        app.store.agent_disconnected_quietly(agent.id, &connection, "connection closed").await
+    };
+    match disconnected {
         Ok(true) => info!(%connection, "agent disconnected"),
         Ok(false) => {}
         Err(e) => warn!(error = %e, "cannot record the agent's disconnection"),
     }
     // Without its control channel the connection is useless: make sure it goes.
     let _ = handle.disconnect(russh::Disconnect::ByApplication, "control channel closed".into(), "en".into()).await;
+}
+
+/// Counts a report or connection against the agent's audit budget: `true` when it may be
+/// audited. The window's first suppression arranges the summary event for its end.
+fn audit_budget(app: &App, agent: AgentId) -> bool {
+    match app.agent_audit.take(agent) {
+        Verdict::Audit => true,
+        Verdict::Suppress { first, until } => {
+            if first {
+                warn!("the agent reports or reconnects too often: its events are summarised until the window ends");
+                let app = app.clone();
+                let summary = async move {
+                    tokio::time::sleep_until(until).await;
+                    if let Some(n) = app.agent_audit.summary(agent) {
+                        info!(suppressed = n, "agent events suppressed in the last window");
+                        if let Err(e) = app.store.agent_events_suppressed(agent, n, app.agent_audit.window()).await {
+                            warn!(error = %e, "cannot record the suppressed agent events");
+                        }
+                    }
+                };
+                tokio::spawn(summary.in_current_span());
+            }
+            false
+        }
+    }
+}
+
+/// Writes the agent's latest report (`pending`) when its audit budget allows; otherwise it
+/// stays pending, and the returned time is when to try again.
+async fn store_report(
+    app: &App,
+    agent: AgentId,
+    connection: &str,
+    pending: &mut Option<AgentReport>,
+) -> Option<tokio::time::Instant> {
+    let report = pending.as_ref()?;
+    if !audit_budget(app, agent) {
+        debug!(version = ?report.version, disabled = report.remote_access_disabled, "agent report held back");
+        return Some(app.agent_audit.retry_at(agent));
+    }
+    if let Err(e) = app.store.agent_reported(agent, connection, report).await {
+        warn!(error = %e, "cannot record the agent's report");
+    }
+    info!(version = ?report.version, disabled = report.remote_access_disabled, "agent reported");
+    *pending = None;
+    None
+}
+
+/// Resolves at `at`, or never.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The customer turned the kill switch on: sessions on the box end now.

@@ -271,7 +271,7 @@ fn start_kind(start: &Start) -> crate::recording::tap::Kind {
 
 /// Tells the engineer why, on stderr, and ends the channel with exit status 1.
 async fn refuse(front: &ChannelWriteHalf<ServerMsg>, message: &str, newline: &str) {
-    let _ = front.extended_data_bytes(1, format!("{message}{newline}").into_bytes()).await;
+    let _ = front.extended_data_bytes(1, format!("{}{newline}", crate::text::one_line(message)).into_bytes()).await;
     let _ = front.exit_status(1).await;
     let _ = front.eof().await;
     let _ = front.close().await;

@@ -168,11 +168,7 @@ pub struct Conn {
 }
 
 /// Serves one TCP connection until it ends, then records the session's end.
-pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketAddr) {
-    let (severer, stream) = match Severer::new(stream) {
-        Ok(s) => s,
-        Err(e) => return warn!(error = %e, %peer, "cannot serve a connection"),
-    };
+pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, severer: Severer, peer: SocketAddr) {
     let (closer, mut closed) = watch::channel(None);
     let conn = Arc::new(Conn {
         app,
@@ -233,7 +229,7 @@ impl Conn {
         if tokio::time::timeout(CLIENT_LEAVES, &mut *running).await.is_ok() {
             return;
         }
-        let why = format!("iks-gateway: session closed: {message}");
+        let why = format!("iks-gateway: session closed: {}", crate::text::one_line(message));
         let polite = handle.disconnect(russh::Disconnect::ByApplication, why, "en".into());
         let _ = tokio::time::timeout(super::DISCONNECT_WAIT, polite).await;
         if tokio::time::timeout_at(deadline, &mut *running).await.is_err() {
@@ -269,7 +265,11 @@ impl Conn {
     }
 
     pub fn add_notice(&self, text: String) {
-        lock(&self.notices).push(text);
+        let mut notices = lock(&self.notices);
+        // A client may repeat a refused request without end: the first few say it all.
+        if notices.len() < 8 {
+            notices.push(text);
+        }
     }
 
     pub fn take_notices(&self) -> Vec<String> {

@@ -52,20 +52,41 @@ impl Front {
             }
         }
     }
+
+    /// The client's first authentication request: its key exchange is done.
+    fn began_authentication(&self) {
+        self.conn.app.admission.authenticating(self.conn.peer);
+    }
+
+    /// Keeps a refused request's notice for the engineer's first channel. An agent's
+    /// connection prints nothing, so its requests leave nothing behind; an engineer's
+    /// notices are few and short ([`Conn::add_notice`] keeps the first ones).
+    fn notice(&self, text: String) {
+        if self.agent().is_some() {
+            debug!(notice = %text, "agent request refused");
+        } else {
+            // Shown as the client sent it, controls visible (it may carry any bytes).
+            self.conn.add_notice(crate::text::one_line(&text));
+        }
+    }
+
 }
 
 impl Handler for Front {
     type Error = russh::Error;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        self.began_authentication();
         Ok(Auth::reject())
     }
 
     async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        self.began_authentication();
         Ok(Auth::reject())
     }
 
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        self.began_authentication();
         let known = match iks_proto::AgentUser::parse(user) {
             Some(agent_user) => agent::offered(&self.conn, &agent_user, offer.public_key).await,
             None => self.operator_key(user, offer.public_key, false).await,
@@ -83,6 +104,15 @@ impl Handler for Front {
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         agent::succeeded(&self.conn, session.handle());
+        // Anyone may log in to enrol (any key), and a connection let in while the store is
+        // down can do nothing: neither leaves the unauthenticated count or its deadline.
+        let working = match self.agent() {
+            Some(peer) => !matches!(peer, AgentPeer::Enrolling(_)),
+            None => self.conn.operator.get().is_some(),
+        };
+        if working {
+            self.conn.app.admission.authenticated(self.conn.peer);
+        }
         Ok(())
     }
 
@@ -216,13 +246,13 @@ impl Handler for Front {
         _screen: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.conn.add_notice("X11 forwarding is refused by the gateway".into());
+        self.notice("X11 forwarding is refused by the gateway".into());
         session.channel_failure(channel)
     }
 
     async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
         // The engineer's agent must never be reachable from a customer's box.
-        self.conn.add_notice("agent forwarding is refused by the gateway".into());
+        self.notice("agent forwarding is refused by the gateway".into());
         Ok(false)
     }
 
@@ -232,12 +262,21 @@ impl Handler for Front {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        self.conn.add_notice(format!("remote port forwarding ({address}:{port}) is refused by the gateway"));
+        self.notice(format!("remote port forwarding ({}:{port}) is refused by the gateway", shorten(address)));
         Ok(false)
     }
 
     async fn streamlocal_forward(&mut self, path: &str, _session: &mut Session) -> Result<bool, Self::Error> {
-        self.conn.add_notice(format!("remote socket forwarding ({path}) is refused by the gateway"));
+        self.notice(format!("remote socket forwarding ({}) is refused by the gateway", shorten(path)));
         Ok(false)
+    }
+}
+
+/// What a client asked for, cut to a length worth printing back.
+fn shorten(text: &str) -> String {
+    const SHOWN: usize = 64;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
     }
 }

@@ -6,7 +6,9 @@
 //! channel on the box by two pumps ([`bridge`]), one per direction, so typing (Ctrl-C)
 //! never waits behind output and every buffer on the way is bounded.
 
+pub mod admission;
 pub(crate) mod agent;
+pub mod agent_audit;
 mod bridge;
 pub mod ciphers;
 mod conn;
@@ -82,7 +84,10 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(conn::run(app.clone(), config.clone(), stream, peer));
+                    let (admission, app, config) = (app.admission.clone(), app.clone(), config.clone());
+                    connections.spawn(admission::guard(admission, stream, peer, move |stream, severer| {
+                        conn::run(app, config, stream, severer, peer)
+                    }));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: keep serving the sessions we have.

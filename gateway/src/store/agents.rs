@@ -365,8 +365,48 @@ impl Store {
         connection: &str,
         report: &AgentReport,
     ) -> Result<Agent> {
+        self.agent_online(id, node, connection, report, true).await
+    }
+
+    /// As [`Self::agent_connected`] for an agent over its audit budget
+    /// ([`crate::ssh::agent_audit`]): presence and the kill switch only, no event. Its
+    /// report reaches the box (audited) once the budget allows.
+    pub async fn agent_connected_quietly(
+        &self,
+        id: AgentId,
+        node: &str,
+        connection: &str,
+        report: &AgentReport,
+    ) -> Result<Agent> {
+        self.agent_online(id, node, connection, report, false).await
+    }
+
+    async fn agent_online(
+        &self,
+        id: AgentId,
+        node: &str,
+        connection: &str,
+        report: &AgentReport,
+        audited: bool,
+    ) -> Result<Agent> {
         let mut tx = self.begin().await?;
         let at = to_db(now());
+        if !audited {
+            let row = sqlx::query(&format!(
+                "UPDATE agents SET node = $2, connection = $3, online_since = $4, last_seen = $4, \
+                 remote_access_disabled = $5 WHERE id = $1 AND revoked_at IS NULL RETURNING {AGENT_COLUMNS}"
+            ))
+            .bind(id.get())
+            .bind(node)
+            .bind(connection)
+            .bind(&at)
+            .bind(i64::from(report.remote_access_disabled))
+            .fetch_optional(tx.conn())
+            .await?
+            .ok_or_else(|| not_found("active agent", id))?;
+            tx.commit().await?;
+            return agent_from_row(&row);
+        }
         let row = sqlx::query(&format!(
             "UPDATE agents SET node = $2, connection = $3, online_since = $4, last_seen = $4, agent_version = $5, \
              product = $6, version = $7, remote_access_disabled = $8 WHERE id = $1 AND revoked_at IS NULL \
@@ -442,6 +482,39 @@ impl Store {
     /// The control connection `connection` ended. Returns `false` (and writes nothing) when
     /// a newer connection has taken over meanwhile.
     pub async fn agent_disconnected(&self, id: AgentId, connection: &str, why: &str) -> Result<bool> {
+        self.agent_offline(id, connection, why, true).await
+    }
+
+    /// As [`Self::agent_disconnected`], without an event: the end of a connection that was
+    /// made quietly ([`Self::agent_connected_quietly`]).
+    pub async fn agent_disconnected_quietly(&self, id: AgentId, connection: &str, why: &str) -> Result<bool> {
+        self.agent_offline(id, connection, why, false).await
+    }
+
+    /// One event for what an agent's audit budget held back in a window: `suppressed`
+    /// reports and connections over `window` ([`crate::ssh::agent_audit`]).
+    pub async fn agent_events_suppressed(
+        &self,
+        id: AgentId,
+        suppressed: u32,
+        window: std::time::Duration,
+    ) -> Result<()> {
+        let agent = self.agent(id).await?;
+        let mut tx = self.begin().await?;
+        let b = tx.box_for_update(agent.box_id).await?;
+        tx.audit(NewEvent::new(
+            &Actor::agent(id, &b.name),
+            "agent.suppressed",
+            box_subjects(&b),
+            json!({ "suppressed": suppressed, "window_seconds": window.as_secs(),
+                    "message": format!("{suppressed} further reports and connections suppressed") }),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn agent_offline(&self, id: AgentId, connection: &str, why: &str, audited: bool) -> Result<bool> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(&format!(
             "UPDATE agents SET online_since = NULL, connection = NULL, offline_since = $3, last_seen = $3 \
@@ -453,6 +526,10 @@ impl Store {
         .fetch_optional(tx.conn())
         .await?;
         let Some(row) = row else { return Ok(false) };
+        if !audited {
+            tx.commit().await?;
+            return Ok(true);
+        }
         let agent = agent_from_row(&row)?;
         let b = tx.box_for_update(agent.box_id).await?;
         tx.audit(NewEvent::new(

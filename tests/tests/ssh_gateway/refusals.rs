@@ -235,3 +235,32 @@ fn the_engineer_leg_runs_aes_gcm_and_chacha20_only_when_configured() {
     assert_eq!(run.stdout, "chacha\n", "{}", run.stderr);
     assert_eq!(negotiated_cipher(&run), "chacha20-poly1305@openssh.com");
 }
+
+/// People's text reaches the engineer's terminal shown, never as control sequences: a
+/// customer's reject note with OSC 52 would write the engineer's clipboard, OSC 0 their
+/// window title, and a CR/LF would forge a line of the gateway's own. The CLI shows an
+/// engineer's reason the same way.
+#[test]
+fn a_reject_note_with_terminal_sequences_reaches_the_engineer_shown_not_raw() {
+    let s = Scenario::with(Setup::default().no_request());
+    let g = s.request(TICKET, "ivanov");
+    let note = "not now\x1b]52;c;cm0gLXJmIH4K\x07\x1b]0;owned\x1b\\\r\naccess granted";
+    s.admin(&["access", "reject", &g, "--as", "petrov", "--reason", note]);
+    let line = refused(&s.engineer, TICKET);
+    assert!(!line.chars().any(char::is_control), "no control character reaches the terminal: {line:?}");
+    assert_eq!(
+        line,
+        "access refused: T-1001: the customer (petrov) rejected access: \
+         not now^[]52;c;cm0gLXJmIH4K^G^[]0;owned^[\\^M^Jaccess granted"
+    );
+
+    #[rustfmt::skip]
+    let requested = s.admin(&[
+        "access", "request", "--ticket", TICKET, "--box", "main-gw", "--operator", "ivanov",
+        "--duration", "1h", "--reason", "logs\x1b]0;owned\x07\x1b[2J",
+    ]);
+    for out in [requested, s.admin(&["access", "list", "--ticket", TICKET])] {
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "the CLI prints no control sequence: {out:?}");
+        assert!(out.contains("logs^[]0;owned^G^[[2J"), "the reason is shown: {out}");
+    }
+}
