@@ -352,8 +352,9 @@ impl Conn {
             recording_sha256: recording.map(|f| f.sha256),
         };
         let title = format!("{ticket_id} {} {}@{}", session.id, operator.login, iks_box.name);
-        let recording = match Recording::create(&app.data_dir.recordings_dir(), session.id, session.started_at, &title)
-        {
+        let limits = app.config.recording.limits();
+        let recording =
+            match Recording::create(&app.data_dir.recordings_dir(), session.id, session.started_at, &title, limits) {
             Ok(r) => r,
             Err(e) => {
                 let (reason, _) = crate::recording::failure(&e);

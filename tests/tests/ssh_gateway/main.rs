@@ -9,7 +9,8 @@
 //! - [`refusals`]: every access rule's one-line refusal, unknown keys, host-key pinning;
 //! - [`lifetime`]: grant expiry with warnings, revocation, ticket close, kill, shutdown;
 //! - [`forwarding`]: -L, -R and -A;
-//! - [`memory`]: a slow reader of 1 GiB does not grow the gateway.
+//! - [`memory`]: a slow reader of 1 GiB does not grow the gateway;
+//! - [`recording`]: every channel recorded, its cap, the session quota, unechoed keys.
 //!
 //! Tests marked "Regression" cover defects this suite found in the gateway.
 
@@ -19,6 +20,7 @@ mod exec;
 mod forwarding;
 mod lifetime;
 mod memory;
+mod recording;
 mod refusals;
 mod terminal;
 mod transfer;
