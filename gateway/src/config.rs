@@ -382,7 +382,7 @@ impl Config {
 /// Sets `section.key` from `IKS_SECTION_KEY`. The value is read as a TOML value when it is
 /// one (numbers, booleans, arrays) and as a string otherwise.
 fn apply_env(table: &mut toml::Table, var: &str, rest: &str, value: &str) -> Result<(), ConfigError> {
-    let sections = ["database", "ssh", "http", "access", "tickets", "audit", "hours"];
+    let sections = ["database", "ssh", "http", "access", "tickets", "audit", "recording", "hours"];
     let lower = rest.to_ascii_lowercase();
     let Some((section, key)) =
         sections.iter().find_map(|s| lower.strip_prefix(s).and_then(|k| k.strip_prefix('_')).map(|k| (*s, k)))
