@@ -479,8 +479,13 @@ mod tests {
         rec.finish().unwrap();
         let bytes = fs::read_to_string(path).unwrap();
         assert!(!bytes.contains("hunter2") && !bytes.contains("typed-but-cut"), "{bytes}");
-        let inputs: Vec<_> =
-            cast::read(bytes.as_bytes()).unwrap().events.into_iter().filter(|e| e.code == "i").map(|e| e.data).collect();
+        let inputs: Vec<_> = cast::read(bytes.as_bytes())
+            .unwrap()
+            .events
+            .into_iter()
+            .filter(|e| e.code == "i")
+            .map(|e| e.data)
+            .collect();
         assert_eq!(inputs, [echo::marker(7), "\r".into(), echo::marker(13)]);
     }
 

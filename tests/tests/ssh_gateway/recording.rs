@@ -47,12 +47,8 @@ fn shells_and_commands_without_a_terminal_are_recorded() {
     assert!(out.contains("`echo exec-out; echo exec-err >&2` without a terminal"), "where it starts: {out}");
 
     // A terminal made on the box (script), fed on stdin: what the box's terminal showed.
-    let script = s.engineer.ssh_timed(
-        TICKET,
-        &[],
-        "script -qfc bash /dev/null",
-        Some(b"echo SCRIPT-$((2+3))\nexit\n".to_vec()),
-    );
+    let script =
+        s.engineer.ssh_timed(TICKET, &[], "script -qfc bash /dev/null", Some(b"echo SCRIPT-$((2+3))\nexit\n".to_vec()));
     assert!(script.run.stdout.contains("SCRIPT-5"), "{:?}", script.run);
     let (_, events) = ended_cast(&s, 3);
     assert!(joined(&events, "o").contains("SCRIPT-5"), "{events:#?}");
@@ -153,12 +149,12 @@ fn a_terminal_is_recorded_at_its_size_without_the_keys_the_box_did_not_echo() {
     let session = s.wait_ended(1);
     let path = s.recording(&session);
     let (header, events) = read_cast(&path);
-    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(100), Some(30)), "{header}");
     let raw = std::fs::read_to_string(&path).unwrap();
     assert!(!raw.contains("hunter2") && !raw.contains("second-secret"), "no password in the recording:\n{raw}");
     let typed = joined(&events, "i");
     assert!(typed.contains("echo shown-$((20+1))"), "echoed keys are kept: {typed:?}");
     assert!(typed.contains("⟦14 keys not echoed⟧") && typed.contains("⟦13 keys not echoed⟧"), "{typed:?}");
+    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(100), Some(30)), "{header}");
     let shell = &s.events(1, "close")[0]["details"];
     assert!(shell["stdin"].get("sha256").is_none(), "no hash of the keystrokes: {shell}");
     assert!(!transcript(&s, 1).contains("secret"));
