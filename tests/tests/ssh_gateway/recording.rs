@@ -129,7 +129,12 @@ fn a_session_over_its_quota_ends_and_the_others_go_on() {
 #[test]
 fn a_terminal_is_recorded_at_its_size_without_the_keys_the_box_did_not_echo() {
     let s = Scenario::ready();
-    let command = format!("ssh -t {} {TICKET}@127.0.0.1; echo SSH-EXIT=$?; sleep 600", s.engineer.options_line());
+    // The terminal's size is set before ssh starts, so that ssh asks for a 100x30 terminal
+    // whatever tmux's window is at that moment.
+    let command = format!(
+        "stty cols 100 rows 30; ssh -t {} {TICKET}@127.0.0.1; echo SSH-EXIT=$?; sleep 600",
+        s.engineer.options_line()
+    );
     let tmux = Tmux::start(&s.gw.path("tmux"), 100, 30, &command);
     tmux.wait_line("the prompt", WAIT, |l| l.starts_with("root@") && l.ends_with('#'));
     tmux.type_line("echo shown-$((20+1))");
