@@ -53,7 +53,7 @@ impl EchoGate {
     pub fn typed(&mut self, text: &str) -> Vec<Piece> {
         let mut rest = text;
         while let Some(c) = rest.chars().next() {
-            let len = if c == '\x1b' { escape_len(rest) } else { c.len_utf8() };
+            let len = if c == '\x1b' { key_len(rest) } else { c.len_utf8() };
             if c.is_control() {
                 self.held.push_back(Held::Control(rest[..len].to_string()));
             } else {
@@ -131,6 +131,25 @@ impl EchoGate {
     }
 }
 
+/// The length of the key sequence at the start of `s` (which starts with ESC): what
+/// keyboards send, ESC `[` digits and `;` then `A`–`Z` or `~` (arrows, function keys), or
+/// ESC `O` and `A`–`Z`; ESC alone otherwise, so that no typed letter hides inside a
+/// "sequence" and passes the gate as a control key.
+fn key_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    match b.get(1) {
+        Some(b'[') => {
+            let params = b[2..].iter().take_while(|c| c.is_ascii_digit() || **c == b';').count();
+            match b.get(2 + params) {
+                Some(c) if c.is_ascii_uppercase() || *c == b'~' => 3 + params,
+                _ => 1,
+            }
+        }
+        Some(b'O') if b.get(2).is_some_and(u8::is_ascii_uppercase) => 3,
+        _ => 1,
+    }
+}
+
 fn push_keys(out: &mut Vec<Piece>, keys: &str) {
     match out.last_mut() {
         Some(Piece::Keys(s)) => s.push_str(keys),
@@ -152,7 +171,12 @@ fn visible(output: &str) -> impl Iterator<Item = char> + '_ {
                 rest = &rest[end.min(st)..];
             } else if c == '\x1b' {
                 let len = escape_len(rest);
-                rest = &rest[len.max(2).min(rest.len())..];
+                rest = &rest[len..];
+                if len == 1 {
+                    // A two-character sequence (ESC 7, ESC =): its second character too.
+                    let next = rest.chars().next().map_or(0, char::len_utf8);
+                    rest = &rest[next..];
+                }
             } else {
                 rest = &rest[c.len_utf8()..];
                 if !c.is_control() {
@@ -185,6 +209,34 @@ mod tests {
         assert_eq!(g.echoed("\r\nroot@box:~# "), [Piece::Hidden(7), keys("\r")]);
         // Control keys alone are released at once.
         assert_eq!(g.typed("\x1b[A\t"), [keys("\x1b[A\t")]);
+    }
+
+    /// Random keys and output (escapes, multi-byte characters, controls): nothing panics,
+    /// and a key the output never showed is never released.
+    #[test]
+    fn random_keys_and_output_never_leak_an_unshown_key() {
+        let alphabet = ['a', 'b', 'z', 'é', '\x1b', '[', ']', 'O', '\x07', '\r', '\n', '\x7f', '\t', '1', ';'];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..2000 {
+            let mut g = EchoGate::default();
+            let mut released = String::new();
+            for _ in 0..next(12) {
+                let chunk: String = (0..next(8)).map(|_| alphabet[next(alphabet.len())]).collect();
+                let pieces = if next(2) == 0 { g.typed(&chunk) } else { g.echoed(&chunk.replace('z', "a")) };
+                for p in pieces.into_iter().chain(if next(10) == 0 { g.finish() } else { Vec::new() }) {
+                    if let Piece::Keys(k) = p {
+                        released.push_str(&k);
+                    }
+                }
+            }
+            assert!(!released.contains('z'), "a key never echoed was released: {released:?}");
+        }
     }
 
     #[test]
