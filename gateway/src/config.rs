@@ -35,6 +35,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub tickets: TicketsConfig,
     pub audit: AuditConfig,
+    pub recording: RecordingConfig,
     pub hours: WorkingHours,
     pub products: ProductCatalog,
 }
@@ -283,6 +284,49 @@ impl AuditConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Content recorded per channel without a terminal (stdin, stdout and stderr together),
+    /// e.g. "16MiB"; beyond it only byte counts and SHA-256 are kept.
+    pub channel_cap: String,
+    /// Bytes one session's recording may take, e.g. "256MiB"; reaching it ends the session.
+    pub session_quota: String,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self { channel_cap: "16MiB".into(), session_quota: "256MiB".into() }
+    }
+}
+
+impl RecordingConfig {
+    /// The limits in bytes; [`Config::validate`] guarantees they parse.
+    pub fn limits(&self) -> crate::recording::Limits {
+        let default = crate::recording::Limits::default();
+        crate::recording::Limits {
+            channel_cap: parse_size(&self.channel_cap).unwrap_or(default.channel_cap),
+            session_quota: parse_size(&self.session_quota).unwrap_or(default.session_quota),
+        }
+    }
+}
+
+/// A size as people write it: `4096`, `64KiB`, `16MiB`, `1GiB` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        other => return Err(format!("'{s}': unknown unit '{other}' (use B, KiB, MiB or GiB)")),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("'{s}' is not a size such as 16MiB"))?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
+}
+
 /// The documented example configuration: every key at its default.
 pub const EXAMPLE: &str = include_str!("../../deploy/iks-gateway.example.toml");
 
@@ -387,6 +431,16 @@ impl Config {
         if self.ssh.max_unauthenticated_per_address == 0 {
             return Err(invalid("ssh.max_unauthenticated_per_address", "must be at least 1".into()));
         }
+        let cap = parse_size(&self.recording.channel_cap).map_err(|e| invalid("recording.channel_cap", e))?;
+        let quota = parse_size(&self.recording.session_quota).map_err(|e| invalid("recording.session_quota", e))?;
+        if quota < crate::recording::MIN_QUOTA {
+            let message = format!("must be at least {} KiB", crate::recording::MIN_QUOTA >> 10);
+            return Err(invalid("recording.session_quota", message));
+        }
+        if cap == 0 {
+            // 0 would record no channel's content at all: use a small cap instead.
+            return Err(invalid("recording.channel_cap", "must be at least 1 byte".into()));
+        }
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
         Ok(())
@@ -405,7 +459,7 @@ impl Config {
 /// Sets `section.key` from `IKS_SECTION_KEY`. The value is read as a TOML value when it is
 /// one (numbers, booleans, arrays) and as a string otherwise.
 fn apply_env(table: &mut toml::Table, var: &str, rest: &str, value: &str) -> Result<(), ConfigError> {
-    let sections = ["database", "ssh", "http", "access", "tickets", "audit", "hours"];
+    let sections = ["database", "ssh", "http", "access", "tickets", "audit", "recording", "hours"];
     let lower = rest.to_ascii_lowercase();
     let Some((section, key)) =
         sections.iter().find_map(|s| lower.strip_prefix(s).and_then(|k| k.strip_prefix('_')).map(|k| (*s, k)))

@@ -761,6 +761,9 @@ named_enum! {
         EndedInStore = "ended in store",
         /// The customer turned on the kill switch on the box (`iks-agent disable`).
         RemoteAccessDisabled = "remote access disabled",
+        /// The session's recording reached `[recording] session_quota`: one session cannot
+        /// fill the disk that every session's recording needs.
+        RecordingQuota = "recording quota reached",
     }
 }
 

@@ -421,15 +421,16 @@ impl Conn {
             recording_sha256: recording.map(|f| f.sha256),
         };
         let title = format!("{ticket_id} {} {}@{}", session.id, operator.login, iks_box.name);
-        let recording = match Recording::create(&app.data_dir.recordings_dir(), session.id, session.started_at, &title)
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let (reason, _) = crate::recording::failure(&e);
-                self.end_row(session.id, org.id, &end(reason, None)).await;
-                return Err(self.refuse(subjects, recording_refusal(&e).about(ticket_id)).await);
-            }
-        };
+        let limits = app.config.recording.limits();
+        let recording =
+            match Recording::create(&app.data_dir.recordings_dir(), session.id, session.started_at, &title, limits) {
+                Ok(r) => r,
+                Err(e) => {
+                    let (reason, _) = crate::recording::failure(&e);
+                    self.end_row(session.id, org.id, &end(reason, None)).await;
+                    return Err(self.refuse(subjects, recording_refusal(&e).about(ticket_id)).await);
+                }
+            };
         let _ = app.store.set_session_recording(session.id, recording.relative()).await;
         let valid_until = grant.ends_at.unwrap_or_else(crate::time::now);
         let credential = match iks_box.auth {

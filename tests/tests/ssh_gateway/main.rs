@@ -14,7 +14,8 @@
 //!   whose engineer stopped reading;
 //! - [`requests`]: refused environment variables and subsystems never reach the box;
 //! - [`controlmaster`]: one connection, many channels: each recorded as it closes;
-//! - [`recheck`]: a live session ends when any rule of a new connection stops holding.
+//! - [`recheck`]: a live session ends when any rule of a new connection stops holding;
+//! - [`recording`]: every channel recorded, its cap, the session quota, unechoed keys.
 //!
 //! Tests marked "Regression" cover defects this suite found in the gateway.
 
@@ -26,6 +27,7 @@ mod forwarding;
 mod lifetime;
 mod memory;
 mod recheck;
+mod recording;
 mod refusals;
 mod requests;
 mod stall;
