@@ -134,6 +134,11 @@ impl Refusal {
         }
     }
 
+    /// The refusal without its "access refused: " lead, for a session it ends.
+    pub fn why(&self) -> String {
+        Why(self).to_string()
+    }
+
     /// The rule that failed, as stored with the refusal.
     pub fn rule(&self) -> &'static str {
         match self {
@@ -161,57 +166,66 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("access refused: ")?;
-        match self {
-            Self::Target(e) => write!(f, "{e}"),
-            Self::NoTicket(t) => write!(f, "{t}: no such ticket"),
-            Self::TicketNotActive { ticket, state } => write!(f, "{ticket}: the ticket is {}", state_words(*state)),
-            Self::NoSuchBox { ticket, name, org } => write!(f, "{ticket}: {org} has no box named '{name}'"),
-            Self::NoBoxRequested { ticket } => write!(
+        write!(f, "access refused: {}", Why(self))
+    }
+}
+
+/// What failed, with the ticket: the body of every refusal's line.
+struct Why<'a>(&'a Refusal);
+
+impl fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Refusal::*;
+        match self.0 {
+            Target(e) => write!(f, "{e}"),
+            NoTicket(t) => write!(f, "{t}: no such ticket"),
+            TicketNotActive { ticket, state } => write!(f, "{ticket}: the ticket is {}", state_words(*state)),
+            NoSuchBox { ticket, name, org } => write!(f, "{ticket}: {org} has no box named '{name}'"),
+            NoBoxRequested { ticket } => write!(
                 f,
                 "{ticket}: no access has been requested for any box (iks-gateway access request --ticket {ticket} …)"
             ),
-            Self::SeveralBoxes { ticket, names } => {
+            SeveralBoxes { ticket, names } => {
                 write!(f, "{ticket}: the ticket covers several boxes ({}); use {ticket}+<box>", names.join(", "))
             }
-            Self::NotEligible { ticket, org, why } => write!(f, "{ticket}: {}", why.describe_for(org)),
-            Self::Version { ticket, why } => write!(f, "{ticket}: {why}"),
-            Self::NoRequest { ticket, box_name } => write!(
+            NotEligible { ticket, org, why } => write!(f, "{ticket}: {}", why.describe_for(org)),
+            Version { ticket, why } => write!(f, "{ticket}: {why}"),
+            NoRequest { ticket, box_name } => write!(
                 f,
                 "{ticket}: no access request for box {box_name} (iks-gateway access request --ticket {ticket} --box {box_name} …)"
             ),
-            Self::Pending { ticket, grant } => {
+            Pending { ticket, grant } => {
                 write!(f, "{ticket}: access request {grant} is waiting for the customer's approval")
             }
-            Self::Rejected { ticket, by, note } => match note {
+            Rejected { ticket, by, note } => match note {
                 Some(n) if !n.is_empty() => write!(f, "{ticket}: the customer ({by}) rejected access: {n}"),
                 _ => write!(f, "{ticket}: the customer ({by}) rejected access"),
             },
-            Self::NotYet { ticket, starts } => write!(f, "{ticket}: the grant starts at {starts}"),
-            Self::Ended { ticket, ended } => write!(f, "{ticket}: the grant ended at {ended}"),
-            Self::Revoked { ticket, by, at } => write!(f, "{ticket}: access was revoked by {by} at {at}"),
-            Self::OtherOperator { ticket } => write!(f, "{ticket}: the grant is restricted to another engineer"),
-            Self::NoAgent { ticket, box_name, enrolled: false } => write!(
+            NotYet { ticket, starts } => write!(f, "{ticket}: the grant starts at {starts}"),
+            Ended { ticket, ended } => write!(f, "{ticket}: the grant ended at {ended}"),
+            Revoked { ticket, by, at } => write!(f, "{ticket}: access was revoked by {by} at {at}"),
+            OtherOperator { ticket } => write!(f, "{ticket}: the grant is restricted to another engineer"),
+            NoAgent { ticket, box_name, enrolled: false } => write!(
                 f,
                 "{ticket}: box {box_name} has no agent connected (enrol it with: iks-gateway box enroll-token {box_name})"
             ),
-            Self::NoAgent { ticket, box_name, enrolled: true } => write!(
+            NoAgent { ticket, box_name, enrolled: true } => write!(
                 f,
                 "{ticket}: box {box_name} has no agent connected (its agent is enrolled but never connected: \
                  is iks-agent running on the box?)"
             ),
-            Self::BoxOffline { ticket, box_name, since } => {
+            BoxOffline { ticket, box_name, since } => {
                 write!(f, "{ticket}: box {box_name} is offline since {since}")
             }
-            Self::AgentElsewhere { ticket, box_name, node } => write!(
+            AgentElsewhere { ticket, box_name, node } => write!(
                 f,
                 "{ticket}: the agent of box {box_name} is connected to gateway node {node}; connect through that node"
             ),
-            Self::RemoteAccessDisabled { ticket, box_name } => {
+            RemoteAccessDisabled { ticket, box_name } => {
                 write!(f, "{ticket}: the customer has disabled remote access on box {box_name}")
             }
-            Self::Gateway { ticket: Some(t), message, .. } => write!(f, "{t}: {message}"),
-            Self::Gateway { ticket: None, message, .. } => f.write_str(message),
+            Gateway { ticket: Some(t), message, .. } => write!(f, "{t}: {message}"),
+            Gateway { ticket: None, message, .. } => f.write_str(message),
         }
     }
 }
@@ -233,6 +247,14 @@ pub fn decide<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
     if !f.ticket.state.is_active() {
         return Err(Refusal::TicketNotActive { ticket, state: f.ticket.state });
     }
+    eligible(f)?;
+    choose_grant(f)
+}
+
+/// Whether the organisation's category today and the box's product and version allow
+/// remote SSH: the part of [`decide`] that [`crate::recheck`] re-applies to live sessions.
+pub fn eligible(f: &Facts<'_>) -> Result<(), Refusal> {
+    let ticket = f.ticket.id;
     let free = f.catalog.get(&f.iks_box.product).is_some_and(|p| p.free_edition);
     let today = f.now.with_timezone(&f.tz).date_naive();
     remote_ssh(&standing(&f.org.facts, free, today)).map_err(|why| Refusal::NotEligible {
@@ -241,7 +263,7 @@ pub fn decide<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
         why,
     })?;
     f.catalog.check(&f.iks_box.product, &f.iks_box.version).map_err(|why| Refusal::Version { ticket, why })?;
-    choose_grant(f)
+    Ok(())
 }
 
 /// Where a box's agent is, as far as this gateway node can tell.
@@ -353,7 +375,8 @@ fn choose_grant<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
+    //! Plain data for the decision's tests and the live re-check's.
     use chrono::Duration;
 
     use super::*;
@@ -361,13 +384,13 @@ mod tests {
     use crate::model::{BoxAuth, Role};
     use crate::rules::{Inn, OrgFacts};
 
-    fn t(s: &str) -> DateTime<Utc> {
+    pub fn t(s: &str) -> DateTime<Utc> {
         crate::time::from_db(s).unwrap()
     }
 
-    const NOW: &str = "2026-11-24T09:00:00.000000Z"; // 12:00 MSK
+    pub const NOW: &str = "2026-11-24T09:00:00.000000Z"; // 12:00 MSK
 
-    fn person(id: i64, login: &str) -> Person {
+    pub fn person(id: i64, login: &str) -> Person {
         Person {
             id: PersonId(id),
             login: login.into(),
@@ -381,7 +404,7 @@ mod tests {
         }
     }
 
-    fn org(facts: OrgFacts) -> Organisation {
+    pub fn org(facts: OrgFacts) -> Organisation {
         Organisation {
             id: OrgId(1),
             inn: Inn::parse("7707083893").unwrap(),
@@ -392,7 +415,7 @@ mod tests {
         }
     }
 
-    fn ticket(state: TicketState) -> Ticket {
+    pub fn ticket(state: TicketState) -> Ticket {
         Ticket {
             id: TicketId(1042),
             org_id: OrgId(1),
@@ -416,7 +439,7 @@ mod tests {
         }
     }
 
-    fn iks_box(product: &str, version: &str) -> IksBox {
+    pub fn iks_box(product: &str, version: &str) -> IksBox {
         IksBox {
             id: BoxId(1),
             org_id: OrgId(1),
@@ -434,7 +457,7 @@ mod tests {
     }
 
     /// A grant in `state` whose window is [now+from_h, now+to_h).
-    fn grant(id: i64, state: GrantState, from_h: i64, to_h: i64, only: Option<i64>) -> Grant {
+    pub fn grant(id: i64, state: GrantState, from_h: i64, to_h: i64, only: Option<i64>) -> Grant {
         let now = t(NOW);
         Grant {
             id: GrantId(id),
@@ -457,9 +480,19 @@ mod tests {
         }
     }
 
-    fn active_module() -> OrgFacts {
+    pub fn active_module() -> OrgFacts {
         OrgFacts { module_paid_until: crate::time::parse_date("2027-01-01").ok(), ..Default::default() }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::fixtures::*;
+    use super::*;
+    use crate::ids::BoxId;
+    use crate::rules::OrgFacts;
 
     #[test]
     fn presence_from_the_store() {

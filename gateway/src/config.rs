@@ -35,6 +35,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub tickets: TicketsConfig,
     pub audit: AuditConfig,
+    pub recording: RecordingConfig,
     pub hours: WorkingHours,
     pub products: ProductCatalog,
 }
@@ -250,14 +251,80 @@ impl TicketsConfig {
 pub struct AuditConfig {
     /// Sign a checkpoint once this many events were appended since the newest one.
     pub checkpoint_every: u64,
+    /// While serving, sign a checkpoint at least this often (a duration like 5m), each
+    /// promising the next within twice this: the window an undetected cut can span.
+    pub checkpoint_interval: String,
+    /// Append a copy of every checkpoint to this file (empty: none); `audit verify`
+    /// requires each one in it to be in the database.
+    pub checkpoint_log: String,
     /// Delete audit events older than this many days; 0 keeps them forever.
     pub retention_days: u32,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { checkpoint_every: 1000, retention_days: 0 }
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval: "5m".into(),
+            checkpoint_log: String::new(),
+            retention_days: 0,
+        }
     }
+}
+
+impl AuditConfig {
+    /// `checkpoint_interval` as a duration; [`Config::validate`] guarantees it parses.
+    pub fn checkpoint_interval(&self) -> chrono::Duration {
+        parse_duration(&self.checkpoint_interval).unwrap_or_else(|_| chrono::Duration::minutes(5))
+    }
+
+    /// The checkpoint log, if one is configured.
+    pub fn checkpoint_log(&self) -> Option<crate::audit::checkpoint::CheckpointLog> {
+        (!self.checkpoint_log.is_empty()).then(|| crate::audit::checkpoint::CheckpointLog::new(&self.checkpoint_log))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Content recorded per channel without a terminal (stdin, stdout and stderr together),
+    /// e.g. "16MiB"; beyond it only byte counts and SHA-256 are kept.
+    pub channel_cap: String,
+    /// Bytes one session's recording may take, e.g. "256MiB"; reaching it ends the session.
+    pub session_quota: String,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self { channel_cap: "16MiB".into(), session_quota: "256MiB".into() }
+    }
+}
+
+impl RecordingConfig {
+    /// The limits in bytes; [`Config::validate`] guarantees they parse.
+    pub fn limits(&self) -> crate::recording::Limits {
+        let default = crate::recording::Limits::default();
+        crate::recording::Limits {
+            channel_cap: parse_size(&self.channel_cap).unwrap_or(default.channel_cap),
+            session_quota: parse_size(&self.session_quota).unwrap_or(default.session_quota),
+        }
+    }
+}
+
+/// A size as people write it: `4096`, `64KiB`, `16MiB`, `1GiB` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        other => return Err(format!("'{s}': unknown unit '{other}' (use B, KiB, MiB or GiB)")),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("'{s}' is not a size such as 16MiB"))?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// The documented example configuration: every key at its default.
@@ -334,6 +401,11 @@ impl Config {
         if self.audit.checkpoint_every == 0 {
             return Err(invalid("audit.checkpoint_every", "must be at least 1".into()));
         }
+        let interval = parse_duration(&self.audit.checkpoint_interval)
+            .map_err(|e| invalid("audit.checkpoint_interval", e.to_string()))?;
+        if interval < chrono::Duration::seconds(1) || interval > chrono::Duration::hours(24) {
+            return Err(invalid("audit.checkpoint_interval", "must be between 1s and 24h".into()));
+        }
         parse_duration(&self.tickets.due_soon).map_err(|e| invalid("tickets.due_soon", e.to_string()))?;
         parse_duration(&self.http.idle_timeout).map_err(|e| invalid("http.idle_timeout", e.to_string()))?;
         parse_duration(&self.http.session_lifetime).map_err(|e| invalid("http.session_lifetime", e.to_string()))?;
@@ -359,6 +431,16 @@ impl Config {
         if self.ssh.max_unauthenticated_per_address == 0 {
             return Err(invalid("ssh.max_unauthenticated_per_address", "must be at least 1".into()));
         }
+        let cap = parse_size(&self.recording.channel_cap).map_err(|e| invalid("recording.channel_cap", e))?;
+        let quota = parse_size(&self.recording.session_quota).map_err(|e| invalid("recording.session_quota", e))?;
+        if quota < crate::recording::MIN_QUOTA {
+            let message = format!("must be at least {} KiB", crate::recording::MIN_QUOTA >> 10);
+            return Err(invalid("recording.session_quota", message));
+        }
+        if cap == 0 {
+            // 0 would record no channel's content at all: use a small cap instead.
+            return Err(invalid("recording.channel_cap", "must be at least 1 byte".into()));
+        }
         self.hours.validate().map_err(|e| invalid("hours", e.to_string()))?;
         self.products.validate().map_err(|e| invalid("products", e.to_string()))?;
         Ok(())
@@ -377,7 +459,7 @@ impl Config {
 /// Sets `section.key` from `IKS_SECTION_KEY`. The value is read as a TOML value when it is
 /// one (numbers, booleans, arrays) and as a string otherwise.
 fn apply_env(table: &mut toml::Table, var: &str, rest: &str, value: &str) -> Result<(), ConfigError> {
-    let sections = ["database", "ssh", "http", "access", "tickets", "audit", "hours"];
+    let sections = ["database", "ssh", "http", "access", "tickets", "audit", "recording", "hours"];
     let lower = rest.to_ascii_lowercase();
     let Some((section, key)) =
         sections.iter().find_map(|s| lower.strip_prefix(s).and_then(|k| k.strip_prefix('_')).map(|k| (*s, k)))
@@ -468,6 +550,8 @@ mod tests {
             ("[access]\nstore_grace = \"2h\"\n", &[], "access.store_grace: must be at most 1 hour"),
             ("[tickets]\nautoclose_days = 0\n", &[], "tickets.autoclose_days"),
             ("[audit]\ncheckpoint_every = 0\n", &[], "audit.checkpoint_every"),
+            ("[audit]\ncheckpoint_interval = \"0s\"\n", &[], "audit.checkpoint_interval"),
+            ("[audit]\ncheckpoint_interval = \"soon\"\n", &[], "audit.checkpoint_interval"),
             ("[audit]\nretention_days = -1\n", &[], "expected u32"),
             ("[tickets]\ndue_soon = \"soon\"\n", &[], "tickets.due_soon"),
             ("[database]\nurl = \"mysql://x\"\n", &[], "database.url"),

@@ -97,17 +97,32 @@ fn may_decide(who: &Person, ticket: &Ticket) -> Result<(), GrantError> {
 }
 
 /// How the customer approves: the window ends `until` (default: the requested length),
-/// optionally for the requesting engineer only.
+/// for the requesting engineer only unless widened to any engineer explicitly.
 #[derive(Debug, Clone, Default)]
 pub struct ApproveOptions {
     pub until: Option<DateTime<Utc>>,
-    pub only_requester: bool,
+    /// Let any support engineer use the grant, not only the one who asked.
+    pub any_engineer: bool,
     pub note: Option<String>,
 }
 
+/// Approves as `who` in person (the panel, the API): `who` is the actor.
 pub async fn approve(
     store: &Store,
     config: &Config,
+    who: &Person,
+    id: GrantId,
+    opts: &ApproveOptions,
+) -> Result<Grant, GrantError> {
+    approve_as(store, config, &Actor::person(who.id, &who.login), who, id, opts).await
+}
+
+/// Approves on `who`'s authority, recorded as `actor` (the CLI's `--as`, which is
+/// [`Actor::cli_on_behalf`]: someone at the host's shell, not the person).
+pub async fn approve_as(
+    store: &Store,
+    config: &Config,
+    actor: &Actor,
     who: &Person,
     id: GrantId,
     opts: &ApproveOptions,
@@ -133,25 +148,42 @@ pub async fn approve(
     let approval = Approval {
         starts_at: window.start(),
         ends_at: window.end(),
-        operator_id: opts.only_requester.then_some(g.requested_by),
+        operator_id: (!opts.any_engineer).then_some(g.requested_by),
         note: opts.note.clone(),
     };
-    Ok(store.approve_grant(&Actor::person(who.id, &who.login), id, who.id, &approval).await?)
+    Ok(store.approve_grant(actor, id, who.id, &approval).await?)
 }
 
+/// Rejects as `who` in person.
 pub async fn reject(store: &Store, who: &Person, id: GrantId, note: &str) -> Result<Grant, GrantError> {
+    reject_as(store, &Actor::person(who.id, &who.login), who, id, note).await
+}
+
+/// Rejects on `who`'s authority, recorded as `actor` (see [`approve_as`]).
+pub async fn reject_as(
+    store: &Store,
+    actor: &Actor,
+    who: &Person,
+    id: GrantId,
+    note: &str,
+) -> Result<Grant, GrantError> {
     let g = store.grant(id).await?;
     may_decide(who, &store.ticket(g.ticket_id).await?)?;
-    Ok(store.reject_grant(&Actor::person(who.id, &who.login), id, who.id, note).await?)
+    Ok(store.reject_grant(actor, id, who.id, note).await?)
 }
 
-/// Revokes a grant: the customer or an admin, or the engineer giving it up.
+/// Revokes a grant as `who` in person: the customer or an admin, or the engineer giving it up.
 pub async fn revoke(store: &Store, who: &Person, id: GrantId) -> Result<Grant, GrantError> {
+    revoke_as(store, &Actor::person(who.id, &who.login), who, id).await
+}
+
+/// Revokes on `who`'s authority, recorded as `actor` (see [`approve_as`]).
+pub async fn revoke_as(store: &Store, actor: &Actor, who: &Person, id: GrantId) -> Result<Grant, GrantError> {
     let g = store.grant(id).await?;
     let ticket = store.ticket(g.ticket_id).await?;
     let own = who.role == Role::Operator && who.id == g.requested_by;
     if !own {
         may_decide(who, &ticket)?;
     }
-    Ok(store.revoke_grant(&Actor::person(who.id, &who.login), id, who.id).await?)
+    Ok(store.revoke_grant(actor, id, who.id).await?)
 }

@@ -6,6 +6,8 @@
 //! - [`rules`]: the regulations as pure functions (categories, eligibility, INN,
 //!   products and versions, the working-hours clock, grant windows);
 //! - [`model`]: the records and the checks a new record must pass;
+//! - [`access`] decides whether a session may open; [`recheck`] applies the same decision
+//!   to live sessions, and [`live`]'s watchdog ends them when it no longer holds;
 //! - [`store`]: persistence on SQLite or PostgreSQL, every change with its audit event;
 //! - [`audit`]: the hash chain that makes the log tamper-evident, its signed checkpoints,
 //!   verification, exports and retention;
@@ -32,6 +34,7 @@ pub mod ids;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod recheck;
 pub mod recording;
 pub mod rules;
 pub mod search;

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use crate::ids::{GrantId, OrgId, SessionId, TicketId};
+use crate::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
 use crate::model::{EndReason, GrantState, TicketState};
 use crate::recording::Recording;
 
@@ -128,6 +128,10 @@ pub fn outage(lost_for: std::time::Duration, grace: std::time::Duration) -> Verd
     }
 }
 
+/// How long the gateway waits on one engineer's connection to take a notice: a client that
+/// stopped reading must not hold up the watchdog or the end of its own session.
+pub const NOTICE_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// A session carried by this node.
 pub struct LiveSession {
     pub id: SessionId,
@@ -135,7 +139,13 @@ pub struct LiveSession {
     pub ticket: TicketId,
     pub grant: GrantId,
     pub operator: String,
+    pub operator_id: PersonId,
+    /// The key the engineer authenticated with: removing it ends the session.
+    pub key_fingerprint: String,
+    pub box_id: BoxId,
     pub box_name: String,
+    /// The box's port-forwarding policy as last read: `-L` forwards follow it live.
+    forwarding: tokio::sync::watch::Sender<bool>,
     pub recording: Mutex<Option<Recording>>,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -158,8 +168,9 @@ impl LiveSession {
     pub fn new(
         session: &crate::model::Session,
         org: OrgId,
-        operator: String,
-        box_name: String,
+        operator: &crate::model::Person,
+        key_fingerprint: String,
+        iks_box: &crate::model::IksBox,
         recording: Recording,
         closer: tokio::sync::watch::Sender<Option<String>>,
     ) -> Arc<Self> {
@@ -168,8 +179,12 @@ impl LiveSession {
             org,
             ticket: session.ticket_id,
             grant: session.grant_id,
-            operator,
-            box_name,
+            operator: operator.login.clone(),
+            operator_id: operator.id,
+            key_fingerprint,
+            box_id: iks_box.id,
+            box_name: iks_box.name.clone(),
+            forwarding: tokio::sync::watch::channel(iks_box.allow_forwarding).0,
             recording: Mutex::new(Some(recording)),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -185,21 +200,62 @@ impl LiveSession {
         lock(&self.notice_targets).push((channel, handle));
     }
 
-    /// Writes a line to the engineer's terminal (and the recording).
-    pub async fn notify(&self, text: &str) {
+    /// Forgets a channel that closed.
+    pub fn remove_notice_target(&self, channel: russh::ChannelId) {
+        lock(&self.notice_targets).retain(|(c, _)| *c != channel);
+    }
+
+    /// Whether the box allows `-L` forwards now.
+    pub fn forwarding(&self) -> bool {
+        *self.forwarding.borrow()
+    }
+
+    /// Follows the box's forwarding policy (a forward ends when it turns off).
+    pub fn forwarding_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.forwarding.subscribe()
+    }
+
+    /// The box's forwarding policy changed (see [`crate::recheck`]).
+    pub fn set_forwarding(&self, allowed: bool) {
+        self.forwarding.send_if_modified(|now| std::mem::replace(now, allowed) != allowed);
+    }
+
+    /// Writes a line to the engineer's terminal (and the recording). Never waits on the
+    /// engineer: the line goes out from its own task, given up after [`NOTICE_WAIT`].
+    pub fn notify(&self, text: &str) {
+        self.say(text, false);
+    }
+
+    fn say(&self, text: &str, and_close: bool) {
         let line = format!("\r\n[iks-gateway] {}\r\n", crate::text::one_line(text));
         if let Some(rec) = lock(&self.recording).as_mut() {
             // A failing recording ends the session through the data path; a notice is best effort.
             let _ = rec.notice(&line);
         }
         let targets = lock(&self.notice_targets).clone();
-        for (channel, handle) in targets {
-            let _ = handle.extended_data(channel, 1, line.clone().into_bytes()).await;
+        if targets.is_empty() {
+            return;
         }
+        tokio::spawn(async move {
+            let each = async {
+                for (channel, handle) in &targets {
+                    let _ = handle.extended_data(*channel, 1, line.clone().into_bytes()).await;
+                    // Close the channels before the connection: OpenSSH drops channel data it
+                    // has not printed yet when a disconnect arrives, and the engineer must see why.
+                    if and_close {
+                        let _ = handle.eof(*channel).await;
+                        let _ = handle.close(*channel).await;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(NOTICE_WAIT, each).await;
+        });
     }
 
-    /// Ends the session: the first reason given wins; the engineer sees `message`.
-    pub async fn close(&self, reason: EndReason, message: &str) {
+    /// Ends the session: the first reason given wins; the engineer sees `message`. Returns
+    /// at once: the connection's task ends both legs ([`crate::ssh`]), within
+    /// [`crate::ssh::ENDING_WITHIN`] whatever they are blocked on.
+    pub fn close(&self, reason: EndReason, message: &str) {
         {
             let mut end = lock(&self.end);
             if end.is_some() {
@@ -207,15 +263,8 @@ impl LiveSession {
             }
             *end = Some(reason);
         }
-        self.notify(&format!("session closed: {message}")).await;
-        // Close the channels before the connection: OpenSSH drops channel data it has not
-        // printed yet when a disconnect arrives, and the engineer must see why.
-        let targets = lock(&self.notice_targets).clone();
-        for (channel, handle) in targets {
-            let _ = handle.eof(channel).await;
-            let _ = handle.close(channel).await;
-        }
-        let _ = self.closer.send(Some(message.to_string()));
+        self.say(&format!("session closed: {message}"), true);
+        self.closer.send_replace(Some(message.to_string()));
     }
 
     /// Records why the session ended without telling the engineer (they are gone).
@@ -272,6 +321,9 @@ impl Registry {
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(250);
 /// How often approved grants whose window ended are marked expired.
 const EXPIRE_EVERY: u32 = 20;
+/// How often (in ticks) live sessions are re-checked against every rule of a new
+/// connection ([`crate::recheck`]): a change ends a session within a second.
+const RECHECK_EVERY: u32 = 3;
 
 /// Ends, warns and expires, until `shutdown` resolves.
 pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future<Output = ()>) {
@@ -300,8 +352,18 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
             lost_since = None;
             continue;
         }
+        // Sessions registered before the read must be in it: one that is not was ended in the
+        // store (by a node that took over, by hand) and must not run on unrecorded.
+        let known: Vec<SessionId> = app.live.all().iter().map(|s| s.id).collect();
         let checks = match app.store.live_checks(&app.node).await {
             Ok(c) => {
+                let listed: std::collections::HashSet<SessionId> = c.iter().map(|c| c.session).collect();
+                for id in known.iter().filter(|id| !listed.contains(id)) {
+                    if let Some(live) = app.live.get(*id) {
+                        tracing::warn!(session.id = %id, "the store holds a live session as ended; ending it");
+                        live.close(EndReason::EndedInStore, &format!("the store holds session {id} as ended"));
+                    }
+                }
                 if let Some(since) = lost_since.take() {
                     tracing::info!(after = ?since.elapsed(), "the watchdog reads the store again");
                 }
@@ -316,7 +378,7 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
                 if let Verdict::End { reason, message } = outage(since.elapsed(), grace) {
                     for live in app.live.all() {
                         tracing::info!(session.id = %live.id, reason = reason.as_str(), "ending session");
-                        live.close(reason, &message).await;
+                        live.close(reason, &message);
                     }
                     continue;
                 }
@@ -331,14 +393,55 @@ pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future
                 Verdict::Continue => {}
                 Verdict::Warn { announced, message } => {
                     live.warned.store(announced, Ordering::Relaxed);
-                    live.notify(&message).await;
+                    live.notify(&message);
                 }
                 Verdict::End { reason, message } => {
                     tracing::info!(session.id = %c.session, reason = reason.as_str(), "ending session");
-                    live.close(reason, &message).await;
+                    live.close(reason, &message);
                 }
             }
         }
+        // After the review: a revocation or a ticket's close is told in the review's words.
+        if lost_since.is_none() && n.is_multiple_of(RECHECK_EVERY) {
+            recheck_all(&app).await;
+        }
+    }
+}
+
+/// Re-applies every rule of a new connection to each live session, all at once and within
+/// a tick's time: a session whose facts cannot be read now is re-checked next time (a store
+/// outage is [`outage`]'s to handle).
+async fn recheck_all(app: &crate::state::App) {
+    use crate::recheck::{Gathered, Recheck, Subject, recheck};
+    let mut checks = tokio::task::JoinSet::new();
+    for live in app.live.all() {
+        let app = app.clone();
+        checks.spawn(async move {
+            let subject = Subject {
+                operator: live.operator_id,
+                key_fingerprint: &live.key_fingerprint,
+                ticket: live.ticket,
+                iks_box: live.box_id,
+            };
+            let gathered = match Gathered::load(&app.store, &subject).await {
+                Ok(g) => g,
+                Err(e) => return tracing::debug!(session.id = %live.id, error = %e, "cannot re-check a session now"),
+            };
+            match recheck(&gathered, crate::time::now(), app.tz(), &app.config.products) {
+                Recheck::Holds { forwarding } => live.set_forwarding(forwarding),
+                Recheck::End { reason, message } => {
+                    tracing::info!(session.id = %live.id, reason = reason.as_str(), %message, "ending session: a rule no longer holds");
+                    live.close(reason, &message);
+                }
+            }
+        });
+    }
+    let all = async { while checks.join_next().await.is_some() {} };
+    if tokio::time::timeout(TICK * RECHECK_EVERY, all).await.is_err() {
+        tracing::warn!(
+            "re-checking live sessions took longer than {:?}; the rest wait for the next round",
+            TICK * RECHECK_EVERY
+        );
     }
 }
 

@@ -348,7 +348,7 @@ pub fn check_api_token_name(name: &str) -> Result<(), InvalidField> {
 }
 
 /// Logins: the slug rules, so they are safe in SSH user names, paths and certificate principals.
-fn check_login(field: &'static str, v: &str) -> Result<(), InvalidField> {
+pub fn check_login(field: &'static str, v: &str) -> Result<(), InvalidField> {
     check_slug(field, v)
 }
 
@@ -752,8 +752,18 @@ named_enum! {
         /// made elsewhere could no longer be seen.
         StoreUnavailable = "store unavailable",
         CategoryChanged = "category changed",
+        /// The engineer's account was disabled or the key he signed in with was removed.
+        OperatorDisabled = "operator disabled",
+        /// The box's product version left the supported list.
+        VersionUnsupported = "version unsupported",
+        /// The store holds the session as ended (by another node, a DBA or a restore):
+        /// no record of it being allowed, so it ends here too.
+        EndedInStore = "ended in store",
         /// The customer turned on the kill switch on the box (`iks-agent disable`).
         RemoteAccessDisabled = "remote access disabled",
+        /// The session's recording reached `[recording] session_quota`: one session cannot
+        /// fill the disk that every session's recording needs.
+        RecordingQuota = "recording quota reached",
     }
 }
 

@@ -208,4 +208,17 @@ mod tests {
             "the typed line is found when its echo completed, not at its first key"
         );
     }
+
+    #[test]
+    fn a_channel_without_a_terminal_is_found_by_its_output() {
+        // As the tap records `printf 'id; echo MARK\n' | ssh -T`: no echo, so the stdin line
+        // is not an input line, but what the commands printed is found.
+        let got = lines(&[
+            (0.0, "o", "[iks-gateway] channel 0: a shell without a terminal\r\n"),
+            (0.1, "i", "id -u; echo MARK-42\n"),
+            (0.2, "o", "0\r\nMARK-42\r\n"),
+        ]);
+        assert!(got.contains(&(200, false, "MARK-42".to_string())), "{got:?}");
+        assert!(got.iter().all(|l| !l.1), "{got:?}");
+    }
 }

@@ -74,6 +74,8 @@ pub struct DataLink {
     pub handle: Handle,
     /// Becomes `true` when the data connection is gone.
     pub ended: watch::Receiver<bool>,
+    /// Cuts the data connection when asking politely does not end it at once.
+    pub severer: crate::ssh::sever::Severer,
 }
 
 impl DataLink {
@@ -84,8 +86,12 @@ impl DataLink {
         matches!(tokio::time::timeout(wait, ended.wait_for(|e| *e)).await, Ok(Ok(_)) | Ok(Err(_)))
     }
 
+    /// Ends the data connection: a disconnect if its loop takes it at once, else the socket
+    /// is shut down (the agent's end may have stopped reading).
     pub async fn close(&self) {
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "session ended".into(), "en".into()).await;
+        let polite = self.handle.disconnect(russh::Disconnect::ByApplication, "session ended".into(), "en".into());
+        let _ = tokio::time::timeout(crate::ssh::DISCONNECT_WAIT, polite).await;
+        self.severer.sever();
     }
 }
 
@@ -181,13 +187,20 @@ impl Tunnels {
     }
 
     /// Hands an authenticated data connection to the session waiting for it.
-    pub fn deliver(&self, dial: &str, box_name: &str, handle: Handle, ended: watch::Receiver<bool>) -> bool {
+    pub fn deliver(
+        &self,
+        dial: &str,
+        box_name: &str,
+        handle: Handle,
+        ended: watch::Receiver<bool>,
+        severer: crate::ssh::sever::Severer,
+    ) -> bool {
         let mut inner = lock(&self.inner);
         let Some(pending) = inner.pending.remove(dial) else { return false };
         let entry =
             DataEntry { agent: pending.agent, box_name: box_name.to_string(), handle: handle.clone(), session: None };
         inner.data.insert(dial.to_string(), entry);
-        pending.reply.send(Ok(DataLink { dial: dial.to_string(), handle, ended })).is_ok()
+        pending.reply.send(Ok(DataLink { dial: dial.to_string(), handle, ended, severer })).is_ok()
     }
 
     /// The agent will not answer `dial`: the session waiting for it hears why now.
@@ -244,7 +257,7 @@ pub async fn drop_agent(app: &App, agent: AgentId, message: &str) {
     let (handles, sessions) = app.tunnels.connections_of(agent);
     for s in sessions {
         if let Some(live) = app.live.get(s) {
-            live.close(EndReason::AgentDisconnected, message).await;
+            live.close(EndReason::AgentDisconnected, message);
         }
     }
     for h in handles {

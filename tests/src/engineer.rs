@@ -121,13 +121,17 @@ impl Engineer {
     /// `sftp OPTIONS -b BATCH USER@127.0.0.1` with the batch given as text.
     #[track_caller]
     pub fn sftp_batch(&self, user: &str, batch: &str, timeout: Duration) -> Timed {
+        self.sftp_batch_with(user, &[], batch, timeout)
+    }
+
+    /// `sftp OPTIONS EXTRA -b BATCH USER@…`, e.g. with `-B 512 -R 8192` (many small requests).
+    #[track_caller]
+    pub fn sftp_batch_with(&self, user: &str, extra: &[&str], batch: &str, timeout: Duration) -> Timed {
         let file = tempfile::NamedTempFile::new().expect("batch file");
         std::fs::write(file.path(), batch).expect("write batch");
-        process::run_timed(
-            Command::new("sftp").args(self.options()).arg("-b").arg(file.path()).arg(format!("{user}@127.0.0.1")),
-            None,
-            timeout,
-        )
+        let mut sftp = Command::new("sftp");
+        sftp.args(self.options()).args(extra).arg("-b").arg(file.path()).arg(format!("{user}@127.0.0.1"));
+        process::run_timed(&mut sftp, None, timeout)
     }
 
     /// `rsync -e "ssh OPTIONS" ARGS…`.

@@ -13,6 +13,7 @@
 
 pub mod engineer;
 pub mod faults;
+pub mod panel;
 pub mod process;
 pub mod relay;
 pub mod scenario;

@@ -57,7 +57,10 @@ StrictModes no
 PrintMotd no
 PrintLastLog no
 Subsystem sftp internal-sftp
-AcceptEnv LANG LC_*
+# Bait for the gateway's request policy: the box would run this subsystem and take these
+# variables if the gateway ever passed them on (it must not).
+Subsystem foo /usr/bin/touch {d}/subsystem-foo-ran
+AcceptEnv LANG LC_* IKS_TEST_*
 # The concurrency test opens 20 sessions at once; the default (10:30:100) drops some.
 MaxStartups 100:30:200
 "
@@ -96,6 +99,11 @@ MaxStartups 100:30:200
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the box ever started the `foo` subsystem (see the config above).
+    pub fn ran_subsystem_foo(&self) -> bool {
+        self.dir.join("subsystem-foo-ran").exists()
     }
 
     /// `127.0.0.1:PORT`, for `admin box add --address`.

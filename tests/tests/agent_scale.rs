@@ -137,7 +137,7 @@ fn two_hundred_agents_stay_connected_and_carry_sessions() {
             let g = grants::request(&store, &config, &ivanov, ticket.id, &name, chrono::Duration::hours(1), "scale")
                 .await
                 .unwrap();
-            let opts = ApproveOptions { until: None, only_requester: false, note: None };
+            let opts = ApproveOptions { until: None, any_engineer: false, note: None };
             grants::approve(&store, &config, &petrov, g.id, &opts).await.unwrap();
             let expires = iks_gateway::time::now() + chrono::Duration::hours(1);
             let (token, _) = iks_gateway::enrollment::issue_token(&store, &cli, &b, expires).await.unwrap();

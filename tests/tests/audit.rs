@@ -127,8 +127,41 @@ fn recording(gw: &Gateway, name: &str) -> PathBuf {
     gw.data_dir().join("recordings").join(name)
 }
 
-/// What someone with the database file does first: remove the guard.
-const DROP_GUARD: &str = "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;";
+/// What someone with the database file does first: remove the guard (the checkpoints'
+/// triggers only exist since they were added, hence `IF EXISTS` for older binaries).
+const DROP_GUARD: &str = "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete; \
+                          DROP TRIGGER IF EXISTS audit_checkpoints_no_update; \
+                          DROP TRIGGER IF EXISTS audit_checkpoints_no_delete;";
+
+/// ... and last: put it back, so the database looks untouched.
+const RESTORE_GUARD: &str = "
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+    WHEN NOT EXISTS (SELECT 1 FROM audit_retention_permit WHERE OLD.seq < below_seq)
+    BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+    CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+    CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;";
+
+/// Runs `sql` between dropping and restoring the guard.
+fn tamper(gw: &Gateway, sql: &str) {
+    gw.sqlite3(&format!("{DROP_GUARD} {sql} {RESTORE_GUARD}")).success();
+}
+
+/// One integer `sql` selects, by the `sqlite3` shell.
+fn sqlite_int(gw: &Gateway, sql: &str) -> i64 {
+    let out = gw.sqlite3(sql);
+    out.success().trim().parse().unwrap_or_else(|_| panic!("{sql}: {out:?}"))
+}
+
+/// `audit verify` run with extra environment (the configuration the gateway runs with).
+fn verify_with(gw: &Gateway, env: &[(&str, &str)]) -> iks_e2e::Run {
+    let mut cmd = gw.command(&["audit", "verify"]);
+    cmd.envs(env.iter().copied());
+    iks_e2e::process::run(&mut cmd)
+}
 
 #[test]
 fn verify_names_each_tampering_of_the_database_and_the_recordings() {
@@ -415,4 +448,197 @@ fn retention_is_off_unless_configured() {
     let on = String::from_utf8_lossy(&on.stdout).into_owned();
     assert!(on.starts_with("no audit event is older than 30 days (before 20"), "{on}");
     assert!(gw.run(&["audit", "verify"]).success().starts_with("OK: 1 events"));
+}
+
+/// Someone with the database deletes old events and appends an `audit.retention` event
+/// with recomputed hashes that says the chain now starts after them. Nothing signed it:
+/// `audit verify` says so, and the gateway refuses to sign over it.
+#[test]
+fn a_forged_retention_is_not_vouched_for() {
+    let (gw, _) = installation();
+    let copy = gw.duplicate();
+    let events = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = Store::open(&copy.database_url()).await.unwrap();
+        let events = store.audit_events(&Default::default()).await.unwrap();
+        store.close().await;
+        events
+    });
+    let head = events.last().unwrap();
+    let details = iks_gateway::audit::retention::RetentionDetails {
+        cutoff: iks_gateway::time::now(),
+        deleted: 5,
+        first_seq: 6,
+        first_prev_hash: events[4].hash.clone(),
+    };
+    let details = serde_json::to_string(&details).unwrap();
+    let (seq, at, actor) = (head.seq + 1, iks_gateway::time::now(), Actor::system());
+    let forged = iks_gateway::audit::chain_hash(
+        &head.hash,
+        &iks_gateway::audit::Unsealed {
+            seq,
+            at,
+            actor: &actor,
+            action: "audit.retention",
+            subjects: Default::default(),
+            details: &details,
+        },
+    );
+    tamper(
+        &copy,
+        &format!(
+            "DELETE FROM audit_events WHERE seq <= 5; \
+             INSERT INTO audit_events (seq, at, actor_kind, actor_name, action, details, prev_hash, hash) \
+             VALUES ({seq}, '{}', 'system', 'iks-gateway', 'audit.retention', '{details}', '{}', '{forged}');",
+            iks_gateway::time::to_db(at),
+            head.hash
+        ),
+    );
+    assert_eq!(
+        copy.run(&["audit", "verify"]).failure(),
+        format!(
+            "iks-gateway: error: retention event #{seq} is not vouched for by a signed checkpoint \
+             (events before #6 were deleted without one)"
+        )
+    );
+    assert_eq!(
+        copy.run(&["audit", "checkpoint"]).failure(),
+        format!(
+            "iks-gateway: error: refusing to sign a checkpoint: retention event #{seq} was not signed when it was \
+             written (run `iks-gateway audit verify`)"
+        )
+    );
+    assert!(gw.run(&["audit", "verify"]).ok, "the original is untouched");
+}
+
+/// Someone with the database deletes the newest checkpoint and the events after the one
+/// before it. A serving gateway's checkpoints promise the next: once the promise left runs
+/// out, `audit verify` names the cut; with a checkpoint log outside the database, at once.
+#[test]
+fn a_cut_back_to_an_older_checkpoint_shows() {
+    let gw = Gateway::sqlite();
+    gw.run(&["admin", "org", "add", "--inn", INN, "--name", "ООО Ромашка"]).success();
+    let log = gw.path("checkpoints.jsonl");
+    let log_env = [("IKS_AUDIT_CHECKPOINT_LOG", log.to_str().unwrap())];
+    let mut serve = gw
+        .command(&["serve"])
+        .env("IKS_AUDIT_CHECKPOINT_INTERVAL", "1s")
+        .envs(log_env)
+        .env("IKS_SSH_LISTEN", "127.0.0.1:0")
+        .env("IKS_HTTP_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoints = |gw: &Gateway| sqlite_int(gw, "SELECT COUNT(*) FROM audit_checkpoints");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Heartbeats while serving, with nothing new to sign.
+    while checkpoints(&gw) < 3 {
+        assert!(std::time::Instant::now() < deadline, "no heartbeat checkpoints while serving");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw.run(&["admin", "operator", "add", "--login", "ivanov", "--name", "Иван Иванов"]).success();
+    let status = std::process::Command::new("kill").args(["-TERM", &serve.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(serve.wait().unwrap().success());
+    // Stopped cleanly, the last checkpoint promises nothing: the original verifies, also later.
+    let ok = verify_with(&gw, &[]);
+    assert!(ok.success().starts_with("OK: 2 events, 0 recordings, last checkpoint #"), "{}", ok.stdout);
+    let logged = verify_with(&gw, &log_env);
+    let n = checkpoints(&gw);
+    assert!(logged.success().contains(&format!("checkpoint log: all {n} checkpoints in it are in the database")));
+
+    // The last checkpoint, and every event after the one before it.
+    let copy = gw.duplicate();
+    tamper(
+        &copy,
+        "DELETE FROM audit_checkpoints WHERE id = (SELECT MAX(id) FROM audit_checkpoints); \
+         DELETE FROM audit_events WHERE seq > (SELECT MAX(seq) FROM audit_checkpoints);",
+    );
+    let (left, covers) = (
+        sqlite_int(&copy, "SELECT MAX(id) FROM audit_checkpoints"),
+        sqlite_int(&copy, "SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1"),
+    );
+    let promised = copy.sqlite3("SELECT next_due FROM audit_checkpoints ORDER BY id DESC LIMIT 1");
+    let promised = promised.success().trim().to_string();
+    assert!(promised.starts_with("20"), "a serving gateway's checkpoint promises the next: {promised:?}");
+    let promise = chrono::DateTime::parse_from_rfc3339(&promised).unwrap();
+    while chrono::Utc::now() <= promise {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        verify_with(&copy, &[]).failure(),
+        format!(
+            "iks-gateway: error: tail cut: no checkpoint since #{left} (event #{covers}), which promised the next by \
+             {promised}: later checkpoints and the events after #{covers} were deleted, or the gateway was killed"
+        )
+    );
+    // With the checkpoint log, the deleted checkpoints are named.
+    let line = verify_with(&copy, &log_env).failure().to_string();
+    let deleted = left + 1;
+    assert!(line.starts_with(&format!("iks-gateway: error: checkpoint #{deleted} (event #")), "{line}");
+    assert!(line.ends_with("of the checkpoint log is not in the database: it was deleted"), "{line}");
+}
+
+/// `access approve --as petrov` at the host is the CLI acting on petrov's authority: the log
+/// says so, with the OS account, not that petrov approved.
+#[test]
+fn the_cli_acting_for_a_person_is_recorded_as_the_cli() {
+    let (gw, _) = installation();
+    let request = gw.run(&[
+        "access",
+        "request",
+        "--ticket",
+        "T-1001",
+        "--box",
+        "main-gw",
+        "--operator",
+        "ivanov",
+        "--duration",
+        "1h",
+        "--reason",
+        "again",
+    ]);
+    let grant = request.success().split_whitespace().find(|w| w.starts_with("G-")).unwrap().to_string();
+    let mut approve = gw.command(&["access", "approve", &grant, "--as", "petrov"]);
+    approve.env("USER", "alice").env_remove("SUDO_USER");
+    iks_e2e::process::run(&mut approve).success();
+    let tail = gw.run(&["audit", "tail", "-n", "1"]);
+    assert!(tail.success().contains("  cli:alice on behalf of petrov (cli)  access.approve  "), "{}", tail.stdout);
+    // The person's ID stays with the event: it is the one petrov's own approval carries.
+    let export = gw.run(&["audit", "export"]);
+    let lines: Vec<serde_json::Value> = export.success().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let approvals: Vec<_> = lines.iter().filter(|l| l["action"] == "access.approve").collect();
+    let [own, on_behalf] = approvals[..] else { panic!("two approvals: {approvals:?}") };
+    assert_eq!((&own["actor_kind"], &own["actor_name"]), (&"person".into(), &"petrov".into()));
+    assert_eq!(on_behalf["actor_kind"], "cli");
+    assert_eq!(on_behalf["actor_id"], own["actor_id"]);
+}
+
+/// With every checkpoint deleted, a tail of `checkpoint_every` unsigned events older than
+/// `checkpoint_interval` shows; a young database, or a short tail, is just new.
+#[test]
+fn deleting_every_checkpoint_shows_in_an_old_unsigned_tail() {
+    let (gw, _) = installation();
+    let window = [("IKS_AUDIT_CHECKPOINT_EVERY", "5"), ("IKS_AUDIT_CHECKPOINT_INTERVAL", "1s")];
+    let copy = gw.duplicate();
+    tamper(&copy, "DELETE FROM audit_checkpoints;");
+    let oldest = copy.sqlite3("SELECT at FROM audit_events WHERE seq = 1").success().trim().to_string();
+    let since = chrono::DateTime::parse_from_rfc3339(&oldest).unwrap();
+    let young = verify_with(&copy, &window);
+    if chrono::Utc::now() < since + chrono::Duration::seconds(1) {
+        assert!(young.success().starts_with(&format!("OK: {EVENTS} events")), "{}", young.stdout);
+    }
+    let short = verify_with(&copy, &[("IKS_AUDIT_CHECKPOINT_EVERY", "13"), ("IKS_AUDIT_CHECKPOINT_INTERVAL", "1s")]);
+    assert!(short.success().starts_with(&format!("OK: {EVENTS} events, 2 recordings, no checkpoint yet")));
+    while chrono::Utc::now() <= since + chrono::Duration::seconds(1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        verify_with(&copy, &window).failure(),
+        format!(
+            "iks-gateway: error: checkpoints deleted: events #1–#{EVENTS} (the oldest from {oldest}) are covered by \
+             no checkpoint, more than [audit] checkpoint_every = 5 older than checkpoint_interval"
+        )
+    );
+    assert!(verify_with(&gw, &window).ok, "the original is untouched");
 }

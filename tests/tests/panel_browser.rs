@@ -7,38 +7,12 @@
 //! Screenshots go to a temporary directory; `IKS_SCREENSHOTS=docs/screenshots cargo test
 //! -p iks-e2e --test panel_browser` refreshes the README's.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use iks_e2e::panel::{browser_dir, ensure_playwright, password_link};
 use iks_e2e::process;
 use iks_e2e::scenario::{Scenario, Setup, TICKET};
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-/// Installs playwright-core (pinned by package-lock.json) the first time; the browser itself
-/// is Debian's (`apt-get install chromium`), never downloaded.
-fn ensure_playwright() {
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "the browser test needs Debian's Chromium: apt-get install -y chromium (.ci/run does this)"
-    );
-    if browser_dir().join("node_modules/playwright-core/package.json").exists() {
-        return;
-    }
-    let run = process::run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(browser_dir()));
-    assert!(run.ok, "npm ci in tests/browser failed:\n{}\n{}", run.stdout, run.stderr);
-}
-
-/// The path of a one-time password link for `login`, from the CLI.
-fn password_link(s: &Scenario, login: &str) -> String {
-    let out = s.admin(&["admin", "person", "password-link", login]);
-    let url = out.split_whitespace().find(|w| w.starts_with("http")).unwrap_or_else(|| panic!("no link in: {out}"));
-    let path = &url[url.find("/password/").unwrap_or_else(|| panic!("not a password link: {url}"))..];
-    path.to_string()
-}
 
 #[test]
 fn request_approve_watch_revoke_and_find_it_again() {
@@ -56,9 +30,9 @@ fn request_approve_watch_revoke_and_find_it_again() {
     node.arg(browser_dir().join("flow.mjs"))
         .current_dir(browser_dir())
         .env("IKS_PANEL", format!("http://127.0.0.1:{}", s.serve.http_port()))
-        .env("IKS_LINK_OPERATOR", password_link(&s, "ivanov"))
-        .env("IKS_LINK_CUSTOMER", password_link(&s, "petrov"))
-        .env("IKS_LINK_AUDITOR", password_link(&s, "sidorova"))
+        .env("IKS_LINK_OPERATOR", password_link(&s.gw, "ivanov"))
+        .env("IKS_LINK_CUSTOMER", password_link(&s.gw, "petrov"))
+        .env("IKS_LINK_AUDITOR", password_link(&s.gw, "sidorova"))
         .env("IKS_SSH_ARGV", serde_json::to_string(&ssh).unwrap())
         .env("IKS_TICKET", TICKET)
         .env("IKS_SHOTS", &shots);

@@ -522,8 +522,11 @@ mod tests {
         };
         let mut w = JsonlWriter::start(Vec::new(), &header).unwrap();
         let last = events.last().unwrap();
-        w.checkpoint(&Checkpoint { id: 1, signed: checkpoint::sign(key, last.seq, &last.hash, last.at).unwrap() })
-            .unwrap();
+        w.checkpoint(&Checkpoint {
+            id: 1,
+            signed: checkpoint::sign(key, last.seq, &last.hash, last.at, None).unwrap(),
+        })
+        .unwrap();
         for e in events {
             w.event(e).unwrap();
         }

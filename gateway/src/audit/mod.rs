@@ -81,8 +81,14 @@ impl Actor {
 
     /// An administrator at the gateway host's shell, named by their OS account.
     pub fn cli() -> Self {
-        let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
-        Self { kind: ActorKind::Cli, id: None, name: user }
+        Self { kind: ActorKind::Cli, id: None, name: os_user() }
+    }
+
+    /// An administrator at the host's shell acting on a person's authority (`--as petrov`):
+    /// the command is not petrov's own, so the log names the CLI and the OS account as
+    /// the actor, "cli:root on behalf of petrov", with petrov's ID.
+    pub fn cli_on_behalf(id: PersonId, login: &str) -> Self {
+        Self { kind: ActorKind::Cli, id: Some(id.get()), name: format!("cli:{} on behalf of {login}", os_user()) }
     }
 
     /// A box's agent, named with its box so the log reads on its own.
@@ -99,6 +105,11 @@ impl Actor {
     pub fn api_token(id: i64, name: &str) -> Self {
         Self { kind: ActorKind::ApiToken, id: Some(id), name: name.to_string() }
     }
+}
+
+/// The OS account running the CLI (the one behind `sudo`, if any).
+fn os_user() -> String {
+    std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into())
 }
 
 impl fmt::Display for Actor {

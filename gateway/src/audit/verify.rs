@@ -19,6 +19,13 @@
 //! - a cut-off tail: a signed checkpoint covers an event beyond the end: "tail cut";
 //! - a chain rewritten consistently from some event on: the event a checkpoint covers has
 //!   another hash than the one signed;
+//! - the newest checkpoints cut together with the events after the one left: the one left
+//!   promised a successor by a time that has passed (a serving gateway signs at least every
+//!   `[audit] checkpoint_interval` and promises the next within twice that), or more than
+//!   `checkpoint_every` events older than the interval are covered by no checkpoint;
+//! - old events deleted and a forged `audit.retention` event appended: the retention event
+//!   is not covered by a signed checkpoint (the gateway signs its own in the same
+//!   transaction), or it deleted events younger than `[audit] retention_days` allows;
 //! - a changed or deleted recording: its SHA-256 differs from the one `session.end` put into
 //!   the chain (the chain's copy is authoritative; the session row can be edited).
 
@@ -31,7 +38,7 @@ use serde::Deserialize;
 
 use super::Event;
 use super::checkpoint::{BadSignature, Checkpoint};
-use super::retention::ChainStart;
+use super::retention::{self, ChainStart, RetentionDetails};
 use crate::ids::SessionId;
 
 /// How many recent events are remembered to recognise a fork.
@@ -78,6 +85,31 @@ pub enum Problem {
     CheckpointSigner { checkpoint: i64, signer: String, trusted: String },
     #[error("checkpoint #{checkpoint} cannot be checked: no audit public key given")]
     NoTrustedKey { checkpoint: i64 },
+    #[error(
+        "tail cut: no checkpoint since #{checkpoint} (event #{covers}), which promised the next by {}: \
+         later checkpoints and the events after #{covers} were deleted, or the gateway was killed",
+        crate::time::to_db(*.due)
+    )]
+    CheckpointOverdue { checkpoint: i64, covers: i64, due: DateTime<Utc> },
+    #[error(
+        "checkpoints deleted: events #{first}–#{last} (the oldest from {}) are covered by no checkpoint, \
+         more than [audit] checkpoint_every = {every} older than checkpoint_interval",
+        crate::time::to_db(*.since)
+    )]
+    UnsignedTail { first: i64, last: i64, since: DateTime<Utc>, every: u64 },
+    #[error(
+        "retention event #{retention} is not vouched for by a signed checkpoint \
+         (events before #{first} were deleted without one)"
+    )]
+    RetentionUnvouched { retention: i64, first: i64 },
+    #[error("retention event #{seq} deleted events up to {}, {}", crate::time::to_db(*.cutoff), Policy(*.days))]
+    RetentionPolicy { seq: i64, cutoff: DateTime<Utc>, days: u32 },
+    #[error("retention event #{seq} has unreadable details")]
+    RetentionMalformed { seq: i64 },
+    #[error("checkpoint #{checkpoint} (event #{covers}) of the checkpoint log is not in the database: it was deleted")]
+    CheckpointDeleted { checkpoint: i64, covers: i64 },
+    #[error("checkpoint log {path}: {message}")]
+    CheckpointLog { path: String, message: String },
     #[error("recording of session {session} changed (sha256 {actual} expected {expected})")]
     RecordingChanged { session: SessionId, actual: String, expected: String },
     #[error("recording of session {session} is missing ({path})")]
@@ -114,6 +146,18 @@ impl fmt::Display for Missing {
     }
 }
 
+/// Why a retention event's cutoff breaks the policy.
+struct Policy(u32);
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => write!(f, "but [audit] retention_days = 0 keeps every event"),
+            days => write!(f, "younger than [audit] retention_days = {days} allows"),
+        }
+    }
+}
+
 /// "the log ends at #9" or "the log is empty".
 struct LogEnd(Option<i64>);
 
@@ -135,6 +179,20 @@ pub enum Coverage {
     /// A selection (a filtered export): every event must be intact and events with
     /// consecutive numbers must link, but gaps between them are expected.
     Selection,
+}
+
+/// What the stored chain is held to beyond its own links: the gateway's configuration and
+/// the time, which an export checked elsewhere does not carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectations {
+    /// When the verification runs: a promised checkpoint that is not there by now shows a cut.
+    pub now: DateTime<Utc>,
+    /// `[audit] checkpoint_every`.
+    pub checkpoint_every: u64,
+    /// `[audit] checkpoint_interval`.
+    pub checkpoint_interval: chrono::Duration,
+    /// `[audit] retention_days`: what a retention event may have deleted.
+    pub retention_days: u32,
 }
 
 /// What a clean verification saw.
@@ -203,6 +261,17 @@ pub struct ChainVerifier {
     /// A jump in the numbers, judged when the next event shows whether events are missing
     /// or only out of order: (last seq before it, seq after it).
     gap: Option<(i64, i64)>,
+    /// The highest event a checkpoint was found to match: what the signatures vouch for.
+    vouched: Option<i64>,
+    /// The newest checkpoint (by signing time), and the highest event any checkpoint covers.
+    newest: Option<Checkpoint>,
+    covered: Option<i64>,
+    /// The first event no checkpoint covers, and when it was written.
+    first_unsigned: Option<(i64, DateTime<Utc>)>,
+    /// The first retention event the policy does not allow: reported at the end, after
+    /// whether anything signed it at all (a forged one is "not vouched for", first).
+    policy_breach: Option<Problem>,
+    expectations: Option<Expectations>,
     summary: Summary,
 }
 
@@ -227,6 +296,8 @@ impl ChainVerifier {
             })?;
         }
         let last_checkpoint = checkpoints.last().map(|c| (c.id, c.signed.at));
+        let newest = checkpoints.iter().max_by_key(|c| (c.signed.at, c.id)).cloned();
+        let covered = checkpoints.iter().map(|c| c.signed.seq).max();
         checkpoints.sort_by_key(|c| (c.signed.seq, c.id));
         Ok(Self {
             coverage,
@@ -235,8 +306,21 @@ impl ChainVerifier {
             last: None,
             recent: VecDeque::with_capacity(FORK_MEMORY),
             gap: None,
+            vouched: None,
+            newest,
+            covered,
+            first_unsigned: None,
+            policy_breach: None,
+            expectations: None,
             summary: Summary { last_checkpoint, ..Summary::default() },
         })
+    }
+
+    /// Also holds the chain to the gateway's configuration at a time (the stored chain; an
+    /// export checked elsewhere is held to its own links and signatures only).
+    pub fn expecting(mut self, expectations: Expectations) -> Self {
+        self.expectations = Some(expectations);
+        self
     }
 
     /// Checks the next event. If it vouches for a recording, the caller looks the file up
@@ -287,6 +371,15 @@ impl ChainVerifier {
         {
             return Err(Problem::AnchorMismatch { seq: e.seq });
         }
+        if let Some(x) = &self.expectations
+            && e.action == retention::ACTION
+            && self.policy_breach.is_none()
+        {
+            self.policy_breach = check_retention_policy(e, x.retention_days).err();
+        }
+        if self.first_unsigned.is_none() && self.covered.is_none_or(|c| e.seq > c) {
+            self.first_unsigned = Some((e.seq, e.at));
+        }
         if self.recent.len() == FORK_MEMORY {
             self.recent.pop_front();
         }
@@ -330,8 +423,11 @@ impl ChainVerifier {
             }
             // Checkpoints of events before this one are of events not in a selection, or
             // deleted by retention: only their signatures could be checked.
-            if c.signed.seq == e.seq && c.signed.hash != e.hash {
-                return Err(Problem::Rewritten { seq: e.seq, checkpoint: c.id });
+            if c.signed.seq == e.seq {
+                if c.signed.hash != e.hash {
+                    return Err(Problem::Rewritten { seq: e.seq, checkpoint: c.id });
+                }
+                self.vouched = Some(e.seq);
             }
             self.next_checkpoint += 1;
         }
@@ -375,7 +471,61 @@ impl ChainVerifier {
         if let Some(through) = through.filter(|&t| beyond(t)) {
             return Err(Problem::ExportCut { through, last });
         }
+        // The gateway signs its own retention event in the deletion's transaction, and
+        // refuses to sign over anyone else's: an unsigned one deleted without a key.
+        if let Some(retention) = start.retention_event
+            && self.vouched.is_none_or(|v| v < retention)
+        {
+            return Err(Problem::RetentionUnvouched { retention, first: start.seq });
+        }
+        if let Some(breach) = &self.policy_breach {
+            return Err(breach.clone());
+        }
+        if let Some(x) = &self.expectations {
+            self.check_freshness(x, last)?;
+        }
         Ok(self.summary)
+    }
+
+    /// The head is covered within the window: a cut back to an older checkpoint shows by its
+    /// broken promise, a deletion of every checkpoint by a long and old unsigned tail.
+    fn check_freshness(&self, x: &Expectations, last: Option<i64>) -> Result<(), Problem> {
+        if let Some(c) = &self.newest
+            && let Some(due) = c.signed.next
+            && x.now > due
+        {
+            return Err(Problem::CheckpointOverdue { checkpoint: c.id, covers: c.signed.seq, due });
+        }
+        if let (Some((first, since)), Some(last)) = (self.first_unsigned, last) {
+            let count = u64::try_from(last - first + 1).unwrap_or(0);
+            if count >= x.checkpoint_every && x.now - since >= x.checkpoint_interval {
+                return Err(Problem::UnsignedTail { first, last, since, every: x.checkpoint_every });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A retention event may only have deleted what `[audit] retention_days` allows: events
+/// older than that many days when it ran. The rule is the configured one now, so turning
+/// retention off after it ran makes its past deletions show.
+fn check_retention_policy(e: &Event, days: u32) -> Result<(), Problem> {
+    let d: RetentionDetails =
+        serde_json::from_str(&e.details).map_err(|_| Problem::RetentionMalformed { seq: e.seq })?;
+    match retention::cutoff(days, e.at) {
+        Some(allowed) if d.cutoff <= allowed => Ok(()),
+        _ => Err(Problem::RetentionPolicy { seq: e.seq, cutoff: d.cutoff, days }),
+    }
+}
+
+/// Every checkpoint kept outside the database must still be in it, unchanged: a cut of
+/// the newest checkpoints together with the events after them is then seen at once, not
+/// only when a promise runs out.
+pub fn cross_check(logged: &[Checkpoint], stored: &[Checkpoint]) -> Result<(), Problem> {
+    let stored: std::collections::HashMap<i64, &Checkpoint> = stored.iter().map(|c| (c.id, c)).collect();
+    match logged.iter().find(|c| stored.get(&c.id) != Some(c)) {
+        Some(c) => Err(Problem::CheckpointDeleted { checkpoint: c.id, covers: c.signed.seq }),
+        None => Ok(()),
     }
 }
 
@@ -438,7 +588,13 @@ mod tests {
     }
 
     fn checkpoint(id: i64, e: &Event, key: &russh::keys::PrivateKey) -> Checkpoint {
-        Checkpoint { id, signed: checkpoint::sign(key, e.seq, &e.hash, e.at).unwrap() }
+        Checkpoint { id, signed: checkpoint::sign(key, e.seq, &e.hash, e.at, None).unwrap() }
+    }
+
+    /// A checkpoint a serving gateway signs: it promises the next within two minutes.
+    fn promising(id: i64, e: &Event, key: &russh::keys::PrivateKey) -> Checkpoint {
+        let next = e.at + chrono::Duration::minutes(2);
+        Checkpoint { id, signed: checkpoint::sign(key, e.seq, &e.hash, e.at, Some(next)).unwrap() }
     }
 
     struct Case {
@@ -446,6 +602,7 @@ mod tests {
         events: Vec<Event>,
         checkpoints: Vec<Checkpoint>,
         recordings: HashMap<&'static str, RecordingState>,
+        expectations: Option<Expectations>,
     }
 
     impl Case {
@@ -455,11 +612,15 @@ mod tests {
                 events,
                 checkpoints: Vec::new(),
                 recordings: HashMap::from([(RECORDING, RecordingState::Hashed("ab".repeat(32)))]),
+                expectations: None,
             }
         }
 
         fn run(self, trusted: &PublicKey) -> Result<Summary, Problem> {
             let mut v = ChainVerifier::new(self.coverage, self.checkpoints, Some(trusted))?;
+            if let Some(x) = self.expectations {
+                v = v.expecting(x);
+            }
             for e in &self.events {
                 if let Some(claim) = v.push(e)? {
                     let found = self.recordings.get(claim.file.as_str()).cloned();
@@ -615,15 +776,15 @@ mod tests {
         }
     }
 
-    /// A chain whose events #1–#3 were deleted by policy; #9 is the retention event.
+    /// A chain whose events #1–#3 were deleted by policy (events before `cutoff`); #9 is
+    /// the retention event.
     fn retained() -> (Vec<Event>, ChainStart) {
+        retained_before(chain(8)[3].at)
+    }
+
+    fn retained_before(cutoff: DateTime<Utc>) -> (Vec<Event>, ChainStart) {
         let mut events = chain(8);
-        let details = RetentionDetails {
-            cutoff: events[3].at,
-            deleted: 3,
-            first_seq: 4,
-            first_prev_hash: events[2].hash.clone(),
-        };
+        let details = RetentionDetails { cutoff, deleted: 3, first_seq: 4, first_prev_hash: events[2].hash.clone() };
         let retention =
             seal(9, &events[7].hash, retention::ACTION, Subjects::default(), &serde_json::to_string(&details).unwrap());
         let start = ChainStart::from_retention_event(&retention).unwrap();
@@ -636,8 +797,10 @@ mod tests {
     fn retention_moves_the_start_and_nothing_else() {
         let key = test_key();
         let (events, start) = retained();
+        let vouch = checkpoint(1, events.last().unwrap(), &key);
         let complete = |events: Vec<Event>, start: &ChainStart| Case {
             coverage: Coverage::Complete { start: start.clone(), through: None },
+            checkpoints: vec![vouch.clone()],
             ..Case::complete(events)
         };
         let summary = complete(events.clone(), &start).run(key.public_key()).unwrap();
@@ -651,8 +814,9 @@ mod tests {
         );
         let mut cut = events.clone();
         cut.pop();
+        let unvouched = Case { checkpoints: Vec::new(), ..complete(cut, &start) };
         assert_eq!(
-            complete(cut, &start).run(key.public_key()).unwrap_err().to_string(),
+            unvouched.run(key.public_key()).unwrap_err().to_string(),
             "tail cut: retention event #9 starts the log but the log ends at #8"
         );
         let forged = ChainStart { seq: 5, prev_hash: events[0].hash.clone(), retention_event: Some(9) };
@@ -664,6 +828,117 @@ mod tests {
             complete(chain(8), &start).run(key.public_key()).unwrap_err().to_string(),
             "event #1 precedes the start of the chain (#4)"
         );
+    }
+
+    #[test]
+    fn a_retention_needs_a_checkpoint_to_vouch_for_it() {
+        let key = test_key();
+        let (events, start) = retained();
+        let with = |checkpoints: Vec<Checkpoint>| Case {
+            coverage: Coverage::Complete { start: start.clone(), through: None },
+            checkpoints,
+            ..Case::complete(events.clone())
+        };
+        let unvouched = "retention event #9 is not vouched for by a signed checkpoint \
+                         (events before #4 were deleted without one)";
+        // Appended with recomputed hashes by someone without the key: no checkpoint, or only
+        // older ones, cover it.
+        assert_eq!(with(Vec::new()).run(key.public_key()).unwrap_err().to_string(), unvouched);
+        let older = vec![checkpoint(1, &chain(8)[1], &key), checkpoint(2, &events[4], &key)];
+        assert_eq!(with(older).run(key.public_key()).unwrap_err().to_string(), unvouched);
+        assert!(with(vec![checkpoint(1, &events[5], &key)]).run(key.public_key()).is_ok());
+        // A checkpoint of a later event vouches too: the chain links back to the retention.
+        let (mut longer, start) = retained();
+        longer.push(seal(10, &longer[5].hash, "ticket.open", Subjects::default(), "{}"));
+        let case = Case {
+            coverage: Coverage::Complete { start, through: None },
+            checkpoints: vec![checkpoint(1, &longer[6], &key)],
+            ..Case::complete(longer)
+        };
+        assert!(case.run(key.public_key()).is_ok());
+    }
+
+    fn expectations(now: DateTime<Utc>, every: u64, retention_days: u32) -> Expectations {
+        Expectations { now, checkpoint_every: every, checkpoint_interval: chrono::Duration::minutes(1), retention_days }
+    }
+
+    #[test]
+    fn a_retention_must_keep_what_the_policy_keeps() {
+        let key = test_key();
+        let case = |cutoff: DateTime<Utc>, days: u32| {
+            let (events, start) = retained_before(cutoff);
+            let now = events.last().unwrap().at;
+            Case {
+                coverage: Coverage::Complete { start, through: None },
+                checkpoints: vec![checkpoint(1, events.last().unwrap(), &key)],
+                expectations: Some(expectations(now, 1000, days)),
+                ..Case::complete(events)
+            }
+        };
+        let at = chain(8)[8 - 1].at + chrono::Duration::seconds(1);
+        let month_ago = at - chrono::Duration::days(30);
+        assert!(case(month_ago, 30).run(key.public_key()).is_ok());
+        assert!(case(month_ago, 7).run(key.public_key()).is_ok());
+        assert_eq!(
+            case(month_ago, 31).run(key.public_key()).unwrap_err().to_string(),
+            format!(
+                "retention event #9 deleted events up to {}, younger than [audit] retention_days = 31 allows",
+                crate::time::to_db(month_ago)
+            )
+        );
+        assert_eq!(
+            case(month_ago, 0).run(key.public_key()).unwrap_err().to_string(),
+            format!(
+                "retention event #9 deleted events up to {}, but [audit] retention_days = 0 keeps every event",
+                crate::time::to_db(month_ago)
+            )
+        );
+    }
+
+    #[test]
+    fn the_head_is_covered_within_the_window() {
+        let key = test_key();
+        let events = chain(8);
+        let t = |seq: usize, secs: i64| events[seq - 1].at + chrono::Duration::seconds(secs);
+        // A serving gateway's checkpoints: #1 covers event #4, #2 event #8; each promises the
+        // next within two minutes.
+        let serving = vec![promising(1, &events[3], &key), promising(2, &events[7], &key)];
+        let run = |events: Vec<Event>, checkpoints: Vec<Checkpoint>, x: Expectations| {
+            Case { checkpoints, expectations: Some(x), ..Case::complete(events) }.run(key.public_key())
+        };
+        assert!(run(events.clone(), serving.clone(), expectations(t(8, 60), 1000, 0)).is_ok());
+        // Checkpoint #2 and the events after #1's deleted: #1's promise is broken once its time
+        // has passed; before that, the cut is within the window and not seen.
+        let cut = events[..4].to_vec();
+        assert!(run(cut.clone(), serving[..1].to_vec(), expectations(t(4, 119), 1000, 0)).is_ok());
+        assert_eq!(
+            run(cut, serving[..1].to_vec(), expectations(t(4, 121), 1000, 0)).unwrap_err().to_string(),
+            format!(
+                "tail cut: no checkpoint since #1 (event #4), which promised the next by {}: later checkpoints \
+                 and the events after #4 were deleted, or the gateway was killed",
+                crate::time::to_db(t(4, 120))
+            )
+        );
+        // A checkpoint without a promise (signed at shutdown or by `audit checkpoint`) expects none.
+        let stopped = vec![serving[0].clone(), checkpoint(2, &events[7], &key)];
+        assert!(run(events.clone(), stopped, expectations(t(8, 86_400), 1000, 0)).is_ok());
+
+        // Every checkpoint deleted: a tail longer than checkpoint_every and older than the
+        // interval shows it; a young or short one is a fresh database.
+        let x = |secs: i64, every: u64| expectations(t(1, secs), every, 0);
+        assert!(run(events.clone(), Vec::new(), x(59, 5)).is_ok(), "young");
+        assert!(run(events.clone(), Vec::new(), x(3600, 9)).is_ok(), "fewer than the window");
+        assert_eq!(
+            run(events.clone(), Vec::new(), x(3600, 8)).unwrap_err().to_string(),
+            format!(
+                "checkpoints deleted: events #1–#8 (the oldest from {}) are covered by no checkpoint, more than \
+                 [audit] checkpoint_every = 8 older than checkpoint_interval",
+                crate::time::to_db(t(1, 0))
+            )
+        );
+        let partly = vec![checkpoint(1, &events[2], &key)];
+        assert!(run(events.clone(), partly.clone(), x(3600, 6)).is_ok());
+        assert!(run(events.clone(), partly, x(3600, 5)).unwrap_err().to_string().contains("events #4–#8"));
     }
 
     #[test]
@@ -686,6 +961,22 @@ mod tests {
         let mut early = pick(&[1, 2]);
         early.checkpoints = vec![checkpoint(1, &events[7], &key)];
         assert!(early.run(key.public_key()).is_ok());
+    }
+
+    #[test]
+    fn every_logged_checkpoint_must_be_stored() {
+        let key = test_key();
+        let events = chain(8);
+        let stored = vec![checkpoint(1, &events[3], &key), checkpoint(2, &events[7], &key)];
+        assert_eq!(cross_check(&stored, &stored), Ok(()));
+        assert_eq!(cross_check(&stored[..1], &stored), Ok(()), "the log may lag behind");
+        assert_eq!(
+            cross_check(&stored, &stored[..1]).unwrap_err().to_string(),
+            "checkpoint #2 (event #8) of the checkpoint log is not in the database: it was deleted"
+        );
+        let mut replaced = stored.clone();
+        replaced[1] = checkpoint(2, &events[6], &key);
+        assert!(cross_check(&stored, &replaced).is_err(), "a stored checkpoint replaced under the same ID");
     }
 
     #[test]

@@ -13,13 +13,15 @@ use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Subcommand};
+use iks_gateway::audit::checkpoint::{Checkpoint, CheckpointLog};
 use iks_gateway::audit::export::{self, ExportFilter};
 use iks_gateway::audit::retention;
-use iks_gateway::audit::verify::{RecordingState, Summary};
+use iks_gateway::audit::verify::{Expectations, RecordingState, Summary};
 use iks_gateway::audit::{Actor, Event};
+use iks_gateway::config::AuditConfig;
 use iks_gateway::datadir::{DataDir, KeyRole, fingerprint, recording_state};
 use iks_gateway::ids::TicketId;
-use iks_gateway::store::{EventFilter, Store};
+use iks_gateway::store::{EventFilter, Held, Signing, Store};
 use iks_gateway::time::{display_seconds, to_db};
 use russh::keys::PublicKey;
 
@@ -112,16 +114,30 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
         AuditCommand::Verify { file: Some(_), .. } => unreachable!("export checks run before loading the context"),
         AuditCommand::Verify { file: None, public_key, recordings: _ } => {
             let trusted = trusted_key(&ctx.data_dir, public_key.as_deref())?;
+            let config = &ctx.config.audit;
+            let log = config.checkpoint_log();
+            let logged = log.as_ref().map(CheckpointLog::read).transpose()?.unwrap_or_default();
+            let expectations = Expectations {
+                now: iks_gateway::time::now(),
+                checkpoint_every: config.checkpoint_every,
+                checkpoint_interval: config.checkpoint_interval(),
+                retention_days: config.retention_days,
+            };
+            let held = Held { expectations: Some(expectations), logged: &logged };
             let store = ctx.store().await?;
             let recordings = ctx.data_dir.recordings_dir();
-            let summary = store.verify_audit(trusted.as_ref(), Some(&recordings)).await?;
+            let summary = store.verify_audit_held(trusted.as_ref(), Some(&recordings), &held).await?;
             println!("{}", ok_line(&summary));
+            if log.is_some() {
+                println!("checkpoint log: all {} checkpoints in it are in the database", logged.len());
+            }
             Ok(())
         }
         AuditCommand::Checkpoint => {
             let key = ctx.data_dir.key(KeyRole::Audit)?;
             let store = ctx.store().await?;
-            let c = store.checkpoint_audit(&key).await?.ok_or_else(|| anyhow!("the audit log is empty"))?;
+            let c = store.checkpoint_audit(&key, None, None).await?.ok_or_else(|| anyhow!("the audit log is empty"))?;
+            copy_to_log(&ctx.config.audit, &c)?;
             let s = &c.signed;
             println!(
                 "checkpoint #{}: event #{} ({}) at {}, signed by {}",
@@ -172,20 +188,31 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
             };
             let key = ctx.data_dir.key(KeyRole::Audit)?;
             let store = ctx.store().await?;
-            match store.apply_audit_retention(&Actor::cli(), &key, cutoff).await? {
+            match store.apply_audit_retention(&Actor::cli(), &key, cutoff, None).await? {
                 None => println!("no audit event is older than {days} days (before {})", to_db(cutoff)),
-                Some(r) => println!(
-                    "deleted {} events before {}; the log now starts at #{} (retention event #{}, checkpoint #{})",
-                    r.details.deleted,
-                    to_db(cutoff),
-                    r.details.first_seq,
-                    r.event,
-                    r.checkpoint
-                ),
+                Some(r) => {
+                    copy_to_log(&ctx.config.audit, &r.checkpoint)?;
+                    println!(
+                        "deleted {} events before {}; the log now starts at #{} (retention event #{}, checkpoint #{})",
+                        r.details.deleted,
+                        to_db(cutoff),
+                        r.details.first_seq,
+                        r.event,
+                        r.checkpoint.id
+                    )
+                }
             }
             Ok(())
         }
     }
+}
+
+/// Appends a new checkpoint to `[audit] checkpoint_log`, if one is configured.
+fn copy_to_log(config: &AuditConfig, c: &Checkpoint) -> anyhow::Result<()> {
+    if let Some(log) = config.checkpoint_log() {
+        log.append(c).with_context(|| format!("cannot append checkpoint #{} to {}", c.id, config.checkpoint_log))?;
+    }
+    Ok(())
 }
 
 /// The principal of the `allowed_signers` line `audit public-key` prints.
@@ -332,14 +359,17 @@ fn tail_line(e: &Event, tz: Tz) -> String {
 }
 
 /// The audit log's upkeep while the gateway serves: a checkpoint whenever
-/// `[audit] checkpoint_every` events have accumulated (looked at every few seconds), the
-/// retention policy once a day, and a last checkpoint at shutdown.
+/// `[audit] checkpoint_every` events have accumulated or `checkpoint_interval` has passed
+/// since the newest (each promising the next), the retention policy once a day, and a last
+/// checkpoint, promising nothing, at shutdown. Every checkpoint is copied to the checkpoint
+/// log when one is configured.
 pub struct Upkeep {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// How often the upkeep looks whether a checkpoint is due.
+/// How often the upkeep looks whether a checkpoint is due, at most: a quarter of the
+/// interval, so a checkpoint comes well before the previous one's promise runs out.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 const RETENTION_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
@@ -348,32 +378,29 @@ impl Upkeep {
         let key = ctx.data_dir.key(KeyRole::Audit)?;
         let (store, config) = (store.clone(), ctx.config.audit.clone());
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let interval = config.checkpoint_interval();
+        let serving = Signing::Serving { every: config.checkpoint_every, interval };
+        let tick_every = UPKEEP_INTERVAL.min(interval.to_std().unwrap_or(UPKEEP_INTERVAL) / 4);
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            let mut signer = Signer { store: &store, key: &key, config: &config, last: None };
+            let mut tick = tokio::time::interval(tick_every);
             let mut retention_due = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
                     _ = tick.tick() => {}
                 }
-                checkpoint(&store, &key, config.checkpoint_every).await;
+                signer.sign(serving).await;
                 if let Some(cutoff) = retention::cutoff(config.retention_days, iks_gateway::time::now())
                     && tokio::time::Instant::now() >= retention_due
                 {
                     retention_due += RETENTION_INTERVAL;
-                    match store.apply_audit_retention(&Actor::system(), &key, cutoff).await {
-                        Ok(Some(r)) => tracing::info!(
-                            deleted = r.details.deleted,
-                            first = r.details.first_seq,
-                            "audit retention applied"
-                        ),
-                        Ok(None) => {}
-                        Err(e) => tracing::error!(error = %e, "audit retention failed"),
-                    }
+                    signer.retention(cutoff, serving).await;
                 }
             }
-            // Whatever happened since the last checkpoint is signed before the gateway stops.
-            checkpoint(&store, &key, 1).await;
+            // Whatever happened since the last checkpoint is signed before the gateway
+            // stops, and the last promise is replaced by none.
+            signer.sign(Signing::Final).await;
         });
         Ok(Self { stop, task })
     }
@@ -387,12 +414,52 @@ impl Upkeep {
     }
 }
 
-async fn checkpoint(store: &Store, key: &russh::keys::PrivateKey, every: u64) {
-    match store.checkpoint_audit_if_due(key, every).await {
-        Ok(Some(c)) => {
-            tracing::info!(checkpoint = c.id, seq = c.signed.seq, key = %fingerprint(key), "audit checkpoint signed")
+/// The serving gateway's signer: remembers the last checkpoint it signed, so that one
+/// deleted from the database stops it signing (see [`Store::checkpoint_audit`]).
+struct Signer<'a> {
+    store: &'a Store,
+    key: &'a russh::keys::PrivateKey,
+    config: &'a AuditConfig,
+    last: Option<Checkpoint>,
+}
+
+impl Signer<'_> {
+    async fn sign(&mut self, signing: Signing) {
+        match self.store.checkpoint_audit_if_due(self.key, signing, self.last.as_ref()).await {
+            Ok(Some(c)) => {
+                tracing::info!(
+                    checkpoint = c.id,
+                    seq = c.signed.seq,
+                    key = %fingerprint(self.key),
+                    "audit checkpoint signed"
+                );
+                self.signed(c);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
         }
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+    }
+
+    async fn retention(&mut self, cutoff: DateTime<Utc>, signing: Signing) {
+        match self.store.apply_audit_retention(&Actor::system(), self.key, cutoff, signing.promise()).await {
+            Ok(Some(r)) => {
+                tracing::info!(
+                    deleted = r.details.deleted,
+                    first = r.details.first_seq,
+                    checkpoint = r.checkpoint.id,
+                    "audit retention applied"
+                );
+                self.signed(r.checkpoint);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "audit retention failed"),
+        }
+    }
+
+    fn signed(&mut self, c: Checkpoint) {
+        if let Err(e) = copy_to_log(self.config, &c) {
+            tracing::error!(checkpoint = c.id, error = %format!("{e:#}"), "audit checkpoint log failed");
+        }
+        self.last = Some(c);
     }
 }

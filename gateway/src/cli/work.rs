@@ -146,9 +146,9 @@ pub enum AccessCommand {
         /// End the window sooner than requested: a duration from now (30m) or a time (RFC 3339).
         #[arg(long)]
         until: Option<String>,
-        /// Only the engineer who asked may use the grant.
+        /// Let any support engineer use the grant (by default only the engineer who asked may).
         #[arg(long)]
-        only_requester: bool,
+        any_engineer: bool,
     },
     /// Reject a pending request.
     Reject {
@@ -394,6 +394,11 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
+/// Who acts when a command says `--as LOGIN`: the CLI, on the person's authority.
+fn on_behalf(p: &Person) -> Actor {
+    Actor::cli_on_behalf(p.id, &p.login)
+}
+
 async fn person(store: &Store, login: &str) -> anyhow::Result<Person> {
     store.person_by_login(login).await.map_err(|_| anyhow!("no person with login '{login}'"))
 }
@@ -435,15 +440,20 @@ pub async fn access(ctx: &Context, cmd: AccessCommand, json: bool) -> anyhow::Re
             let d = parse_duration(&duration).map_err(|e| anyhow!("--duration: {e}"))?;
             grants::request(&store, config, &op, ticket, &r#box, d, &reason).await?
         }
-        AccessCommand::Approve { grant, who, until, only_requester } => {
+        AccessCommand::Approve { grant, who, until, any_engineer } => {
             let who = person(&store, &who).await?;
             let until = until.as_deref().map(parse_until).transpose()?;
-            grants::approve(&store, config, &who, grant, &ApproveOptions { until, only_requester, note: None }).await?
+            let opts = ApproveOptions { until, any_engineer, note: None };
+            grants::approve_as(&store, config, &on_behalf(&who), &who, grant, &opts).await?
         }
         AccessCommand::Reject { grant, who, reason } => {
-            grants::reject(&store, &person(&store, &who).await?, grant, &reason).await?
+            let who = person(&store, &who).await?;
+            grants::reject_as(&store, &on_behalf(&who), &who, grant, &reason).await?
         }
-        AccessCommand::Revoke { grant, who } => grants::revoke(&store, &person(&store, &who).await?, grant).await?,
+        AccessCommand::Revoke { grant, who } => {
+            let who = person(&store, &who).await?;
+            grants::revoke_as(&store, &on_behalf(&who), &who, grant).await?
+        }
         AccessCommand::List { ticket, state } => {
             let filter =
                 GrantFilter { ticket, state: state.as_deref().and_then(GrantState::parse), ..Default::default() };

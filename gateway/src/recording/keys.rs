@@ -81,7 +81,7 @@ pub fn keys(text: &str) -> impl Iterator<Item = Key<'_>> {
 
 /// The length of the escape sequence at the start of `s`: ESC `[`/`O` parameters and a
 /// final byte, or ESC alone.
-fn escape_len(s: &str) -> usize {
+pub(crate) fn escape_len(s: &str) -> usize {
     let b = s.as_bytes();
     if b.len() < 2 || !(b[1] == b'[' || b[1] == b'O') {
         return 1;

@@ -201,7 +201,7 @@ mod tests {
 
     use super::*;
     use crate::ids::SessionId;
-    use crate::recording::Recording;
+    use crate::recording::{Limits, Recording};
 
     async fn next(rx: &mut mpsc::Receiver<Result<Update, CastError>>) -> Update {
         tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an update within 10 s").unwrap().unwrap()
@@ -215,7 +215,7 @@ mod tests {
     async fn a_growing_recording_is_followed_to_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
-        let mut rec = Recording::create(dir.path(), SessionId(3), started, "live").unwrap();
+        let mut rec = Recording::create(dir.path(), SessionId(3), started, "live", Limits::default()).unwrap();
         rec.resize(20, 3).unwrap();
         rec.output(b"before\r\n").unwrap();
         let over = Arc::new(AtomicBool::new(false));
@@ -255,7 +255,7 @@ mod tests {
         use axum::response::IntoResponse;
         let dir = tempfile::tempdir().unwrap();
         let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
-        let mut rec = Recording::create(dir.path(), SessionId(4), started, "over").unwrap();
+        let mut rec = Recording::create(dir.path(), SessionId(4), started, "over", Limits::default()).unwrap();
         rec.output(b"bye & <done>").unwrap();
         let path = dir.path().join(rec.relative());
         rec.finish().unwrap();

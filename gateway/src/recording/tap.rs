@@ -1,6 +1,9 @@
 //! What one channel contributes to the session's record: a terminal's bytes go into the
-//! recording; an exec's command, byte counts, SHA-256 of each stream and exit status
-//! become session events. Shared by the channel's two pumps.
+//! recording; so does the content of a channel without a terminal (a command, `ssh -T`,
+//! rsync), up to `[recording] channel_cap`, its stdout and stderr as output and its stdin
+//! as input. Its command, byte counts, SHA-256 of each stream and exit status become
+//! session events. scp and sftp channels are recorded as their file operations (path,
+//! size, SHA-256 of each file) instead of their streams. Shared by the channel's two pumps.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -52,7 +55,41 @@ impl Stream {
     }
 }
 
+/// The recorded content of a channel without a terminal: how much went in, and each
+/// stream's incomplete UTF-8 tail and whether it last wrote a carriage return.
+#[derive(Default)]
+struct Content {
+    recorded: u64,
+    capped: bool,
+    carry: [Vec<u8>; 3],
+    after_cr: [bool; 3],
+}
+
+/// The streams of a channel, as `Content` indexes them.
+#[derive(Clone, Copy)]
+enum Which {
+    Stdin = 0,
+    Stdout = 1,
+    Stderr = 2,
+}
+
+/// `text` as a terminal would show it: a newline not after a carriage return gets one
+/// (the output post-processing a PTY would have applied).
+fn terminal_newlines(text: &str, after_cr: &mut bool) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    for c in text.chars() {
+        if c == '\n' && !*after_cr {
+            out.push('\r');
+        }
+        *after_cr = c == '\r';
+        out.push(c);
+    }
+    out
+}
+
 struct State {
+    /// `None` for a terminal (recorded whole) and for scp/sftp (recorded as files).
+    content: Option<Content>,
     stdin: Stream,
     stdout: Stream,
     stderr: Stream,
@@ -113,15 +150,19 @@ impl Tap {
             Kind::Exec(command) => ScpTracker::for_command(command).map(Transfer::Scp),
             Kind::Shell | Kind::Subsystem(_) => None,
         };
+        let terminal = pty.is_some();
         Self {
             live,
             channel,
-            terminal: pty.is_some(),
+            terminal,
             kind: kind.clone(),
             env,
             pty,
             state: Mutex::new(State {
-                stdin: Stream::new(transfer.is_none()),
+                content: (!terminal && transfer.is_none()).then(Content::default),
+                // A terminal's keystrokes are not hashed: a password typed at a prompt that
+                // does not echo would be in the hash (see `echo`).
+                stdin: Stream::new(transfer.is_none() && !terminal),
                 stdout: Stream::new(transfer.is_none()),
                 stderr: Stream::new(true),
                 exit: None,
@@ -153,6 +194,15 @@ impl Tap {
         if let Some((cols, rows)) = self.pty {
             // A recording that cannot take the size fails on the first output too.
             let _ = self.record(|r| r.resize(cols, rows));
+        } else if lock(&self.state).content.is_some() {
+            // Where this channel's content starts, for whoever replays the session.
+            let what = match &self.kind {
+                Kind::Shell => "a shell".to_string(),
+                Kind::Exec(command) => format!("`{command}`"),
+                Kind::Subsystem(name) => format!("subsystem {name}"),
+            };
+            let line = format!("[iks-gateway] channel {}: {what} without a terminal\r\n", self.channel);
+            let _ = self.record(|r| r.plain("o", &line));
         }
         let env: serde_json::Map<String, Value> = self.env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         let details = match &self.kind {
@@ -194,7 +244,7 @@ impl Tap {
         };
         self.file_events(&mut st, ops);
         drop(st);
-        if self.terminal { self.record(|r| r.input(data)) } else { Ok(()) }
+        if self.terminal { self.record(|r| r.input(data)) } else { self.content(Which::Stdin, data) }
     }
 
     pub fn output(&self, data: &[u8]) -> io::Result<()> {
@@ -210,7 +260,7 @@ impl Tap {
         };
         self.file_events(&mut st, ops);
         drop(st);
-        if self.terminal { self.record(|r| r.output(data)) } else { Ok(()) }
+        if self.terminal { self.record(|r| r.output(data)) } else { self.content(Which::Stdout, data) }
     }
 
     pub fn stderr(&self, data: &[u8]) -> io::Result<()> {
@@ -218,7 +268,39 @@ impl Tap {
             return Ok(());
         }
         lock(&self.state).stderr.add(data);
-        if self.terminal { self.record(|r| r.output(data)) } else { Ok(()) }
+        if self.terminal { self.record(|r| r.output(data)) } else { self.content(Which::Stderr, data) }
+    }
+
+    /// Records a chunk of a channel without a terminal, up to the channel's cap; the chunk
+    /// that reaches the cap is cut, and the record says so.
+    fn content(&self, which: Which, data: &[u8]) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        let Some(c) = st.content.as_mut().filter(|c| !c.capped) else { return Ok(()) };
+        let cap = lock(&self.live.recording).as_ref().map_or(0, |r| r.limits().channel_cap);
+        let room = usize::try_from(cap.saturating_sub(c.recorded)).unwrap_or(usize::MAX);
+        let taken = &data[..data.len().min(room)];
+        c.recorded += taken.len() as u64;
+        c.capped = taken.len() < data.len();
+        let i = which as usize;
+        let text = super::take_utf8(&mut c.carry[i], taken);
+        let (code, text) = match which {
+            Which::Stdin => ("i", text),
+            Which::Stdout | Which::Stderr => ("o", terminal_newlines(&text, &mut c.after_cr[i])),
+        };
+        let capped = c.capped;
+        drop(st);
+        self.record(|r| r.plain(code, &text))?;
+        if capped {
+            tracing::info!(session.id = %self.live.id, channel = self.channel, cap, "channel content cap reached");
+            let line = format!(
+                "\r\n[iks-gateway] channel {}: its content is recorded up to {} KiB ([recording] channel_cap); \
+                 the rest is counted and hashed in the session's events\r\n",
+                self.channel,
+                cap >> 10
+            );
+            self.record(|r| r.plain("o", &line))?;
+        }
+        Ok(())
     }
 
     pub fn resize(&self, cols: u32, rows: u32) -> io::Result<()> {
@@ -248,12 +330,15 @@ impl Tap {
         };
         self.file_events(&mut st, ops);
         let mut events = std::mem::take(&mut st.pending);
-        let details = json!({
+        let mut details = json!({
             "exit": st.exit.clone(),
             "stdin": st.stdin.summary(),
             "stdout": st.stdout.summary(),
             "stderr": st.stderr.summary(),
         });
+        if let Some(c) = &st.content {
+            details["recorded"] = json!({ "bytes": c.recorded, "capped": c.capped });
+        }
         drop(st);
         events.push(self.event("close", details));
         events

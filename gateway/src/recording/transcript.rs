@@ -12,8 +12,17 @@ const SCROLLBACK: usize = 100_000;
 /// recording, took 2 GB). 100 000 lines of 80 columns fit.
 const SCROLLBACK_CELLS: usize = 8_000_000;
 
+/// The first line of a transcript that lost its oldest lines.
+pub fn cut_notice(kept: usize) -> String {
+    format!(
+        "[iks-gateway] earlier lines are cut: a transcript keeps the last {kept} lines; \
+         the recording has them all (session replay, download)"
+    )
+}
+
 /// The terminal's text: everything that scrolled off, then the final screen, without
-/// trailing blank lines.
+/// trailing blank lines. When more scrolled off than the scrollback keeps, the first line
+/// says so ([`cut_notice`]).
 pub fn transcript(cast: &Cast) -> String {
     let (mut rows, mut cols) = (clamp(cast.header.height), clamp(cast.header.width));
     let widest =
@@ -37,7 +46,12 @@ pub fn transcript(cast: &Cast) -> String {
     let screen = parser.screen_mut();
     screen.set_scrollback(usize::MAX);
     let history = screen.scrollback();
-    let mut lines: Vec<String> = Vec::with_capacity(history + usize::from(rows.get()));
+    let mut lines: Vec<String> = Vec::with_capacity(history + 1 + usize::from(rows.get()));
+    // A full scrollback has dropped lines (or is about to): say so rather than pass the
+    // rest off as the whole session.
+    if history >= scrollback {
+        lines.push(cut_notice(history));
+    }
     for back in (1..=history).rev() {
         screen.set_scrollback(back);
         lines.extend(screen.rows(0, cols.get()).next());
@@ -77,8 +91,9 @@ mod tests {
         let mut c = cast(4, &["\n".repeat(30_000).as_str(), "last\r\n"]);
         c.events.insert(0, Event { time: 0.0, code: "r".into(), data: "1000x4".into() });
         let text = transcript(&c);
-        assert!(text.lines().count() <= SCROLLBACK_CELLS / 1000 + 4, "{} lines", text.lines().count());
+        assert!(text.lines().count() <= SCROLLBACK_CELLS / 1000 + 5, "{} lines", text.lines().count());
         assert!(text.ends_with("last\n"));
+        assert!(text.starts_with(&cut_notice(SCROLLBACK_CELLS / 1000)), "the cut is said: {}", &text[..200]);
     }
 
     #[test]
@@ -87,6 +102,6 @@ mod tests {
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         let text = transcript(&cast(4, &refs));
         let want: String = (1..=12).map(|i| format!("line {i}\n")).collect();
-        assert_eq!(text, want);
+        assert_eq!(text, want, "nothing cut, nothing said");
     }
 }

@@ -14,14 +14,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::warn;
 
+use super::sever::Severer;
 use crate::config::SshConfig;
 use crate::live::lock;
 
@@ -222,16 +223,13 @@ pub async fn guard<F>(
     admission: Arc<Admission>,
     stream: TcpStream,
     peer: SocketAddr,
-    serve: impl FnOnce(TcpStream) -> F,
+    serve: impl FnOnce(TcpStream, Severer) -> F,
 ) where
     F: Future<Output = ()>,
 {
     let admitted = admission.admit(peer).and_then(|slot| {
-        // A second descriptor of the same socket: shutting it down reaches the session
-        // wherever russh holds the stream.
-        let watched = stream.into_std().and_then(|s| Ok((s.try_clone()?, s)));
-        let (killer, std) = watched.map_err(|e| Closed::Socket(e.to_string()))?;
-        let stream = TcpStream::from_std(std).map_err(|e| Closed::Socket(e.to_string()))?;
+        // Shutting the socket down reaches the session wherever russh holds the stream.
+        let (killer, stream) = Severer::new(stream).map_err(|e| Closed::Socket(e.to_string()))?;
         Ok((slot, killer, stream))
     });
     let (mut slot, killer, stream) = match admitted {
@@ -241,19 +239,15 @@ pub async fn guard<F>(
             return;
         }
     };
-    let served = serve(stream);
+    let served = serve(stream, killer.clone());
     tokio::pin!(served);
     tokio::select! {
         () = &mut served => return,
         closed = slot.deadline() => if let Some(why) = closed {
             warn!(%peer, %why, "closing an unauthenticated SSH connection");
-            if let Err(e) = killer.shutdown(Shutdown::Both) {
-                debug!(%peer, error = %e, "shutting down a socket");
-            }
+            killer.sever();
         }
     }
-    // Authenticated or shut down: the watcher's copy of the socket is not needed any more.
-    drop(killer);
     served.await;
 }
 

@@ -108,7 +108,13 @@ fn peer_kind(p: &AgentPeer) -> String {
 pub fn succeeded(conn: &Arc<Conn>, handle: Handle) {
     match conn.agent.get() {
         Some(AgentPeer::Data { dial, box_name, .. })
-            if !conn.app.tunnels.deliver(dial, box_name, handle.clone(), conn.ended.subscribe()) =>
+            if !conn.app.tunnels.deliver(
+                dial,
+                box_name,
+                handle.clone(),
+                conn.ended.subscribe(),
+                conn.severer.clone(),
+            ) =>
         {
             // The session gave up waiting; the connection is useless and the agent will close it.
             info!(dial, "a data connection arrived after its session gave up");
@@ -435,8 +441,7 @@ async fn remote_access_disabled(app: &App, agent: AgentId, box_name: &str) {
             live.close(
                 EndReason::RemoteAccessDisabled,
                 &format!("the customer disabled remote access on box {box_name}"),
-            )
-            .await;
+            );
         }
     }
 }
@@ -447,6 +452,6 @@ pub async fn data_ended(app: &App, peer: &AgentPeer) {
     if let Some((session, box_name)) = app.tunnels.data_ended(dial)
         && let Some(live) = app.live.get(session)
     {
-        live.close(EndReason::AgentDisconnected, &format!("the agent of box {box_name} disconnected")).await;
+        live.close(EndReason::AgentDisconnected, &format!("the agent of box {box_name} disconnected"));
     }
 }

@@ -19,10 +19,11 @@ use iks_proto::read_ahead::ReadAhead;
 use russh::client;
 use russh::server::{self, Config};
 use tokio::net::TcpStream;
-use tokio::sync::{OnceCell, mpsc, watch};
+use tokio::sync::{OnceCell, Semaphore, mpsc, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::agent::AgentPeer;
+use super::sever::Severer;
 use super::target::Target;
 use super::upstream::{self, Credential, Upstream};
 use crate::access::{self, Facts, Refusal};
@@ -36,8 +37,10 @@ use crate::recording::Recording;
 use crate::state::App;
 use crate::store::{GrantFilter, StoreError};
 
-/// How long a closed session's client has to leave before it is disconnected.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a closed session's client has, after its channels were closed with the
+/// reason, to leave on its own before it is disconnected (and, at
+/// [`super::ENDING_WITHIN`], cut).
+const CLIENT_LEAVES: Duration = Duration::from_millis(500);
 
 /// How many session events may wait for the store before the channel waits too.
 const EVENT_QUEUE: usize = 1024;
@@ -51,6 +54,10 @@ pub struct Established {
     pub iks_box: IksBox,
     /// The agent's data connection, for a box reached through its agent.
     pub tunnel: Option<crate::tunnel::DataLink>,
+    /// Cuts the box's TCP connection, for a box reached directly.
+    box_severer: Option<Severer>,
+    /// Bounds what the box's channels hold between russh and the pumps ([`super::bridge`]).
+    pub inbox_budget: Arc<Semaphore>,
     /// Session events on their way to the store; taken (closed) when the session ends.
     events: Mutex<Option<mpsc::Sender<SessionEvent>>>,
     event_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -61,6 +68,19 @@ impl Established {
     /// so the queue stays open (and the session's end waits) until its last event is in.
     pub fn events(&self) -> Events {
         Events(lock(&self.events).clone())
+    }
+
+    /// Ends the box's leg: a disconnect if its loop takes it at once, then the socket is
+    /// shut down whatever the loop is waiting on.
+    async fn cut_box(&self) {
+        let polite = self.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en");
+        let _ = tokio::time::timeout(super::DISCONNECT_WAIT, polite).await;
+        if let Some(severer) = &self.box_severer {
+            severer.sever();
+        }
+        if let Some(link) = &self.tunnel {
+            link.close().await;
+        }
     }
 
     /// Why the box's side vanished: for a tunnelled session, whether the agent's data
@@ -102,6 +122,9 @@ fn recording_refusal(e: &std::io::Error) -> Refusal {
     Refusal::gateway("recording", message)
 }
 
+/// The box's connection: the SSH client, the agent's data link or the TCP socket to cut.
+type BoxLeg = (client::Handle<Upstream>, Option<crate::tunnel::DataLink>, Option<Severer>);
+
 /// What [`Conn::open_session`] has settled when the session row exists.
 struct Started {
     session: crate::model::Session,
@@ -134,10 +157,18 @@ pub struct Conn {
     /// Set when the store could not be asked whose key this is. Such a connection has no
     /// operator, so every channel is refused ("store unavailable"): it can do nothing.
     pub store_down: AtomicBool,
+    /// The engineer's key, as authenticated (its removal ends the session).
+    pub key_fingerprint: OnceLock<String>,
+    /// Set when a channel began opening the session ([`Conn::finish`] waits for it).
+    opening: AtomicBool,
+    /// Cuts this connection's socket: ending a session never waits on russh's loop.
+    pub severer: Severer,
+    /// Bounds what this connection's channels hold between russh and the pumps.
+    pub inbox_budget: Arc<Semaphore>,
 }
 
 /// Serves one TCP connection until it ends, then records the session's end.
-pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketAddr) {
+pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, severer: Severer, peer: SocketAddr) {
     let (closer, mut closed) = watch::channel(None);
     let conn = Arc::new(Conn {
         app,
@@ -153,6 +184,10 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
         agent_channel_taken: AtomicBool::new(false),
         ended: watch::channel(false).0,
         store_down: AtomicBool::new(false),
+        key_fingerprint: OnceLock::new(),
+        opening: AtomicBool::new(false),
+        severer,
+        inbox_budget: Arc::new(Semaphore::new(super::bridge::INBOX_BUDGET)),
     });
     let handler = super::front::Front { conn: conn.clone() };
     let span = info_span!("ssh", peer = %peer);
@@ -164,24 +199,15 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
                 tokio::select! {
                     _ = &mut running => {}
                     Ok(message) = async { closed.wait_for(Option::is_some).await.map(|m| m.clone().unwrap_or_default()) } => {
-                        // Access ends now: the box connection goes first. The engineer's channels
-                        // are closed already; the client prints the notice and leaves on its own,
-                        // or is disconnected after a grace period.
-                        if let Some(est) = conn.established() {
-                            let _ = est.upstream.disconnect(russh::Disconnect::ByApplication, &message, "en").await;
-                        }
-                        if tokio::time::timeout(CLOSE_GRACE, &mut running).await.is_err() {
-                            let why = format!("iks-gateway: session closed: {}", crate::text::one_line(&message));
-                            let _ = handle.disconnect(russh::Disconnect::ByApplication, why, "en".into()).await;
-                            let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
-                        }
+                        conn.end_both_legs(&handle, &mut running, &message).await;
                     }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "SSH handshake failed"),
         }
+        // Gone before the session's end is written: every pump still waiting stops now.
+        conn.ended.send_replace(true);
         conn.finish().await;
-        let _ = conn.ended.send(true);
         if let Some(peer) = conn.agent.get() {
             super::agent::data_ended(&conn.app, peer).await;
         }
@@ -191,6 +217,44 @@ pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, peer: SocketA
 }
 
 impl Conn {
+    /// Access ends now, unconditionally, within [`super::ENDING_WITHIN`]: the box's leg is
+    /// cut at once; the engineer's channels were closed with the reason (see
+    /// [`LiveSession::close`]), so the client prints it and leaves on its own, or is
+    /// disconnected, or — when its connection takes nothing any more — cut.
+    async fn end_both_legs<F: Future + Unpin>(&self, handle: &server::Handle, running: &mut F, message: &str) {
+        let deadline = tokio::time::Instant::now() + super::ENDING_WITHIN;
+        if let Some(est) = self.established() {
+            est.cut_box().await;
+        }
+        if tokio::time::timeout(CLIENT_LEAVES, &mut *running).await.is_ok() {
+            return;
+        }
+        let why = format!("iks-gateway: session closed: {}", crate::text::one_line(message));
+        let polite = handle.disconnect(russh::Disconnect::ByApplication, why, "en".into());
+        let _ = tokio::time::timeout(super::DISCONNECT_WAIT, polite).await;
+        if tokio::time::timeout_at(deadline, &mut *running).await.is_err() {
+            warn!("the engineer's connection did not end; cutting it");
+            self.severer.sever();
+            let _ = tokio::time::timeout(super::ENDING_WITHIN, running).await;
+        }
+    }
+
+    /// Why the session is being ended, once it is.
+    pub fn closing(&self) -> Option<String> {
+        self.closer.borrow().clone()
+    }
+
+    /// Resolves when the session is being ended or the connection is gone: every pump
+    /// waits on this beside whatever else it waits on.
+    pub async fn ending(&self) {
+        let mut closed = self.closer.subscribe();
+        let mut ended = self.ended.subscribe();
+        tokio::select! {
+            _ = closed.wait_for(Option::is_some) => {}
+            _ = ended.wait_for(|e| *e) => {}
+        }
+    }
+
     /// The session, established on first use; every channel shares the one decision.
     pub async fn establish(&self) -> Result<&Established, Refusal> {
         self.established.get_or_init(|| self.open_session()).await.as_ref().map_err(Clone::clone)
@@ -235,6 +299,7 @@ impl Conn {
     }
 
     async fn open_session(&self) -> Result<Established, Refusal> {
+        self.opening.store(true, Ordering::SeqCst);
         let app = &self.app;
         let store_down = |e: StoreError| {
             // The store cannot take the refusal either: the log is its record.
@@ -356,15 +421,16 @@ impl Conn {
             recording_sha256: recording.map(|f| f.sha256),
         };
         let title = format!("{ticket_id} {} {}@{}", session.id, operator.login, iks_box.name);
-        let recording = match Recording::create(&app.data_dir.recordings_dir(), session.id, session.started_at, &title)
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let (reason, _) = crate::recording::failure(&e);
-                self.end_row(session.id, org.id, &end(reason, None)).await;
-                return Err(self.refuse(subjects, recording_refusal(&e).about(ticket_id)).await);
-            }
-        };
+        let limits = app.config.recording.limits();
+        let recording =
+            match Recording::create(&app.data_dir.recordings_dir(), session.id, session.started_at, &title, limits) {
+                Ok(r) => r,
+                Err(e) => {
+                    let (reason, _) = crate::recording::failure(&e);
+                    self.end_row(session.id, org.id, &end(reason, None)).await;
+                    return Err(self.refuse(subjects, recording_refusal(&e).about(ticket_id)).await);
+                }
+            };
         let _ = app.store.set_session_recording(session.id, recording.relative()).await;
         let valid_until = grant.ends_at.unwrap_or_else(crate::time::now);
         let credential = match iks_box.auth {
@@ -394,7 +460,7 @@ impl Conn {
             },
             Err(e) => Err(Refusal::gateway("upstream", e)),
         };
-        let (upstream, tunnel) = match connected {
+        let (upstream, tunnel, box_severer) = match connected {
             Ok(h) => h,
             Err(refusal) => {
                 let reason =
@@ -407,8 +473,9 @@ impl Conn {
         let live = LiveSession::new(
             &session,
             org.id,
-            operator.login.clone(),
-            iks_box.name.clone(),
+            &operator,
+            self.key_fingerprint.get().cloned().unwrap_or_default(),
+            &iks_box,
             recording,
             self.closer.clone(),
         );
@@ -434,7 +501,7 @@ impl Conn {
         info!(grant = %grant.id, until = %crate::time::to_db(valid_until), "session started");
         // Registered first, checked second: either shutdown saw this session or it sees shutdown.
         if *app.shutdown.borrow() {
-            live.close(EndReason::GatewayShutdown, "the gateway is shutting down").await;
+            live.close(EndReason::GatewayShutdown, "the gateway is shutting down");
         }
         Ok(Established {
             live,
@@ -442,6 +509,8 @@ impl Conn {
             upstream,
             iks_box,
             tunnel,
+            box_severer,
+            inbox_budget: Arc::new(Semaphore::new(super::bridge::INBOX_BUDGET)),
             events: Mutex::new(Some(events)),
             event_writer: Mutex::new(Some(writer)),
         })
@@ -454,17 +523,21 @@ impl Conn {
         credential: Credential,
         ticket: crate::ids::TicketId,
         session: crate::ids::SessionId,
-    ) -> Result<(client::Handle<Upstream>, Option<crate::tunnel::DataLink>), Refusal> {
+    ) -> Result<BoxLeg, Refusal> {
         let pinned = upstream::pinned_key(b)?;
         match &b.address {
             Some(address) => {
                 let stream = upstream::dial(b, address).await?;
-                Ok((upstream::connect(b, pinned, credential, ReadAhead::new(stream)).await?, None))
+                let (severer, stream) = Severer::new(stream).map_err(|e| {
+                    Refusal::gateway("upstream", format!("cannot use the connection to box {}: {e}", b.name))
+                })?;
+                let handle = upstream::connect(b, pinned, credential, ReadAhead::new(stream)).await?;
+                Ok((handle, None, Some(severer)))
             }
             None => {
                 let (link, stream) = crate::tunnel::open(&self.app, b, ticket, session).await?;
                 match upstream::connect(b, pinned, credential, stream).await {
-                    Ok(handle) => Ok((handle, Some(link))),
+                    Ok(handle) => Ok((handle, Some(link), None)),
                     Err(refusal) => {
                         link.close().await;
                         Err(refusal)
@@ -474,17 +547,19 @@ impl Conn {
         }
     }
 
-    /// The connection is gone: write the session's end (once).
+    /// The connection is gone: write the session's end (once). A session still being
+    /// opened by a channel task is waited for and ended too, or it would stay live with no
+    /// connection.
     async fn finish(&self) {
+        if self.opening.load(Ordering::SeqCst) {
+            let _ = self.establish().await;
+        }
         let Some(est) = self.established() else { return };
         let live = &est.live;
         // The engineer left (unless something else ended the session first): say so before
         // dropping the box connection, whose end the pumps would otherwise report as a loss.
         live.set_end_reason(EndReason::ClientExit);
-        let _ = est.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
-        if let Some(link) = &est.tunnel {
-            link.close().await;
-        }
+        est.cut_box().await;
         // Close our end of the event queue; the writer finishes once every channel task has
         // sent its last event (their closing totals) and dropped its handle.
         lock(&est.events).take();

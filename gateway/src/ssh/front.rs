@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::agent::{self, AgentPeer};
 use super::conn::Conn;
+use super::policy;
 
 pub struct Front {
     pub conn: Arc<Conn>,
@@ -39,6 +40,7 @@ impl Front {
                     info!(operator = %operator.login, user, "operator authenticated");
                     let _ = self.conn.user.set(user.to_string());
                     let _ = self.conn.operator.set(operator);
+                    let _ = self.conn.key_fingerprint.set(fingerprint);
                 }
                 true
             }
@@ -66,13 +68,6 @@ impl Front {
             // Shown as the client sent it, controls visible (it may carry any bytes).
             self.conn.add_notice(crate::text::one_line(&text));
         }
-    }
-
-    fn env_allowed(&self, name: &str) -> bool {
-        self.conn.app.config.ssh.env.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == pattern,
-        })
     }
 }
 
@@ -201,7 +196,7 @@ impl Handler for Front {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.agent().is_none() && self.env_allowed(name) {
+        if self.agent().is_none() && policy::env_allowed(&self.conn.app.config.ssh, name) {
             session.channel_success(channel)
         } else {
             session.channel_failure(channel)
@@ -233,7 +228,7 @@ impl Handler for Front {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if name == "sftp" && self.agent().is_none() {
+        if policy::subsystem_allowed(name) && self.agent().is_none() {
             session.channel_success(channel)
         } else {
             debug!(subsystem = name, "refused subsystem");

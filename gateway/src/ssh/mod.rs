@@ -13,6 +13,8 @@ mod bridge;
 pub mod ciphers;
 mod conn;
 mod front;
+mod policy;
+pub(crate) mod sever;
 pub mod target;
 pub mod upstream;
 
@@ -38,6 +40,13 @@ pub enum SshError {
     #[error("[ssh] ciphers: {0}")]
     Ciphers(String),
 }
+
+/// Kill, revocation, expiry, shutdown: both legs of a session are closed within this,
+/// whatever its tasks are blocked on (a peer that stopped reading included).
+pub const ENDING_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long a polite SSH disconnect may take before the socket is cut instead.
+pub const DISCONNECT_WAIT: Duration = Duration::from_millis(150);
 
 /// How long shutdown waits for sessions to write their end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -76,8 +85,8 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let (admission, app, config) = (app.admission.clone(), app.clone(), config.clone());
-                    connections.spawn(admission::guard(admission, stream, peer, move |stream| {
-                        conn::run(app, config, stream, peer)
+                    connections.spawn(admission::guard(admission, stream, peer, move |stream, severer| {
+                        conn::run(app, config, stream, severer, peer)
                     }));
                 }
                 Err(e) => {
@@ -94,7 +103,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     let live = app.live.all();
     info!(sessions = live.len(), "closing live sessions for shutdown");
     for s in &live {
-        s.close(EndReason::GatewayShutdown, "the gateway is shutting down").await;
+        s.close(EndReason::GatewayShutdown, "the gateway is shutting down");
     }
     crate::tunnel::disconnect_all(&app).await;
     let drained =

@@ -17,13 +17,13 @@ use super::{Result, RowExt, Store, StoreError};
 use crate::audit::checkpoint::{self, Checkpoint, SignedCheckpoint};
 use crate::audit::export::ExportFilter;
 use crate::audit::retention::{self, ChainStart, RetentionDetails};
-use crate::audit::verify::{ChainVerifier, Coverage, Problem, RecordingState, Summary};
+use crate::audit::verify::{self, ChainVerifier, Coverage, Expectations, Problem, RecordingState, Summary};
 use crate::audit::{Actor, ActorKind, Event, NewEvent, Subjects};
 use crate::ids::{BoxId, GrantId, OrgId, SessionId, TicketId};
 
 const EVENT_COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, action, org_id, ticket_id, box_id, \
                              grant_id, session_id, details, prev_hash, hash";
-const CHECKPOINT_COLUMNS: &str = "id, seq, hash, at, key_fingerprint, signature";
+const CHECKPOINT_COLUMNS: &str = "id, seq, hash, at, next_due, key_fingerprint, signature";
 
 /// How many events verification and export read at a time.
 pub const PAGE: i64 = 1000;
@@ -55,8 +55,75 @@ pub struct Retained {
     pub details: RetentionDetails,
     /// The `audit.retention` event.
     pub event: i64,
-    /// The checkpoint signed right after it.
-    pub checkpoint: i64,
+    /// The checkpoint covering it, signed in the same transaction.
+    pub checkpoint: Checkpoint,
+}
+
+/// When the gateway signs a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// While serving: once `every` events are unsigned, or the newest checkpoint is
+    /// `interval` old (also with nothing new: a heartbeat). Each promises the next within
+    /// twice the interval, so that a cut back to it shows once the promise is broken.
+    Serving { every: u64, interval: chrono::Duration },
+    /// At shutdown: when anything is unsigned or the newest checkpoint promised a successor.
+    /// It promises nothing: no checkpoint is expected while the gateway is stopped.
+    Final,
+}
+
+impl Signing {
+    /// How long after it a checkpoint promises the next.
+    pub fn promise(self) -> Option<chrono::Duration> {
+        match self {
+            Self::Serving { interval, .. } => Some(interval * 2),
+            Self::Final => None,
+        }
+    }
+}
+
+/// Why the gateway did not sign a checkpoint: signing vouches for the chain, so it first
+/// checks what it is about to vouch for.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "refusing to sign a checkpoint: checkpoint #{0}, signed by this gateway, is no longer in the database \
+         (run `iks-gateway audit verify`)"
+    )]
+    Vanished(i64),
+    #[error("refusing to sign a checkpoint: {0} (run `iks-gateway audit verify`)")]
+    Chain(#[from] Problem),
+    #[error(
+        "refusing to sign a checkpoint: retention event #{0} was not signed when it was written \
+         (run `iks-gateway audit verify`)"
+    )]
+    ForeignRetention(i64),
+}
+
+impl From<sqlx::Error> for CheckpointError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<VerifyError> for CheckpointError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Store(e) => Self::Store(e),
+            VerifyError::Problem(p) => Self::Chain(p),
+        }
+    }
+}
+
+/// What `audit verify` holds the stored chain to beyond its links and signatures.
+#[derive(Debug, Clone, Default)]
+pub struct Held<'a> {
+    /// The configuration and the time (see [`Expectations`]).
+    pub expectations: Option<Expectations>,
+    /// Checkpoints kept outside the database (`[audit] checkpoint_log`): each must still
+    /// be in it.
+    pub logged: &'a [Checkpoint],
 }
 
 /// Why the stored chain does not verify: it could not be read, or it was tampered with.
@@ -100,6 +167,7 @@ fn checkpoint_from_row(r: &AnyRow) -> Result<Checkpoint> {
             seq: r.int("seq")?,
             hash: r.text("hash")?,
             at: r.time("at")?,
+            next: r.opt_time("next_due")?,
             key_fingerprint: r.text("key_fingerprint")?,
             signature: r.text("signature")?,
         },
@@ -162,43 +230,122 @@ impl Store {
             .collect()
     }
 
-    /// Signs and stores a checkpoint of the chain's newest event; `None` if the log is empty.
-    pub async fn checkpoint_audit(&self, key: &PrivateKey) -> Result<Option<Checkpoint>> {
+    /// The checkpoint covering the highest event (the newest of those).
+    async fn furthest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        sqlx::query(&format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq DESC, id DESC LIMIT 1"))
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(checkpoint_from_row)
+            .transpose()
+    }
+
+    /// The newest checkpoint by signing time.
+    async fn newest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        sqlx::query(&format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY id DESC LIMIT 1"))
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(checkpoint_from_row)
+            .transpose()
+    }
+
+    /// Signs and stores a checkpoint of the chain's newest event, promising the next within
+    /// `promise`; `None` if the log is empty. It first checks what it vouches for (see
+    /// [`Store::check_unsigned`]); `remembered` is the last checkpoint this process signed.
+    pub async fn checkpoint_audit(
+        &self,
+        key: &PrivateKey,
+        promise: Option<chrono::Duration>,
+        remembered: Option<&Checkpoint>,
+    ) -> Result<Option<Checkpoint>, CheckpointError> {
+        self.check_unsigned(key.public_key(), remembered).await?;
         let Some(head) = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&self.read)
             .await?
         else {
             return Ok(None);
         };
-        let signed = checkpoint::sign(key, head.int("seq")?, &head.text("hash")?, crate::time::now())?;
+        let signed = sign(key, head.int("seq")?, &head.text("hash")?, promise)?;
         let mut tx = self.begin().await?;
-        let id = sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, at, key_fingerprint, signature) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(signed.seq)
-        .bind(&signed.hash)
-        .bind(crate::time::to_db(signed.at))
-        .bind(&signed.key_fingerprint)
-        .bind(&signed.signature)
-        .fetch_one(tx.conn())
-        .await?
-        .int("id")?;
+        let id = insert_checkpoint(&mut tx, &signed).await?;
         tx.commit().await?;
         Ok(Some(Checkpoint { id, signed }))
     }
 
-    /// Signs a checkpoint if `every` events or more were appended since the newest one:
-    /// what the gateway calls periodically (and with `every = 1` at shutdown).
-    pub async fn checkpoint_audit_if_due(&self, key: &PrivateKey, every: u64) -> Result<Option<Checkpoint>> {
+    /// Signs a checkpoint when `signing` says one is due: what the gateway calls while it
+    /// serves, and once at shutdown.
+    pub async fn checkpoint_audit_if_due(
+        &self,
+        key: &PrivateKey,
+        signing: Signing,
+        remembered: Option<&Checkpoint>,
+    ) -> Result<Option<Checkpoint>, CheckpointError> {
         let head = opt_aggregate(&sqlx::query("SELECT MAX(seq) FROM audit_events").fetch_one(&self.read).await?)?;
-        let covered =
-            opt_aggregate(&sqlx::query("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(&self.read).await?)?;
         let Some(head) = head else { return Ok(None) };
-        if head - covered.unwrap_or(0) < i64::try_from(every).unwrap_or(i64::MAX) {
+        let covered = self.furthest_checkpoint().await?.map_or(0, |c| c.signed.seq);
+        let newest = self.newest_checkpoint().await?;
+        let now = crate::time::now();
+        let due = match signing {
+            Signing::Serving { every, interval } => {
+                head - covered >= i64::try_from(every).unwrap_or(i64::MAX)
+                    || newest.is_none_or(|c| now - c.signed.at >= interval)
+            }
+            Signing::Final => head > covered || newest.is_some_and(|c| c.signed.next.is_some()),
+        };
+        if !due {
             return Ok(None);
         }
-        self.checkpoint_audit(key).await
+        self.checkpoint_audit(key, signing.promise(), remembered).await
+    }
+
+    /// What a new checkpoint would vouch for must hold: the last checkpoint this process
+    /// signed is still stored, the event the furthest checkpoint covers still has its hash,
+    /// the events after it link, and none of them is a retention (the gateway signs its own
+    /// in the same transaction). So a gateway never signs over a cut, a rewrite or a forged
+    /// retention, and keeps refusing until someone looks.
+    async fn check_unsigned(
+        &self,
+        trusted: &PublicKey,
+        remembered: Option<&Checkpoint>,
+    ) -> Result<(), CheckpointError> {
+        if let Some(r) = remembered {
+            let stored = sqlx::query("SELECT signature FROM audit_checkpoints WHERE id = $1")
+                .bind(r.id)
+                .fetch_optional(&self.read)
+                .await?;
+            if stored.map(|s| s.text("signature")).transpose()?.as_deref() != Some(r.signed.signature.as_str()) {
+                return Err(CheckpointError::Vanished(r.id));
+            }
+        }
+        let (start, checkpoints) = match self.furthest_checkpoint().await? {
+            Some(c) => {
+                let prev = sqlx::query("SELECT prev_hash FROM audit_events WHERE seq = $1")
+                    .bind(c.signed.seq)
+                    .fetch_optional(&self.read)
+                    .await?;
+                // A missing covered event is reported by the verifier as a cut tail.
+                let prev_hash = prev.map(|r| r.text("prev_hash")).transpose()?.unwrap_or_default();
+                (ChainStart { seq: c.signed.seq, prev_hash, retention_event: None }, vec![c])
+            }
+            None => (self.audit_chain_start().await?, Vec::new()),
+        };
+        if let Some(r) = start.retention_event {
+            return Err(CheckpointError::ForeignRetention(r));
+        }
+        let from = start.seq;
+        let verifier = ChainVerifier::new(Coverage::Complete { start, through: None }, checkpoints, Some(trusted))
+            .map_err(VerifyError::from)?;
+        self.walk(verifier, from - 1, None).await?.finish().map_err(VerifyError::from)?;
+        let foreign = sqlx::query("SELECT MIN(seq) FROM audit_events WHERE action = $1 AND seq > $2")
+            .bind(retention::ACTION)
+            .bind(from)
+            .fetch_one(&self.read)
+            .await?;
+        match opt_aggregate(&foreign)? {
+            Some(r) => Err(CheckpointError::ForeignRetention(r)),
+            None => Ok(()),
+        }
     }
 
     /// The newest `audit.retention` event, which says where the stored chain starts.
@@ -227,7 +374,10 @@ impl Store {
         actor: &Actor,
         key: &PrivateKey,
         cutoff: DateTime<Utc>,
-    ) -> Result<Option<Retained>> {
+        promise: Option<chrono::Duration>,
+    ) -> Result<Option<Retained>, CheckpointError> {
+        // The checkpoint below vouches for the new start: only over an intact chain.
+        self.check_unsigned(key.public_key(), None).await?;
         let mut tx = self.begin().await?;
         tx.lock_chain().await?;
         let bounds = sqlx::query("SELECT MIN(seq), MAX(seq) FROM audit_events").fetch_one(tx.conn()).await?;
@@ -276,11 +426,12 @@ impl Store {
         };
         let value = serde_json::to_value(&details).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let event = tx.audit(NewEvent::new(actor, retention::ACTION, Subjects::default(), value)).await?;
+        // Signed in the same transaction: a retention event without its checkpoint was not
+        // written by the gateway, and no later checkpoint will vouch for it.
+        let signed = sign(key, event.seq, &event.hash, promise)?;
+        let id = insert_checkpoint(&mut tx, &signed).await?;
         tx.commit().await?;
-        let checkpoint = self.checkpoint_audit(key).await?;
-        let checkpoint =
-            checkpoint.ok_or_else(|| StoreError::Corrupt("the audit log vanished during retention".into()))?;
-        Ok(Some(Retained { details, event: event.seq, checkpoint: checkpoint.id }))
+        Ok(Some(Retained { details, event: event.seq, checkpoint: Checkpoint { id, signed } }))
     }
 
     /// Records who exported what, before the export is written.
@@ -307,7 +458,19 @@ impl Store {
         trusted: Option<&PublicKey>,
         recordings: Option<&Path>,
     ) -> Result<Summary, VerifyError> {
+        self.verify_audit_held(trusted, recordings, &Held::default()).await
+    }
+
+    /// [`Store::verify_audit`], also holding the chain to `held`: the configuration, the
+    /// time and the checkpoints kept outside the database.
+    pub async fn verify_audit_held(
+        &self,
+        trusted: Option<&PublicKey>,
+        recordings: Option<&Path>,
+        held: &Held<'_>,
+    ) -> Result<Summary, VerifyError> {
         let checkpoints = self.audit_checkpoints(None).await?;
+        verify::cross_check(held.logged, &checkpoints)?;
         let start = match self.latest_retention_event().await? {
             // The start is taken from this event before the walk reaches it: it must be intact.
             Some(e) if e.recomputed_hash() != e.hash => return Err(Problem::Edited { seq: e.seq }.into()),
@@ -315,8 +478,21 @@ impl Store {
             None => ChainStart::genesis(),
         };
         let mut verifier = ChainVerifier::new(Coverage::Complete { start, through: None }, checkpoints, trusted)?;
+        if let Some(x) = &held.expectations {
+            verifier = verifier.expecting(x.clone());
+        }
         // From the lowest possible number, so that no stray event escapes the walk.
-        let mut after = i64::MIN;
+        Ok(self.walk(verifier, i64::MIN, recordings).await?.finish()?)
+    }
+
+    /// Feeds the events after `after` to `verifier` a page at a time, hashing the
+    /// recordings they vouch for when `recordings` is given.
+    async fn walk(
+        &self,
+        mut verifier: ChainVerifier,
+        mut after: i64,
+        recordings: Option<&Path>,
+    ) -> Result<ChainVerifier, VerifyError> {
         loop {
             let next = EventFilter { after_seq: Some(after), limit: Some(PAGE), ..Default::default() };
             let page = self.audit_events(&next).await?;
@@ -334,6 +510,29 @@ impl Store {
                 }
             }
         }
-        Ok(verifier.finish()?)
+        Ok(verifier)
     }
+}
+
+/// Signs a checkpoint of event #`seq` now, promising the next within `promise`.
+fn sign(key: &PrivateKey, seq: i64, hash: &str, promise: Option<chrono::Duration>) -> Result<SignedCheckpoint> {
+    let at = crate::time::now();
+    Ok(checkpoint::sign(key, seq, hash, at, promise.map(|p| at + p))?)
+}
+
+/// Stores a signed checkpoint as part of `tx`; its row ID.
+async fn insert_checkpoint(tx: &mut super::Tx, signed: &SignedCheckpoint) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, hash, at, next_due, key_fingerprint, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(signed.seq)
+    .bind(&signed.hash)
+    .bind(crate::time::to_db(signed.at))
+    .bind(signed.next.map(crate::time::to_db))
+    .bind(&signed.key_fingerprint)
+    .bind(&signed.signature)
+    .fetch_one(tx.conn())
+    .await?
+    .int("id")
 }

@@ -32,7 +32,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use agents::{EnrollError, Enrolled, Enrolment};
-pub use audit::{EventFilter, PAGE, Retained, VerifyError};
+pub use audit::{CheckpointError, EventFilter, Held, PAGE, Retained, Signing, VerifyError};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
 pub use tickets::TicketFilter;

@@ -107,6 +107,7 @@ story!(people_and_keys);
 story!(audit_chain_under_concurrency);
 story!(checkpoints_and_retention);
 story!(tampering_is_named);
+story!(the_gateway_signs_over_no_cut_and_no_forged_retention);
 story!(migrations_are_idempotent);
 story!(tickets_grants_and_sessions);
 
@@ -384,12 +385,13 @@ async fn two_processes_share_one_chain() {
 async fn checkpoints_and_retention(db: &TestDb) {
     let store = &db.store;
     let key = crate::audit::checkpoint::test_key();
-    assert!(store.checkpoint_audit(&key).await.unwrap().is_none(), "nothing to sign in an empty log");
+    assert!(store.checkpoint_audit(&key, None, None).await.unwrap().is_none(), "nothing to sign in an empty log");
     append_concurrently(store, 1, 5, 1).await;
-    assert!(store.checkpoint_audit_if_due(&key, 6).await.unwrap().is_none(), "not due");
-    let first = store.checkpoint_audit_if_due(&key, 5).await.unwrap().unwrap();
-    assert_eq!(first.signed.seq, 5);
-    assert!(store.checkpoint_audit_if_due(&key, 1).await.unwrap().is_none(), "nothing new since");
+    let hourly = |every| Signing::Serving { every, interval: chrono::Duration::hours(1) };
+    let first = store.checkpoint_audit_if_due(&key, hourly(1000), None).await.unwrap().unwrap();
+    assert_eq!(first.signed.seq, 5, "the first checkpoint of a serving gateway is due at once");
+    assert_eq!(first.signed.next, Some(first.signed.at + chrono::Duration::hours(2)), "it promises the next");
+    assert!(store.checkpoint_audit_if_due(&key, hourly(1), None).await.unwrap().is_none(), "nothing new since");
     let summary = store.verify_audit(Some(key.public_key()), None).await.unwrap();
     assert_eq!((summary.events, summary.last_checkpoint), (5, Some((first.id, first.signed.at))));
     let other = crate::audit::checkpoint::test_key();
@@ -418,19 +420,23 @@ async fn checkpoints_and_retention(db: &TestDb) {
     // Events before the cutoff go; the rest verifies from the start the retention recorded.
     let cutoff = events[3].at;
     let keep_from = events.iter().find(|e| e.at >= cutoff).unwrap().seq;
-    let r = store.apply_audit_retention(&Actor::system(), &key, cutoff).await.unwrap().unwrap();
+    let r = store.apply_audit_retention(&Actor::system(), &key, cutoff, None).await.unwrap().unwrap();
+    assert_eq!(
+        (r.checkpoint.signed.seq, &r.checkpoint.signed.hash),
+        (r.event, &store.latest_audit_events(1).await.unwrap()[0].hash)
+    );
     assert_eq!((r.details.first_seq, r.details.deleted, r.event), (keep_from, keep_from - 1, 7));
     let start = store.audit_chain_start().await.unwrap();
     assert_eq!((start.seq, start.retention_event), (keep_from, Some(7)));
     assert_eq!(start.prev_hash, events[keep_from as usize - 2].hash);
     let summary = store.verify_audit(Some(key.public_key()), None).await.unwrap();
     assert_eq!(summary.events as i64, 7 - keep_from + 1);
-    assert_eq!(summary.last_checkpoint.map(|c| c.0), Some(r.checkpoint));
-    assert!(store.apply_audit_retention(&Actor::system(), &key, cutoff).await.unwrap().is_none(), "done already");
+    assert_eq!(summary.last_checkpoint.map(|c| c.0), Some(r.checkpoint.id));
+    assert!(store.apply_audit_retention(&Actor::system(), &key, cutoff, None).await.unwrap().is_none(), "done already");
 
     // A cutoff after every event deletes all but the newest, which the chain continues from.
     let later = crate::time::now() + chrono::Duration::seconds(1);
-    let all = store.apply_audit_retention(&Actor::system(), &key, later).await.unwrap().unwrap();
+    let all = store.apply_audit_retention(&Actor::system(), &key, later, None).await.unwrap().unwrap();
     assert_eq!((all.details.first_seq, all.event), (7, 8));
     assert_eq!(store.verify_audit(Some(key.public_key()), None).await.unwrap().events, 2);
     append_concurrently(store, 1, 1, 1).await;
@@ -453,6 +459,73 @@ async fn tampering_is_named(db: &TestDb) {
         .unwrap();
     let err = store.verify_audit(None, None).await.unwrap_err();
     assert_eq!(err.to_string(), "event #2 was edited (hash mismatch)");
+}
+
+/// Signing vouches: the gateway refuses to sign once a checkpoint it signed was deleted, or
+/// over a retention event it did not sign itself; verification names the forged retention.
+async fn the_gateway_signs_over_no_cut_and_no_forged_retention(db: &TestDb) {
+    let store = &db.store;
+    let key = crate::audit::checkpoint::test_key();
+    append_concurrently(store, 1, 3, 1).await;
+    let first = store.checkpoint_audit(&key, None, None).await.unwrap().unwrap();
+    append_concurrently(store, 1, 2, 1).await;
+    let second = store.checkpoint_audit(&key, None, Some(&first)).await.unwrap().unwrap();
+    assert_eq!((first.signed.seq, second.signed.seq), (3, 5));
+
+    // The newest checkpoint and the events after the one before it, deleted.
+    let drop_guard: &[&str] = match store.backend() {
+        Backend::Sqlite => &["DROP TRIGGER audit_events_no_delete", "DROP TRIGGER audit_checkpoints_no_delete"],
+        Backend::Postgres => &[
+            "DROP TRIGGER audit_events_no_delete ON audit_events",
+            "DROP TRIGGER audit_checkpoints_no_delete ON audit_checkpoints",
+        ],
+    };
+    for sql in drop_guard {
+        sqlx::query(sql).execute(&store.write).await.unwrap();
+    }
+    sqlx::query("DELETE FROM audit_checkpoints WHERE id = $1").bind(second.id).execute(&store.write).await.unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE seq > 3").execute(&store.write).await.unwrap();
+    let refused = store.checkpoint_audit(&key, None, Some(&second)).await.unwrap_err().to_string();
+    assert_eq!(
+        refused,
+        format!(
+            "refusing to sign a checkpoint: checkpoint #{}, signed by this gateway, is no longer in the database \
+             (run `iks-gateway audit verify`)",
+            second.id
+        )
+    );
+
+    // A retention event nobody signed, appended with a valid link.
+    let head = store.latest_audit_events(1).await.unwrap().remove(0);
+    let details = crate::audit::retention::RetentionDetails {
+        cutoff: crate::time::now(),
+        deleted: 0,
+        first_seq: 1,
+        first_prev_hash: crate::audit::GENESIS_HASH.into(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    let value = serde_json::to_value(&details).unwrap();
+    let forged =
+        tx.audit(NewEvent::new(&Actor::system(), "audit.retention", Subjects::default(), value)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(forged.seq, head.seq + 1);
+    let refused = store.checkpoint_audit(&key, None, None).await.unwrap_err().to_string();
+    assert_eq!(
+        refused,
+        format!(
+            "refusing to sign a checkpoint: retention event #{} was not signed when it was written \
+             (run `iks-gateway audit verify`)",
+            forged.seq
+        )
+    );
+    let unvouched = store.verify_audit(Some(key.public_key()), None).await.unwrap_err().to_string();
+    assert_eq!(
+        unvouched,
+        format!(
+            "retention event #{} is not vouched for by a signed checkpoint (events before #1 were deleted without one)",
+            forged.seq
+        )
+    );
 }
 
 /// A rolled-back change leaves no event behind, and reopening the store migrates nothing twice.

@@ -7,7 +7,10 @@
 //!   when idle for `[http] idle_timeout` and at the latest after `[http] session_lifetime`.
 //! - With TOTP on, a correct password yields a session that can only give the code; the
 //!   code is checked with one step of skew and each code is accepted once.
-//! - Failed attempts are throttled per account and per address ([`super::throttle`]).
+//! - Failed attempts are throttled per account, per second factor and per address
+//!   ([`super::throttle`]); a try is counted before Argon2 runs. A login or password of
+//!   the wrong shape is refused before anything is stored or hashed, and at most one
+//!   hash per core runs at a time, so a flood of sign-ins cannot exhaust memory.
 //! - CSRF: signed-in forms carry the session's token; the sign-in form, which has no
 //!   session yet, carries a token that must equal a short-lived cookie (double submit).
 
@@ -41,6 +44,12 @@ pub const FLASH_COOKIE: &str = "iks_flash";
 const PRE_COOKIE: &str = "iks_pre";
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 10;
+/// The longest password accepted (characters), set or tried.
+pub const MAX_PASSWORD: usize = 1024;
+/// The largest form the sign-in pages take: a login, a password and two tokens.
+const MAX_FORM: usize = 16 * 1024;
+/// How long a password check waits for a free core before the panel answers "busy".
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) fn routes() -> Router<WebState> {
     Router::new()
@@ -52,6 +61,7 @@ pub(super) fn routes() -> Router<WebState> {
         .route("/account", get(account))
         .route("/account/password", post(change_password))
         .route("/account/totp", post(totp_setup))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
 
 // ----- cookies, tokens, hashes -----
@@ -97,17 +107,30 @@ fn same(a: &str, b: &str) -> bool {
     sha256_hex(a) == sha256_hex(b) && a.len() == b.len()
 }
 
-/// Hashes a password with Argon2id on the blocking pool.
+/// Runs an Argon2 computation on the blocking pool, at most one per core at a time: each
+/// takes ~19 MiB, and unbounded they took a flood of sign-ins' memory to gigabytes.
+async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> WebResult<T> {
+    static CORES: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let cores = CORES.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+    });
+    let Ok(Ok(_permit)) = tokio::time::timeout(HASH_WAIT, cores.acquire()).await else {
+        tracing::warn!("every core is busy hashing passwords: a sign-in is refused as busy");
+        return Err(WebError::Busy);
+    };
+    tokio::task::spawn_blocking(work).await.map_err(|_| WebError::Internal)
+}
+
+/// Hashes a password with Argon2id.
 pub async fn hash_password(password: String) -> WebResult<String> {
-    tokio::task::spawn_blocking(move || {
+    argon2(move || {
         let salt = SaltString::encode_b64(&rand_bytes::<16>()).map_err(|_| WebError::Internal)?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|_| WebError::Internal)
     })
-    .await
-    .map_err(|_| WebError::Internal)?
+    .await?
 }
 
 pub(super) fn rand_bytes<const N: usize>() -> [u8; N] {
@@ -118,7 +141,7 @@ pub(super) fn rand_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// Checks a password against a stored hash (or against a dummy, to take the same time).
-async fn verify_password(password: String, stored: Option<String>) -> bool {
+async fn verify_password(password: String, stored: Option<String>) -> WebResult<bool> {
     static DUMMY: OnceLock<String> = OnceLock::new();
     let known = stored.is_some();
     let stored = stored.unwrap_or_else(|| {
@@ -129,18 +152,26 @@ async fn verify_password(password: String, stored: Option<String>) -> bool {
             })
             .clone()
     });
-    let ok = tokio::task::spawn_blocking(move || {
+    let ok = argon2(move || {
         PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
     })
-    .await
-    .unwrap_or(false);
-    known && ok
+    .await?;
+    Ok(known && ok)
+}
+
+/// Whether `login` could be anyone's login (the shape [`NewPerson`] requires); anything
+/// else is refused before it is looked up, stored or counted as an account.
+fn login_shaped(login: &str) -> bool {
+    crate::model::check_login("login", login).is_ok()
 }
 
 /// Why a new password is refused, as an i18n key.
 pub fn password_problem(login: &str, password: &str, repeat: &str) -> Option<&'static str> {
-    if password.chars().count() < MIN_PASSWORD {
+    let length = password.chars().count();
+    if length < MIN_PASSWORD {
         Some("password.too_short")
+    } else if length > MAX_PASSWORD {
+        Some("password.too_long")
     } else if password.eq_ignore_ascii_case(login) {
         Some("password.is_login")
     } else if password != repeat {
@@ -384,27 +415,31 @@ struct LoginForm {
 
 async fn login(State(web): State<WebState>, who: Anonymous, axum::Form(f): axum::Form<LoginForm>) -> WebResult {
     who.check(&f.csrf)?;
-    let login = f.login.trim().to_string();
+    let login = f.login.trim().to_lowercase();
+    // A login no one can have is not echoed, stored or counted as an account: only the
+    // address pays for it.
+    let shaped = login_shaped(&login);
     let refuse = |status: StatusCode, error: String| {
-        anonymous_page(
-            &web,
-            &who,
-            status,
-            "login.html",
-            context! { next => f.next.clone(), login => login.clone(), error },
-        )
+        let login = if shaped { login.as_str() } else { "" };
+        anonymous_page(&web, &who, status, "login.html", context! { next => f.next.clone(), login, error })
     };
-    let keys = [Key::Account(login.to_lowercase()), Key::Address(who.address.clone())];
-    if let Some(wait) = web.throttle.blocked(&keys) {
-        let minutes = wait.as_secs().div_ceil(60).to_string();
-        return refuse(StatusCode::TOO_MANY_REQUESTS, i18n::text(who.lang, "login.throttled").replace("{n}", &minutes));
+    let address = Key::Address(who.address.clone());
+    let keys = if shaped { vec![Key::Account(login.clone()), address] } else { vec![address] };
+    let attempt = match web.throttle.attempt(&keys) {
+        Ok(attempt) => attempt,
+        Err(wait) => return refuse(StatusCode::TOO_MANY_REQUESTS, throttled(who.lang, wait)),
+    };
+    if !shaped {
+        tracing::info!(address = %who.address, length = f.login.len(), "panel sign-in refused: not a login");
+        return refuse(StatusCode::UNAUTHORIZED, i18n::text(who.lang, "login.wrong"));
     }
     let creds = web.app.store.credentials(&login).await?;
-    let ok = verify_password(f.password.clone(), creds.as_ref().and_then(|c| c.password_hash.clone())).await;
     let person = creds.as_ref().map(|c| &c.person);
+    // A password no one can have is wrong without hashing it.
+    let ok = f.password.chars().count() <= MAX_PASSWORD
+        && verify_password(f.password.clone(), creds.as_ref().and_then(|c| c.password_hash.clone())).await?;
     let disabled = person.is_some_and(|p| p.disabled_at.is_some());
     if !ok || disabled {
-        web.throttle.failed(&keys);
         let why = match (person, ok) {
             (None, _) => "no such login",
             (Some(_), false) => "wrong password",
@@ -415,9 +450,14 @@ async fn login(State(web): State<WebState>, who: Anonymous, axum::Form(f): axum:
         return refuse(StatusCode::UNAUTHORIZED, i18n::text(who.lang, "login.wrong"));
     }
     let creds = creds.ok_or(WebError::Internal)?;
-    web.throttle.succeeded(&keys[..1]);
+    attempt.succeeded();
     let next = safe_next(f.next, creds.person.role);
     sign_in(&web, &creds.person, creds.totp_secret.is_some(), &who.address, next).await
+}
+
+/// "Too many failed attempts, try again in N min."
+fn throttled(lang: Lang, wait: std::time::Duration) -> String {
+    i18n::text(lang, "login.throttled").replace("{n}", &wait.as_secs().div_ceil(60).to_string())
 }
 
 async fn totp_form(State(web): State<WebState>, who: Anonymous, Query(q): Query<Next>) -> WebResult {
@@ -439,24 +479,26 @@ async fn totp(State(web): State<WebState>, who: Anonymous, axum::Form(f): axum::
     let Some(s) = who.session.as_ref().filter(|s| s.totp_on) else {
         return Ok(Redirect::to("/login").into_response());
     };
-    let keys = [Key::Account(s.person.login.to_lowercase()), Key::Address(who.address.clone())];
-    let refuse = |status: StatusCode, key: &str, n: String| {
-        let error = i18n::text(who.lang, key).replace("{n}", &n);
+    let refuse = |status: StatusCode, error: String| {
         anonymous_page(&web, &who, status, "login_totp.html", context! { next => f.next.clone(), error })
     };
-    if let Some(wait) = web.throttle.blocked(&keys) {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "login.throttled", wait.as_secs().div_ceil(60).to_string());
-    }
+    // Wrong codes count against the second factor itself, which a correct password does
+    // not clear: knowing the password does not buy more guesses at the code.
+    let keys = [Key::SecondFactor(s.person.id.get()), Key::Address(who.address.clone())];
+    let attempt = match web.throttle.attempt(&keys) {
+        Ok(attempt) => attempt,
+        Err(wait) => return refuse(StatusCode::TOO_MANY_REQUESTS, throttled(who.lang, wait)),
+    };
     let secret = web.app.store.credentials(&s.person.login).await?.and_then(|c| c.totp_secret);
     if !secret.is_some_and(|secret| web.totp.accept(s.person.id.get(), &secret, f.code.trim())) {
-        web.throttle.failed(&keys);
         web.app
             .store
             .record_login_failure(&s.person.login, Some(&s.person), &who.address, "wrong second factor")
             .await?;
-        return refuse(StatusCode::UNAUTHORIZED, "login.wrong_code", String::new());
+        tracing::info!(person = %s.person.login, address = %who.address, "panel second factor refused");
+        return refuse(StatusCode::UNAUTHORIZED, i18n::text(who.lang, "login.wrong_code"));
     }
-    web.throttle.succeeded(&keys[..1]);
+    attempt.succeeded();
     web.app.store.confirm_second_factor(s, &who.address).await?;
     Ok(Redirect::to(&safe_next(f.next, s.person.role)).into_response())
 }
@@ -550,7 +592,9 @@ async fn password_link(
     }
     let stored = hash_password(f.password).await?;
     let person = web.app.store.use_password_link(&hash, &stored).await?;
-    sign_in(&web, &person, false, &who.address, landing(person.role).into()).await
+    // A new password is one factor: with TOTP on, the code is still asked for.
+    let totp_on = web.app.store.credentials(&person.login).await?.is_some_and(|c| c.totp_secret.is_some());
+    sign_in(&web, &person, totp_on, &who.address, landing(person.role).into()).await
 }
 
 // ----- the person's own account -----
@@ -575,7 +619,7 @@ struct ChangePassword {
 
 async fn change_password(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<ChangePassword>) -> WebResult {
     let stored = web.app.store.credentials(&viewer.person.login).await?.and_then(|c| c.password_hash);
-    let problem = if !verify_password(f.current, stored).await {
+    let problem = if !verify_password(f.current, stored).await? {
         Some("password.wrong_current")
     } else {
         password_problem(&viewer.person.login, &f.password, &f.repeat)
@@ -722,8 +766,8 @@ mod tests {
     async fn passwords_verify_only_against_their_hash() {
         let h = hash_password("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), Some(h.clone())).await);
-        assert!(!verify_password("wrong horse".into(), Some(h)).await);
-        assert!(!verify_password("not a password".into(), None).await, "the dummy hash never signs anyone in");
+        assert!(verify_password("correct horse".into(), Some(h.clone())).await.unwrap());
+        assert!(!verify_password("wrong horse".into(), Some(h)).await.unwrap());
+        assert!(!verify_password("not a password".into(), None).await.unwrap(), "the dummy hash never signs anyone in");
     }
 }

@@ -46,6 +46,7 @@ pub struct Web {
     pub templates: templates::Templates,
     pub throttle: throttle::Throttle,
     pub totp: totp::Totp,
+    pub replays: recordings::Opened,
 }
 
 impl std::fmt::Debug for Web {
@@ -63,6 +64,7 @@ pub fn router(app: App) -> Router {
         templates: templates::Templates::new(app.tz()),
         throttle: throttle::Throttle::default(),
         totp: totp::Totp::default(),
+        replays: recordings::Opened::default(),
         app,
     });
     Router::new()

@@ -31,6 +31,9 @@ pub enum WebError {
     Csrf,
     #[error("the store is unavailable")]
     Unavailable,
+    /// Every core is hashing passwords and this one waited too long for its turn.
+    #[error("busy checking passwords")]
+    Busy,
     #[error("internal error")]
     Internal,
 }
@@ -83,6 +86,11 @@ impl IntoResponse for WebError {
                 "Хранилище недоступно, попробуйте через минуту.",
                 "The store is unavailable; try again in a minute.",
             ),
+            Self::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Сервер занят проверкой паролей, попробуйте через минуту.",
+                "The server is busy checking passwords; try again in a minute.",
+            ),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Внутренняя ошибка.", "Internal error."),
         };
         let detail = match &self {
@@ -124,9 +132,17 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Only our own paths are redirect targets (no `//host` or `https://…` open redirects).
+/// Whether `p` may be a redirect target: a path of our own, and nothing a browser could
+/// read as another origin. The one check for every redirect taken from a request (`next`
+/// after signing in, `back` after switching the language).
+///
+/// Only visible ASCII is allowed: browsers drop tabs and newlines from a `Location`
+/// (`/\t/evil.example` becomes `//evil.example`) and read `\` as `/`; the paths the
+/// panel itself makes are percent-encoded, so nothing legitimate is lost. It also keeps
+/// the value a valid header, so a redirect never fails (a control character used to
+/// panic `Redirect::to` into a 500).
 pub fn is_local_path(p: &str) -> bool {
-    p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && !p.contains(['\r', '\n'])
+    p.starts_with('/') && !p.starts_with("//") && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 /// One entry of the navigation bar.

@@ -4,7 +4,11 @@
 //!
 //! Who may see a session is decided by [`visible_session`]: a customer sees the sessions
 //! on their organisation's boxes, an operator their own, auditors and admins all; anyone
-//! else gets "not found". Each replay, live view and search is audited by the library.
+//! else gets "not found". Each replay, live view and search is audited by the library; a
+//! replay's later parts only when this panel session has not been audited opening it.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use axum::Json;
 use axum::Router;
@@ -55,13 +59,36 @@ impl From<FetchError> for WebError {
     }
 }
 
+/// The replays each panel session has opened (and been audited for): later parts of one
+/// need no new event, any other request for a part does.
+#[derive(Debug, Default)]
+pub struct Opened(Mutex<HashSet<(i64, SessionId)>>);
+
+/// Pairs remembered at most; forgetting them all costs only extra audit events.
+const MAX_OPENED: usize = 10_000;
+
+impl Opened {
+    fn contains(&self, web_session: i64, id: SessionId) -> bool {
+        crate::live::lock(&self.0).contains(&(web_session, id))
+    }
+
+    fn insert(&self, web_session: i64, id: SessionId) {
+        let mut set = crate::live::lock(&self.0);
+        if set.len() >= MAX_OPENED {
+            set.clear();
+        }
+        set.insert((web_session, id));
+    }
+}
+
 #[derive(Deserialize)]
 struct Part {
     from: Option<f64>,
 }
 
-/// The replay's frames from `from` seconds on. The first part is audited as a replay; the
-/// player fetches later parts with `from`, which need the same right but are not new views.
+/// The replay's frames from `from` seconds on. Opening a replay is audited; the player
+/// fetches later parts with `from`, which are not new views when this panel session has
+/// opened the replay — any other `from` (`?from=0` is the whole replay) is audited too.
 async fn replay(
     State(web): State<WebState>,
     viewer: Viewer,
@@ -72,8 +99,15 @@ async fn replay(
     let (session, _) = visible_session(&web, &viewer, id).await?;
     let dir = web.app.data_dir.recordings_dir();
     let path = match q.from {
-        None => recording::locate(&web.app.store, &dir, &viewer.actor(), id, "session.replay").await?,
-        Some(_) => dir.join(session.recording.ok_or(WebError::NotFound)?),
+        Some(_) if web.replays.contains(viewer.session.id, id) => {
+            dir.join(session.recording.ok_or(WebError::NotFound)?)
+        }
+        _ => {
+            let path = recording::locate(&web.app.store, &dir, &viewer.actor(), id, "session.replay").await?;
+            web.replays.insert(viewer.session.id, id);
+            tracing::info!(session = %id, viewer = %viewer.person.login, from = ?q.from, "replay opened");
+            path
+        }
     };
     let replay = recording::screen::replay_file(path, q.from.unwrap_or(0.0)).await.map_err(|e| {
         tracing::error!(session = %id, error = %e, "cannot replay a recording");

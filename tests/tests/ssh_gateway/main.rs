@@ -9,17 +9,28 @@
 //! - [`refusals`]: every access rule's one-line refusal, unknown keys, host-key pinning;
 //! - [`lifetime`]: grant expiry with warnings, revocation, ticket close, kill, shutdown;
 //! - [`forwarding`]: -L, -R and -A;
-//! - [`memory`]: a slow reader of 1 GiB does not grow the gateway.
+//! - [`memory`]: a slow reader of 1 GiB does not grow the gateway;
+//! - [`stall`]: many small pipelined SFTP requests (OpenSSH, paramiko); ending a session
+//!   whose engineer stopped reading;
+//! - [`requests`]: refused environment variables and subsystems never reach the box;
+//! - [`controlmaster`]: one connection, many channels: each recorded as it closes;
+//! - [`recheck`]: a live session ends when any rule of a new connection stops holding;
+//! - [`recording`]: every channel recorded, its cap, the session quota, unechoed keys.
 //!
 //! Tests marked "Regression" cover defects this suite found in the gateway.
 
 use std::sync::{Mutex, MutexGuard};
 
+mod controlmaster;
 mod exec;
 mod forwarding;
 mod lifetime;
 mod memory;
+mod recheck;
+mod recording;
 mod refusals;
+mod requests;
+mod stall;
 mod terminal;
 mod transfer;
 

@@ -69,14 +69,19 @@ fn every_access_rule_refuses_with_one_line_and_is_audited() {
     lines.push(check(TICKET, "access refused: T-1001: access was revoked by petrov at "));
     assert!(lines.last().unwrap().ends_with(" MSK"), "the time is shown in Moscow time: {:?}", lines.last());
 
-    // Restricted to the engineer who asked: another engineer is refused, the asker is not.
+    // A grant approved without a choice is for the engineer who asked: another engineer is
+    // refused, the asker is not; widening it to any engineer is an explicit choice.
     let sidorov = s.add_operator("sidorov");
-    s.grant(TICKET, "ivanov", &["--only-requester"]);
+    let restricted = s.grant(TICKET, "ivanov", &[]);
     let line = refused(&sidorov, TICKET);
     assert_eq!(line, "access refused: T-1001: the grant is restricted to another engineer");
     lines.push(line);
     let allowed = s.ssh("echo allowed");
     assert_eq!(allowed.stdout, "allowed\n", "the requester may use it: {allowed:?}");
+    s.admin(&["access", "revoke", &restricted, "--as", "petrov"]);
+    s.grant(TICKET, "ivanov", &["--any-engineer"]);
+    let widened = sidorov.ssh(TICKET, "echo widened");
+    assert_eq!(widened.stdout, "widened\n", "any engineer may use a widened grant: {widened:?}");
 
     // Category 3: the first year is long past and no module was bought.
     s.admin(&["admin", "org", "update", ORG, "--purchased", "2020-01-01", "--module-paid-until", "none"]);
@@ -115,7 +120,7 @@ fn every_access_rule_refuses_with_one_line_and_is_audited() {
     lines.push(check(TICKET, "access refused: T-1001: the ticket is closed"));
 
     let sessions = s.sessions();
-    assert_eq!(sessions.len(), 2, "only the two allowed connections made sessions: {sessions:#?}");
+    assert_eq!(sessions.len(), 3, "only the three allowed connections made sessions: {sessions:#?}");
     assert!(sessions.iter().all(|x| end_reason(x) == "client exit"), "{sessions:#?}");
 
     let audited = s.audit("session.refuse");

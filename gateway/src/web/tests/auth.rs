@@ -276,3 +276,163 @@ async fn the_api_still_answers_beside_the_panel() {
     let res = tower::ServiceExt::oneshot(p.router.clone(), req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// Posts the sign-in form from a fresh browser at `address`.
+async fn login_from(p: &Panel, address: &str, login: &str, password: &str) -> super::Page {
+    let mut b = Browser { address: Some(address.parse().unwrap()), ..Default::default() };
+    p.try_login(&mut b, login, password).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_passwords_are_counted_before_any_is_checked() {
+    let p = std::sync::Arc::new(Panel::new().await);
+    // 200 tries at one account, each from its own address (so only the account's limit holds).
+    let mut tries = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let p = p.clone();
+        let address = format!("127.0.{}.{}:40000", i / 200 + 1, i % 200 + 1);
+        tries.spawn(async move { login_from(&p, &address, "petrov", "guess guess").await.status });
+    }
+    let statuses = tries.join_all().await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    let audited = p
+        .app
+        .store
+        .audit_events(&EventFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "web.login_refused")
+        .count();
+    println!("200 parallel wrong passwords: checked {checked} (limit 5), throttled {throttled}, audited {audited}");
+    assert_eq!((checked, throttled), (5, 195), "{statuses:?}");
+    assert_eq!(audited, 5);
+}
+
+#[tokio::test]
+async fn logins_of_the_wrong_shape_are_neither_stored_nor_hashed() {
+    let p = Panel::new().await;
+    let long = "я".repeat(2000);
+    for (i, login) in [long.as_str(), "petrov\u{1}", "a b", ""].into_iter().enumerate() {
+        let page = login_from(&p, &format!("127.0.0.{}:40000", i + 1), login, PASSWORD).await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED, "a login of {} bytes", login.len());
+        assert!(page.body.contains("Неверный логин или пароль."));
+        assert_eq!(page.input("login").as_deref(), Some(""), "not echoed back");
+    }
+    // A password no one can have is wrong without being hashed; the login is audited.
+    let huge = "x".repeat(crate::web::auth::MAX_PASSWORD + 1);
+    assert_eq!(login_from(&p, "127.0.1.1:40000", "petrov", &huge).await.status, StatusCode::UNAUTHORIZED);
+    let events = p.app.store.audit_events(&EventFilter::default()).await.unwrap();
+    let refused: Vec<_> = events.iter().filter(|e| e.action == "web.login_refused").collect();
+    assert_eq!(refused.len(), 1, "only the well-formed login is audited: {refused:?}");
+    let biggest = events.iter().map(|e| e.details.len()).max().unwrap_or(0);
+    println!("largest audit event after malformed sign-ins: {biggest} bytes");
+    assert!(biggest < 1024, "{biggest}");
+    // A form larger than any sign-in is refused before it is read.
+    let mut b = Browser::default();
+    let form = p.get(&mut b, "/login").await;
+    let pre = form.input("csrf").unwrap();
+    let big = "a".repeat(1_900_000);
+    let page =
+        p.send(&mut b, Method::POST, "/login", Some(&[("csrf", &pre), ("login", &big), ("password", PASSWORD)])).await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Logins are case-insensitive like their throttle.
+    assert_eq!(login_from(&p, "127.0.2.1:40000", " Petrov ", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+/// Turns TOTP on for `login` (signed in as `b`); returns the secret and the time used.
+async fn enable_totp(p: &Panel, b: &mut Browser) -> String {
+    let begin = p.post(b, "/account/totp", &[("step", "begin")]).await;
+    let secret = begin.input("secret").expect("a new secret is shown");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = crate::web::totp::code_at(&secret, now);
+    let on = p.post(b, "/account/totp", &[("step", "enable"), ("secret", &secret), ("code", &code)]).await;
+    assert_eq!(on.location(), "/account");
+    secret
+}
+
+/// Sends `code` on the second-factor form of a browser that gave its password.
+async fn give_code(p: &Panel, b: &mut Browser, code: &str) -> super::Page {
+    let form = p.get(b, "/login/totp").await;
+    let pre = form.input("csrf").expect("the code form");
+    p.send(b, Method::POST, "/login/totp", Some(&[("csrf", &pre), ("code", code)])).await
+}
+
+#[tokio::test]
+async fn wrong_codes_lock_the_second_factor_whatever_the_password() {
+    let p = Panel::new().await;
+    let mut owner = p.login("romashka").await;
+    let secret = enable_totp(&p, &mut owner).await;
+    // Someone with the password signs in again and again, one wrong code each time.
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let mut b =
+            Browser { address: Some(format!("127.0.3.{}:40000", i + 1).parse().unwrap()), ..Default::default() };
+        let page = p.try_login(&mut b, "romashka", PASSWORD).await;
+        assert!(page.location().starts_with("/login/totp"), "{}", page.location());
+        statuses.push(give_code(&p, &mut b, "000000").await.status);
+    }
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    println!("8 wrong codes between correct passwords: checked {checked} (limit 5)");
+    assert_eq!(statuses[..5], [StatusCode::UNAUTHORIZED; 5]);
+    assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 3]);
+    // Even the right code waits now.
+    let mut b = Browser { address: Some("127.0.4.1:40000".parse().unwrap()), ..Default::default() };
+    p.try_login(&mut b, "romashka", PASSWORD).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let right = give_code(&p, &mut b, &crate::web::totp::code_at(&secret, now + 30)).await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_password_link_still_asks_for_the_code() {
+    let p = Panel::new().await;
+    let mut owner = p.login("petrov").await;
+    enable_totp(&p, &mut owner).await;
+    let person = p.app.store.person_by_login("petrov").await.unwrap();
+    let path = crate::web::auth::password_link_for(&p.app.store, person.id).await.unwrap();
+    let mut b = Browser::default();
+    let pre = p.get(&mut b, &path).await.input("csrf").unwrap();
+    let fields = [("csrf", pre.as_str()), ("password", "a new password 1"), ("repeat", "a new password 1")];
+    let done = p.send(&mut b, Method::POST, &path, Some(&fields)).await;
+    assert!(done.location().starts_with("/login/totp"), "{}", done.location());
+    assert_eq!(p.get(&mut b, "/queue").await.location(), "/login?next=/queue", "no pages before the code");
+}
+
+#[tokio::test]
+async fn redirects_taken_from_a_request_stay_on_this_origin() {
+    let p = Panel::new().await;
+    let mut b = Browser::default();
+    // Browsers drop tabs and newlines and read `\` as `/`: most of these leave the origin;
+    // control characters used to answer 500, raw non-ASCII is never made by the panel.
+    let refused = [
+        "/%09/evil.example",
+        "/%0a/evil.example",
+        "/%0D%0A/evil.example",
+        "/%5Cevil.example",
+        "/%5C%5Cevil.example",
+        "//evil.example",
+        "https://evil.example",
+        "/%01x",
+        "/%7F",
+        "/%D0%B0",
+    ];
+    for back in refused {
+        let page = p.get(&mut b, &format!("/lang/en?back={back}")).await;
+        assert_eq!((page.status, page.location()), (StatusCode::SEE_OTHER, "/"), "back={back}");
+    }
+    assert_eq!(p.get(&mut b, "/lang/ru?back=/account%3Ftab%3Dtotp").await.location(), "/account?tab=totp");
+    for next in refused {
+        let mut b = Browser::default();
+        let pre = p.get(&mut b, "/login").await.input("csrf").unwrap();
+        let next: Vec<(String, String)> = serde_urlencoded::from_str(&format!("next={next}")).unwrap();
+        let next = next[0].1.clone();
+        let fields = [("csrf", pre.as_str()), ("login", "petrov"), ("password", PASSWORD), ("next", next.as_str())];
+        let page = p.send(&mut b, Method::POST, "/login", Some(&fields)).await;
+        assert_eq!((page.status, page.location()), (StatusCode::SEE_OTHER, "/queue"), "next={next:?}");
+        // Signed in, the sign-in page sends on with the same check.
+        let again = p.get(&mut b, &format!("/login?next={}", crate::web::page::encode(&next))).await;
+        assert_eq!(again.location(), "/queue", "next={next:?}");
+    }
+}

@@ -87,3 +87,35 @@ async fn search_finds_the_command_and_links_to_its_moment() {
     let searches = p.app.store.audit_events(&EventFilter::default()).await.unwrap();
     assert!(searches.iter().any(|e| e.action == "session.search" && e.actor.name == "sidorova"));
 }
+
+#[tokio::test]
+async fn every_way_of_reading_a_recording_is_audited() {
+    let p = Panel::new().await;
+    let id = p.recorded_session(&p.a, "petrov", CAST, false).await;
+    let events = |action: &'static str| {
+        let store = p.app.store.clone();
+        async move {
+            let filter = EventFilter { session: Some(id), ..Default::default() };
+            store.audit_events(&filter).await.unwrap().into_iter().filter(|e| e.action == action).count()
+        }
+    };
+    let n = id.get();
+    // `?from=0` is the whole replay: read without opening it first, it is a replay.
+    let mut auditor = p.login("sidorova").await;
+    let whole = p.get(&mut auditor, &format!("/sessions/{n}/replay.json?from=0")).await;
+    assert!(whole.status == StatusCode::OK && whole.body.contains("iptables -F"));
+    assert_eq!(events("session.replay").await, 1, "a replay read through `from` is audited");
+    // The player opens the replay, then fetches its later parts: one event for the view.
+    let mut customer = p.login("romashka").await;
+    assert_eq!(p.get(&mut customer, &format!("/sessions/{n}/replay.json")).await.status, StatusCode::OK);
+    assert_eq!(p.get(&mut customer, &format!("/sessions/{n}/replay.json?from=1")).await.status, StatusCode::OK);
+    assert_eq!(events("session.replay").await, 2, "later parts of an opened replay are not new views");
+    // Another panel session of the same person has not opened it.
+    let mut again = p.login("romashka").await;
+    p.get(&mut again, &format!("/sessions/{n}/replay.json?from=1")).await;
+    assert_eq!(events("session.replay").await, 3);
+    assert_eq!(p.get(&mut auditor, &format!("/sessions/{n}/recording.cast")).await.status, StatusCode::OK);
+    assert_eq!(events("session.download").await, 1);
+    assert_eq!(p.get(&mut auditor, &format!("/sessions/{n}/live")).await.status, StatusCode::OK);
+    assert_eq!(events("session.watch").await, 1);
+}

@@ -128,7 +128,7 @@ async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
     let page = p.get(&mut b, "/access").await;
     assert!(page.body.contains("VPN logs") && page.body.contains("petrov"), "reason and engineer shown");
     let before = crate::time::now();
-    let res = p.post(&mut b, &format!("/access/{}/approve", g.id), &[("until", "30m"), ("only_requester", "1")]).await;
+    let res = p.post(&mut b, &format!("/access/{}/approve", g.id), &[("until", "30m")]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     assert_eq!(res.location(), "/access");
     let after = p.get(&mut b, "/access").await;
@@ -137,7 +137,7 @@ async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
     assert_eq!(stored.state, GrantState::Approved);
     let end = stored.ends_at.unwrap();
     assert!(end <= crate::time::now() + Duration::minutes(30) && end >= before + Duration::minutes(29), "{end}");
-    assert_eq!(stored.operator_id, Some(g.requested_by), "only the requesting engineer");
+    assert_eq!(stored.operator_id, Some(g.requested_by), "without a choice: only the requesting engineer");
     let (actor, _) = last_event(&p, "access.approve").await.expect("the approval is audited");
     assert_eq!(actor, "romashka");
     // A longer window than asked for is refused with the reason, and nothing changes.
@@ -148,6 +148,10 @@ async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
     let typo = p.post(&mut b, &format!("/access/{}/approve", g2.id), &[("until", "soon")]).await;
     assert_eq!(typo.status, StatusCode::BAD_REQUEST);
     assert_eq!(p.app.store.grant(g2.id).await.unwrap().state, GrantState::Pending);
+    // Widening to any engineer is an explicit choice.
+    let wide = p.post(&mut b, &format!("/access/{}/approve", g2.id), &[("any_engineer", "1")]).await;
+    assert_eq!(wide.status, StatusCode::SEE_OTHER, "{}", wide.body);
+    assert_eq!(p.app.store.grant(g2.id).await.unwrap().operator_id, None, "any engineer");
     // An admin decides for any organisation, as the CLI lets them.
     let mut root = p.login("root").await;
     assert_eq!(p.post(&mut root, &format!("/access/{}/approve", g2.id), &[]).await.location(), "/access");

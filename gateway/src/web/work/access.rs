@@ -117,7 +117,7 @@ async fn decided(web: &Web, viewer: &Viewer, id: GrantId, result: Result<Grant, 
 struct ApproveForm {
     /// Shorten the window: it ends this long from now (`30m`, `1h30m`); empty keeps the request's length.
     until: Option<String>,
-    only_requester: Option<String>,
+    any_engineer: Option<String>,
     note: Option<String>,
 }
 
@@ -139,7 +139,7 @@ async fn approve(
         },
     };
     let note = f.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-    let opts = ApproveOptions { until, only_requester: f.only_requester.is_some(), note };
+    let opts = ApproveOptions { until, any_engineer: f.any_engineer.is_some(), note };
     let result = grants::approve(&web.app.store, &web.app.config, &viewer.person, g.id, &opts).await;
     decided(&web, &viewer, g.id, result, "work.access.approved").await
 }
