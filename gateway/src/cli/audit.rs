@@ -127,9 +127,9 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
             let store = ctx.store().await?;
             let recordings = ctx.data_dir.recordings_dir();
             let summary = store.verify_audit_held(trusted.as_ref(), Some(&recordings), &held).await?;
-            println!("{}", ok_line(&summary));
+            out!("{}", ok_line(&summary));
             if log.is_some() {
-                println!("checkpoint log: all {} checkpoints in it are in the database", logged.len());
+                out!("checkpoint log: all {} checkpoints in it are in the database", logged.len());
             }
             Ok(())
         }
@@ -139,7 +139,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
             let c = store.checkpoint_audit(&key, None, None).await?.ok_or_else(|| anyhow!("the audit log is empty"))?;
             copy_to_log(&ctx.config.audit, &c)?;
             let s = &c.signed;
-            println!(
+            out!(
                 "checkpoint #{}: event #{} ({}) at {}, signed by {}",
                 c.id,
                 s.seq,
@@ -153,9 +153,9 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
             let key = ctx.data_dir.key(KeyRole::Audit)?;
             let line = key.public_key().to_openssh()?;
             if allowed_signers {
-                println!("{ALLOWED_SIGNER} namespaces=\"{}\" {line}", iks_gateway::audit::checkpoint::NAMESPACE);
+                out!("{ALLOWED_SIGNER} namespaces=\"{}\" {line}", iks_gateway::audit::checkpoint::NAMESPACE);
             } else {
-                println!("{line}");
+                out!("{line}");
             }
             Ok(())
         }
@@ -183,16 +183,16 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
         AuditCommand::ApplyRetention => {
             let days = ctx.config.audit.retention_days;
             let Some(cutoff) = retention::cutoff(days, iks_gateway::time::now()) else {
-                println!("retention is off ([audit] retention_days = 0): nothing deleted");
+                out!("retention is off ([audit] retention_days = 0): nothing deleted");
                 return Ok(());
             };
             let key = ctx.data_dir.key(KeyRole::Audit)?;
             let store = ctx.store().await?;
             match store.apply_audit_retention(&Actor::cli(), &key, cutoff, None).await? {
-                None => println!("no audit event is older than {days} days (before {})", to_db(cutoff)),
+                None => out!("no audit event is older than {days} days (before {})", to_db(cutoff)),
                 Some(r) => {
                     copy_to_log(&ctx.config.audit, &r.checkpoint)?;
-                    println!(
+                    out!(
                         "deleted {} events before {}; the log now starts at #{} (retention event #{}, checkpoint #{})",
                         r.details.deleted,
                         to_db(cutoff),
@@ -231,9 +231,9 @@ pub fn verify_export(data_dir: &Path, check: ExportCheck<'_>) -> anyhow::Result<
         None => None,
     };
     let report = export::verify_file(BufReader::new(file), trusted.as_ref(), recordings)?;
-    println!("{}", ok_line(&report.summary));
+    out!("{}", ok_line(&report.summary));
     if !report.header.filter.is_empty() {
-        println!(
+        out!(
             "note: a filtered export ({}): every event in it is intact and its {} runs of consecutive events \
              are linked, but events outside the filter are not in it",
             report.header.filter.describe(),
@@ -296,7 +296,7 @@ async fn export(
     let done = export::run(store, &key, &Actor::cli(), filter, format, &destination, &mut out).await?;
     out.0.flush()?;
     if let Some(path) = output {
-        println!("exported {} events to {} (recorded as audit event #{})", done.events, path.display(), done.event.seq);
+        out!("exported {} events to {} (recorded as audit event #{})", done.events, path.display(), done.event.seq);
     }
     Ok(())
 }
@@ -315,7 +315,7 @@ async fn tail(ctx: &Context, lines: i64, follow: bool) -> anyhow::Result<()> {
     let tz = ctx.config.hours.timezone;
     let mut after = 0;
     for e in store.latest_audit_events(lines.max(0)).await? {
-        println!("{}", tail_line(&e, tz));
+        out!("{}", tail_line(&e, tz));
         after = e.seq;
     }
     if !follow {
@@ -335,7 +335,7 @@ async fn tail(ctx: &Context, lines: i64, follow: bool) -> anyhow::Result<()> {
         let new =
             EventFilter { after_seq: Some(after), limit: Some(iks_gateway::store::PAGE), ..EventFilter::default() };
         for e in store.audit_events(&new).await? {
-            println!("{}", tail_line(&e, tz));
+            out!("{}", tail_line(&e, tz));
             after = e.seq;
         }
     }

@@ -67,7 +67,8 @@ fn exec_close_events_record_exit_status_and_stream_hashes() {
         }
         assert_eq!(d["exit"], serde_json::json!({ "status": 3 }), "S-{id}: {d}");
         assert_eq!(d["stdout"], serde_json::json!({ "bytes": 4, "sha256": out_sha }), "S-{id}: {d}");
-        assert_eq!(d["stderr"], serde_json::json!({ "bytes": 4, "sha256": err_sha }), "S-{id}: {d}");
+        let transcript = || s.gw.run(&["session", "transcript", &format!("S-{id}")]).stdout;
+        assert_eq!(d["stderr"], serde_json::json!({ "bytes": 4, "sha256": err_sha }), "S-{id}: {d}\n{}", transcript());
         assert_eq!(d["stdin"]["bytes"], 0, "S-{id}: {d}");
     }
     assert!(

@@ -149,9 +149,10 @@ async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
     assert_eq!(typo.status, StatusCode::BAD_REQUEST);
     assert_eq!(p.app.store.grant(g2.id).await.unwrap().state, GrantState::Pending);
     // Widening to any engineer is an explicit choice.
-    let wide = p.post(&mut b, &format!("/access/{}/approve", g2.id), &[("any_engineer", "1")]).await;
+    let g3 = pending(&p, &p.a).await;
+    let wide = p.post(&mut b, &format!("/access/{}/approve", g3.id), &[("any_engineer", "1")]).await;
     assert_eq!(wide.status, StatusCode::SEE_OTHER, "{}", wide.body);
-    assert_eq!(p.app.store.grant(g2.id).await.unwrap().operator_id, None, "any engineer");
+    assert_eq!(p.app.store.grant(g3.id).await.unwrap().operator_id, None, "any engineer");
     // An admin decides for any organisation, as the CLI lets them.
     let mut root = p.login("root").await;
     assert_eq!(p.post(&mut root, &format!("/access/{}/approve", g2.id), &[]).await.location(), "/access");
