@@ -45,6 +45,9 @@ pub fn run_timed(cmd: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration) -
     let started = Instant::now();
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    // Its own process group, so that a timeout ends its children too (sftp's ssh, say):
+    // they hold the output pipes, and reading them would wait for ever.
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let writer = child.stdin.take().zip(stdin).map(|(mut pipe, data)| {
         std::thread::spawn(move || {
@@ -55,6 +58,7 @@ pub fn run_timed(cmd: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration) -
     let err = reader(child.stderr.take().expect("stderr"));
     let status = wait_deadline(&mut child, timeout);
     let Some(status) = status else {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
         let _ = child.kill();
         let _ = child.wait();
         let out = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
