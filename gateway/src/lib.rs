@@ -38,6 +38,7 @@ pub mod recheck;
 pub mod recording;
 pub mod rules;
 pub mod search;
+pub mod sever;
 pub mod ssh;
 pub mod state;
 pub mod store;

@@ -75,7 +75,7 @@ pub struct DataLink {
     /// Becomes `true` when the data connection is gone.
     pub ended: watch::Receiver<bool>,
     /// Cuts the data connection when asking politely does not end it at once.
-    pub severer: crate::ssh::sever::Severer,
+    pub severer: crate::sever::Severer,
 }
 
 impl DataLink {
@@ -90,7 +90,7 @@ impl DataLink {
     /// is shut down (the agent's end may have stopped reading).
     pub async fn close(&self) {
         let polite = self.handle.disconnect(russh::Disconnect::ByApplication, "session ended".into(), "en".into());
-        let _ = tokio::time::timeout(crate::ssh::DISCONNECT_WAIT, polite).await;
+        let _ = tokio::time::timeout(crate::sever::DISCONNECT_WAIT, polite).await;
         self.severer.sever();
     }
 }
@@ -193,7 +193,7 @@ impl Tunnels {
         box_name: &str,
         handle: Handle,
         ended: watch::Receiver<bool>,
-        severer: crate::ssh::sever::Severer,
+        severer: crate::sever::Severer,
     ) -> bool {
         let mut inner = lock(&self.inner);
         let Some(pending) = inner.pending.remove(dial) else { return false };

@@ -22,9 +22,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::sever::Severer;
 use crate::config::SshConfig;
 use crate::live::lock;
+use crate::sever::Severer;
 
 /// Where unauthenticated connections are counted together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -23,7 +23,6 @@ use tokio::sync::{OnceCell, Semaphore, mpsc, watch};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::agent::AgentPeer;
-use super::sever::Severer;
 use super::target::Target;
 use super::upstream::{self, Credential, Upstream};
 use crate::access::{self, Facts, Refusal};
@@ -34,6 +33,7 @@ use crate::ids::PersonId;
 use crate::live::{LiveSession, lock};
 use crate::model::{BoxAuth, EndReason, IksBox, NewSession, Person, SessionEnd, SessionEvent};
 use crate::recording::Recording;
+use crate::sever::{DISCONNECT_WAIT, Severer};
 use crate::state::App;
 use crate::store::{GrantFilter, StoreError};
 
@@ -74,7 +74,7 @@ impl Established {
     /// shut down whatever the loop is waiting on.
     async fn cut_box(&self) {
         let polite = self.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en");
-        let _ = tokio::time::timeout(super::DISCONNECT_WAIT, polite).await;
+        let _ = tokio::time::timeout(DISCONNECT_WAIT, polite).await;
         if let Some(severer) = &self.box_severer {
             severer.sever();
         }
@@ -231,7 +231,7 @@ impl Conn {
         }
         let why = format!("iks-gateway: session closed: {}", crate::text::one_line(message));
         let polite = handle.disconnect(russh::Disconnect::ByApplication, why, "en".into());
-        let _ = tokio::time::timeout(super::DISCONNECT_WAIT, polite).await;
+        let _ = tokio::time::timeout(DISCONNECT_WAIT, polite).await;
         if tokio::time::timeout_at(deadline, &mut *running).await.is_err() {
             warn!("the engineer's connection did not end; cutting it");
             self.severer.sever();

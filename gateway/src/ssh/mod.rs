@@ -14,7 +14,6 @@ pub mod ciphers;
 mod conn;
 mod front;
 mod policy;
-pub(crate) mod sever;
 pub mod target;
 pub mod upstream;
 
@@ -44,9 +43,6 @@ pub enum SshError {
 /// Kill, revocation, expiry, shutdown: both legs of a session are closed within this,
 /// whatever its tasks are blocked on (a peer that stopped reading included).
 pub const ENDING_WITHIN: Duration = Duration::from_secs(1);
-
-/// How long a polite SSH disconnect may take before the socket is cut instead.
-pub const DISCONNECT_WAIT: Duration = Duration::from_millis(150);
 
 /// How long shutdown waits for sessions to write their end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
+/// How long a polite SSH disconnect may take before the socket is cut instead.
+pub const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_millis(150);
+
 /// A second handle on a connection's socket that can only shut it down.
 #[derive(Debug, Clone)]
 pub struct Severer(Arc<std::net::TcpStream>);
