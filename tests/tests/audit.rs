@@ -406,29 +406,42 @@ fn interrupt(child: &std::process::Child) {
     assert!(status.success());
 }
 
-/// `serve` signs a checkpoint when one is due and another at shutdown.
-#[test]
-fn serve_signs_checkpoints() {
-    let gw = Gateway::sqlite();
-    gw.run(&["admin", "org", "add", "--inn", INN, "--name", "ООО Ромашка"]).success();
+/// Runs `serve` with `env` until `signed` holds (within `limit`), adds one event while it
+/// runs, and stops it with SIGTERM: it must exit cleanly (signing at shutdown).
+fn serve_until(gw: &Gateway, env: &[(&str, &str)], limit: Duration, what: &str, signed: impl Fn(&Gateway) -> bool) {
     let mut serve = gw
         .command(&["serve"])
-        .env("IKS_AUDIT_CHECKPOINT_EVERY", "1")
+        .envs(env.iter().copied())
         .env("IKS_SSH_LISTEN", "127.0.0.1:0")
         .env("IKS_HTTP_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !gw.run(&["audit", "verify"]).stdout.contains("last checkpoint #1") {
-        assert!(std::time::Instant::now() < deadline, "no checkpoint while serving");
+    let deadline = std::time::Instant::now() + limit;
+    while !signed(gw) {
+        assert!(std::time::Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(100));
     }
     gw.run(&["admin", "operator", "add", "--login", "ivanov", "--name", "Иван Иванов"]).success();
     let status = std::process::Command::new("kill").args(["-TERM", &serve.id().to_string()]).status().unwrap();
     assert!(status.success());
     assert!(serve.wait().unwrap().success());
+}
+
+/// `serve` signs a checkpoint when one is due and another at shutdown.
+#[test]
+fn serve_signs_checkpoints() {
+    let gw = Gateway::sqlite();
+    gw.run(&["admin", "org", "add", "--inn", INN, "--name", "ООО Ромашка"]).success();
+    let first = |gw: &Gateway| gw.run(&["audit", "verify"]).stdout.contains("last checkpoint #1");
+    serve_until(
+        &gw,
+        &[("IKS_AUDIT_CHECKPOINT_EVERY", "1")],
+        Duration::from_secs(20),
+        "no checkpoint while serving",
+        first,
+    );
     let verified = gw.run(&["audit", "verify"]);
     assert!(verified.success().starts_with("OK: 2 events, 0 recordings, last checkpoint #"), "{}", verified.stdout);
     // The newest checkpoint covers the event added just before shutdown.
@@ -519,27 +532,11 @@ fn a_cut_back_to_an_older_checkpoint_shows() {
     gw.run(&["admin", "org", "add", "--inn", INN, "--name", "ООО Ромашка"]).success();
     let log = gw.path("checkpoints.jsonl");
     let log_env = [("IKS_AUDIT_CHECKPOINT_LOG", log.to_str().unwrap())];
-    let mut serve = gw
-        .command(&["serve"])
-        .env("IKS_AUDIT_CHECKPOINT_INTERVAL", "1s")
-        .envs(log_env)
-        .env("IKS_SSH_LISTEN", "127.0.0.1:0")
-        .env("IKS_HTTP_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let checkpoints = |gw: &Gateway| sqlite_int(gw, "SELECT COUNT(*) FROM audit_checkpoints");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     // Heartbeats while serving, with nothing new to sign.
-    while checkpoints(&gw) < 3 {
-        assert!(std::time::Instant::now() < deadline, "no heartbeat checkpoints while serving");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    gw.run(&["admin", "operator", "add", "--login", "ivanov", "--name", "Иван Иванов"]).success();
-    let status = std::process::Command::new("kill").args(["-TERM", &serve.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    assert!(serve.wait().unwrap().success());
+    let env = [("IKS_AUDIT_CHECKPOINT_INTERVAL", "1s"), log_env[0]];
+    let heartbeats = |gw: &Gateway| checkpoints(gw) >= 3;
+    serve_until(&gw, &env, Duration::from_secs(30), "no heartbeat checkpoints while serving", heartbeats);
     // Stopped cleanly, the last checkpoint promises nothing: the original verifies, also later.
     let ok = verify_with(&gw, &[]);
     assert!(ok.success().starts_with("OK: 2 events, 0 recordings, last checkpoint #"), "{}", ok.stdout);
