@@ -54,8 +54,11 @@ pub fn default_max_sessions() -> u32 {
     64
 }
 
+/// Where the version file is looked for unless configured ([`crate::report`] reads it).
+pub const DEFAULT_VERSION_FILE: &str = "/etc/iks/version";
+
 pub fn default_version_file() -> PathBuf {
-    crate::report::DEFAULT_VERSION_FILE.into()
+    DEFAULT_VERSION_FILE.into()
 }
 
 impl AgentConfig {

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use iks_agent::config::{ConfigDir, default_sshd};
 use iks_agent::enroll::{EnrollOptions, enroll};
-use iks_agent::report::DEFAULT_VERSION_FILE;
+use iks_agent::config::DEFAULT_VERSION_FILE;
 use iks_agent::run::{Agent, Options};
 use iks_agent::status::{self, Connection, Status};
 

@@ -19,9 +19,6 @@ use std::path::Path;
 
 use crate::config::AgentConfig;
 
-/// Where the version file is looked for unless configured.
-pub const DEFAULT_VERSION_FILE: &str = "/etc/iks/version";
-
 /// Product and version, either of which may be unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Release {

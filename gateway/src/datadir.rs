@@ -7,14 +7,13 @@
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use ring::digest::{Context, SHA256};
 
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{Algorithm, HashAlg, PrivateKey};
 
-use crate::audit::verify::RecordingState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -137,21 +136,6 @@ impl DataDir {
     }
 }
 
-/// What is at a recording's place under `dir`: its SHA-256, or why there is none. The
-/// name comes from the audit log, so it must stay inside `dir`.
-pub fn recording_state(dir: &Path, name: &str) -> RecordingState {
-    let path = dir.join(name);
-    let shown = path.display().to_string();
-    if !Path::new(name).components().all(|c| matches!(c, Component::Normal(_))) {
-        return RecordingState::Unreadable(shown, "not a plain relative file name".into());
-    }
-    match sha256_file(&path) {
-        Ok(hash) => RecordingState::Hashed(hash),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => RecordingState::Missing(shown),
-        Err(e) => RecordingState::Unreadable(shown, e.to_string()),
-    }
-}
-
 /// SHA-256 (hex) of a file's contents, read in chunks: recordings can be large.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     let mut file = fs::File::open(path)?;
@@ -201,17 +185,5 @@ mod tests {
         let err = dir.key(KeyRole::Host).unwrap_err().to_string();
         assert!(err.contains("readable by others"), "{err}");
         assert!(dir.existing_key(KeyRole::Audit).unwrap().is_none(), "looking does not generate");
-    }
-
-    #[test]
-    fn recordings_are_hashed_inside_their_directory() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("a.cast"), b"abc").unwrap();
-        let sha_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(recording_state(tmp.path(), "a.cast"), RecordingState::Hashed(sha_abc.into()));
-        let missing = tmp.path().join("b.cast").display().to_string();
-        assert_eq!(recording_state(tmp.path(), "b.cast"), RecordingState::Missing(missing));
-        assert!(matches!(recording_state(tmp.path(), "../etc/passwd"), RecordingState::Unreadable(..)));
-        assert!(matches!(recording_state(tmp.path(), "/etc/passwd"), RecordingState::Unreadable(..)));
     }
 }

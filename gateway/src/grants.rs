@@ -9,7 +9,8 @@ use crate::audit::Actor;
 use crate::config::Config;
 use crate::ids::{BoxId, GrantId, TicketId};
 use crate::model::{Approval, Grant, IksBox, NewAccessRequest, Organisation, Person, Role, Ticket};
-use crate::rules::{GrantWindow, remote_ssh, standing};
+use crate::access;
+use crate::rules::GrantWindow;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,20 +25,11 @@ pub enum GrantError {
     Store(#[from] StoreError),
 }
 
-/// What the rules say about remote access to `b` for `ticket` today.
+/// What the rules say about remote access to `b` for `ticket` today: the same check as a
+/// connecting engineer's ([`access::box_eligible`]), in its words.
 fn check_rules(config: &Config, org: &Organisation, ticket: &Ticket, b: &IksBox) -> Result<(), GrantError> {
-    if !ticket.state.is_active() {
-        return Err(GrantError::Refused(format!("{} is {}", ticket.id, ticket.state.as_str().replace('_', " "))));
-    }
-    if b.org_id != ticket.org_id {
-        return Err(GrantError::Refused(format!("box {} does not belong to {}'s organisation", b.name, ticket.id)));
-    }
-    let free = config.products.get(&b.product).is_some_and(|p| p.free_edition);
     let today = crate::time::now().with_timezone(&config.hours.timezone).date_naive();
-    remote_ssh(&standing(&org.facts, free, today))
-        .map_err(|why| GrantError::Refused(format!("{}: {}", ticket.id, why.describe_for(&org.name))))?;
-    config.products.check(&b.product, &b.version).map_err(|e| GrantError::Refused(format!("box {}: {e}", b.name)))?;
-    Ok(())
+    access::box_eligible(ticket, org, b, &config.products, today).map_err(|r| GrantError::Refused(r.why()))
 }
 
 /// Files a request for `duration` of access to a box, by an operator.

@@ -170,11 +170,8 @@ impl CheckpointLog {
     }
 
     /// Every checkpoint in the log; none before the first is written (no file yet).
-    pub fn read(&self) -> Result<Vec<Checkpoint>, crate::audit::verify::Problem> {
-        let problem = |message: String| crate::audit::verify::Problem::CheckpointLog {
-            path: self.path.display().to_string(),
-            message,
-        };
+    pub fn read(&self) -> Result<Vec<Checkpoint>, LogUnreadable> {
+        let problem = |message: String| LogUnreadable { path: self.path.display().to_string(), message };
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -186,6 +183,14 @@ impl CheckpointLog {
             .map(|(n, l)| serde_json::from_str(l).map_err(|e| problem(format!("line {}: {e}", n + 1))))
             .collect()
     }
+}
+
+/// Why the checkpoint log could not be read: the file, and what is wrong where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("checkpoint log {path}: {message}")]
+pub struct LogUnreadable {
+    pub path: String,
+    pub message: String,
 }
 
 /// A fresh Ed25519 key for tests.

@@ -31,6 +31,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::path::{Component, Path};
 
 use chrono::{DateTime, Utc};
 use russh::keys::PublicKey;
@@ -108,8 +109,6 @@ pub enum Problem {
     RetentionMalformed { seq: i64 },
     #[error("checkpoint #{checkpoint} (event #{covers}) of the checkpoint log is not in the database: it was deleted")]
     CheckpointDeleted { checkpoint: i64, covers: i64 },
-    #[error("checkpoint log {path}: {message}")]
-    CheckpointLog { path: String, message: String },
     #[error("recording of session {session} changed (sha256 {actual} expected {expected})")]
     RecordingChanged { session: SessionId, actual: String, expected: String },
     #[error("recording of session {session} is missing ({path})")]
@@ -241,6 +240,21 @@ pub enum RecordingState {
     Missing(String),
     /// The file at this path could not be read, and why.
     Unreadable(String, String),
+}
+
+/// What is at a recording's place under `dir`: its SHA-256, or why there is none. The
+/// name comes from the audit log, so it must stay inside `dir`.
+pub fn recording_state(dir: &Path, name: &str) -> RecordingState {
+    let path = dir.join(name);
+    let shown = path.display().to_string();
+    if !Path::new(name).components().all(|c| matches!(c, Component::Normal(_))) {
+        return RecordingState::Unreadable(shown, "not a plain relative file name".into());
+    }
+    match crate::datadir::sha256_file(&path) {
+        Ok(hash) => RecordingState::Hashed(hash),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RecordingState::Missing(shown),
+        Err(e) => RecordingState::Unreadable(shown, e.to_string()),
+    }
 }
 
 /// The last event accepted.
@@ -987,5 +1001,17 @@ mod tests {
         let coverage = Coverage::Complete { start: ChainStart::genesis(), through: None };
         let err = ChainVerifier::new(coverage, checkpoints, None).err().unwrap();
         assert_eq!(err.to_string(), "checkpoint #4 cannot be checked: no audit public key given");
+    }
+
+    #[test]
+    fn recordings_are_hashed_inside_their_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.cast"), b"abc").unwrap();
+        let sha_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(recording_state(tmp.path(), "a.cast"), RecordingState::Hashed(sha_abc.into()));
+        let missing = tmp.path().join("b.cast").display().to_string();
+        assert_eq!(recording_state(tmp.path(), "b.cast"), RecordingState::Missing(missing));
+        assert!(matches!(recording_state(tmp.path(), "../etc/passwd"), RecordingState::Unreadable(..)));
+        assert!(matches!(recording_state(tmp.path(), "/etc/passwd"), RecordingState::Unreadable(..)));
     }
 }

@@ -21,6 +21,17 @@ fn write_line(line: &str) {
 
 /// `--json` output. JSON escapes control characters itself, so its strings stay exactly as
 /// stored.
+/// A parser for a domain enum that names its own values (`ALL`, `as_str`): the domain
+/// crate knows nothing of clap, and `--help` still lists the choices.
+fn named<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(all.iter().map(|v| name(*v)))
+        .map(move |s| *all.iter().find(|v| name(**v) == s).expect("clap accepted only these names"))
+}
+
 fn json_out<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     write_line(&serde_json::to_string_pretty(v)?);
     Ok(())

@@ -44,7 +44,7 @@ pub enum TicketCommand {
         description: String,
         /// What the request is about; `other` (not installing or configuring A-Real's
         /// products) is refused. Leave it out when nobody said.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = super::named(&Topic::ALL, Topic::as_str))]
         topic: Option<Topic>,
     },
     /// Show a ticket: its clock, comments, history and access requests.
@@ -101,7 +101,7 @@ pub enum TicketCommand {
     /// Refuse support on a ticket, with the regulations' reason (e.g. rudeness).
     Refuse {
         ticket: TicketId,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = super::named(&RefusalReason::ALL, RefusalReason::as_str))]
         reason: RefusalReason,
         #[command(flatten)]
         by: MoveArgs,

@@ -14,7 +14,7 @@ pub mod ciphers;
 mod conn;
 mod front;
 mod policy;
-pub mod target;
+pub use iks_domain::target;
 pub mod upstream;
 
 use std::future::Future;

@@ -503,7 +503,7 @@ impl Store {
                     && let Some(dir) = recordings
                 {
                     let (dir, file) = (dir.to_path_buf(), claim.file.clone());
-                    let found = tokio::task::spawn_blocking(move || crate::datadir::recording_state(&dir, &file))
+                    let found = tokio::task::spawn_blocking(move || crate::audit::verify::recording_state(&dir, &file))
                         .await
                         .unwrap_or_else(|e| RecordingState::Unreadable(claim.file.clone(), e.to_string()));
                     verifier.check_recording(&claim, found)?;

@@ -16,7 +16,7 @@
 //! state `refused` and the reason, so the customer has a number and the refusal is on
 //! record; it never takes comments, moves, or grants.
 
-pub mod sla;
+pub use iks_domain::sla;
 #[cfg(test)]
 mod tests;
 

@@ -279,7 +279,7 @@ async fn refused_tickets_get_no_grants(db: &TestDb) {
     let refused = open(store, &config, &cli, Filing { topic: Some(Topic::Other), ..filing(org.id) }).await.unwrap();
     let e = request(refused.id, "main-gw").await.unwrap_err();
     assert!(matches!(e, GrantError::Refused(_)), "{e:?}");
-    assert_eq!(e.to_string(), format!("{} is refused", refused.id));
+    assert_eq!(e.to_string(), format!("{}: the ticket is refused", refused.id));
 
     // Refusing a ticket revokes what was requested or granted, and nothing new is granted.
     let t = open(store, &config, &cli, filing(org.id)).await.unwrap();
@@ -290,7 +290,7 @@ async fn refused_tickets_get_no_grants(db: &TestDb) {
     make_move(store, &Actor::person(ivanov.id, "ivanov"), Some(&ivanov), t.id, &rude, None).await.unwrap();
     assert_eq!(store.grant(pending.id).await.unwrap().state, GrantState::Revoked);
     assert_eq!(store.grant(approved.id).await.unwrap().state, GrantState::Revoked);
-    assert_eq!(request(t.id, "main-gw").await.unwrap_err().to_string(), format!("{} is refused", t.id));
+    assert_eq!(request(t.id, "main-gw").await.unwrap_err().to_string(), format!("{}: the ticket is refused", t.id));
     let approve = grants::approve(store, &config, &petrov, pending.id, &grants::ApproveOptions::default()).await;
     assert!(approve.is_err(), "a revoked request stays revoked");
 

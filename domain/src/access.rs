@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::ids::{GrantId, PersonId, TicketId};
 use crate::model::{Agent, Grant, GrantState, IksBox, Organisation, Person, Ticket, TicketState};
 use crate::rules::{NoRemoteSsh, ProductCatalog, VersionRefusal, remote_ssh, standing};
-use crate::ssh::target::BadTarget;
+use crate::target::BadTarget;
 
 /// Everything [`decide`] looks at.
 pub struct Facts<'a> {
@@ -243,26 +243,41 @@ fn state_words(s: TicketState) -> &'static str {
 
 /// Decides whether the session may open; `Ok` carries the grant that allows it.
 pub fn decide<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
-    let ticket = f.ticket.id;
-    if !f.ticket.state.is_active() {
-        return Err(Refusal::TicketNotActive { ticket, state: f.ticket.state });
-    }
     eligible(f)?;
     choose_grant(f)
 }
 
-/// Whether the organisation's category today and the box's product and version allow
-/// remote SSH: the part of [`decide`] that [`crate::recheck`] re-applies to live sessions.
+/// The rules a session must still meet while it runs: [`decide`] without the grant, which
+/// the watchdog follows on its own. The gateway's re-check re-applies it to live sessions.
 pub fn eligible(f: &Facts<'_>) -> Result<(), Refusal> {
-    let ticket = f.ticket.id;
-    let free = f.catalog.get(&f.iks_box.product).is_some_and(|p| p.free_edition);
-    let today = f.now.with_timezone(&f.tz).date_naive();
-    remote_ssh(&standing(&f.org.facts, free, today)).map_err(|why| Refusal::NotEligible {
-        ticket,
-        org: f.org.name.clone(),
+    box_eligible(f.ticket, f.org, f.iks_box, f.catalog, f.now.with_timezone(&f.tz).date_naive())
+}
+
+/// Whether the rules allow remote access to `b` on `ticket` on `today`, whatever the grant:
+/// the ticket is active, the box is its organisation's, the organisation's category allows
+/// remote SSH, and the box's product and version are supported. One check for the decision
+/// at connect, the re-check of live sessions and every step of the access-request workflow.
+pub fn box_eligible(
+    ticket: &Ticket,
+    org: &Organisation,
+    b: &IksBox,
+    catalog: &ProductCatalog,
+    today: NaiveDate,
+) -> Result<(), Refusal> {
+    let id = ticket.id;
+    if !ticket.state.is_active() {
+        return Err(Refusal::TicketNotActive { ticket: id, state: ticket.state });
+    }
+    if b.org_id != ticket.org_id || org.id != ticket.org_id {
+        return Err(Refusal::NoSuchBox { ticket: id, name: b.name.clone(), org: org.name.clone() });
+    }
+    let free = catalog.get(&b.product).is_some_and(|p| p.free_edition);
+    remote_ssh(&standing(&org.facts, free, today)).map_err(|why| Refusal::NotEligible {
+        ticket: id,
+        org: org.name.clone(),
         why,
     })?;
-    f.catalog.check(&f.iks_box.product, &f.iks_box.version).map_err(|why| Refusal::Version { ticket, why })?;
+    catalog.check(&b.product, &b.version).map_err(|why| Refusal::Version { ticket: id, why })?;
     Ok(())
 }
 
@@ -374,8 +389,8 @@ fn choose_grant<'a>(f: &Facts<'a>) -> Result<&'a Grant, Refusal> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod fixtures {
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures {
     //! Plain data for the decision's tests and the live re-check's.
     use chrono::Duration;
 

@@ -273,7 +273,7 @@ impl NewSshKey {
         let public_key =
             bare.to_openssh().map_err(|e| InvalidField::new("ssh_key", format!("cannot encode the key: {e}")))?;
         Ok(Self {
-            fingerprint: key.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+            fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
             public_key: public_key.trim().to_string(),
             comment,
         })
@@ -281,13 +281,13 @@ impl NewSshKey {
 }
 
 /// Algorithms an operator key may use: the ones OpenSSH still offers by default.
-fn key_algorithm_allowed(alg: &russh::keys::Algorithm) -> bool {
-    use russh::keys::Algorithm;
+fn key_algorithm_allowed(alg: &ssh_key::Algorithm) -> bool {
+    use ssh_key::Algorithm;
     matches!(alg, Algorithm::Ed25519 | Algorithm::Ecdsa { .. } | Algorithm::Rsa { .. })
 }
 
 /// Parses an OpenSSH public key line, naming `field` on failure.
-pub fn parse_public_key(field: &'static str, line: &str) -> Result<russh::keys::PublicKey, InvalidField> {
+pub fn parse_public_key(field: &'static str, line: &str) -> Result<ssh_key::PublicKey, InvalidField> {
     let line = line.trim();
     if line.is_empty() {
         return Err(InvalidField::new(
@@ -298,13 +298,13 @@ pub fn parse_public_key(field: &'static str, line: &str) -> Result<russh::keys::
     if line.starts_with("-----BEGIN") {
         return Err(InvalidField::new(field, "this is a private key or PEM file; give the public key (the .pub file)"));
     }
-    let key = russh::keys::PublicKey::from_openssh(line)
+    let key = ssh_key::PublicKey::from_openssh(line)
         .map_err(|e| InvalidField::new(field, format!("not an OpenSSH public key ({e})")))?;
     let alg = key.algorithm();
     if !key_algorithm_allowed(&alg) {
         return Err(InvalidField::new(field, format!("unsupported key type {alg}; use ed25519, ecdsa or rsa")));
     }
-    if let russh::keys::Algorithm::Rsa { .. } = alg {
+    if let ssh_key::Algorithm::Rsa { .. } = alg {
         let bits = key.key_data().rsa().map_or(0, |k| k.key_size());
         if bits < 2048 {
             return Err(InvalidField::new(
@@ -316,7 +316,7 @@ pub fn parse_public_key(field: &'static str, line: &str) -> Result<russh::keys::
     Ok(key)
 }
 
-pub(crate) fn check_display_name(field: &'static str, v: &str) -> Result<(), InvalidField> {
+pub fn check_display_name(field: &'static str, v: &str) -> Result<(), InvalidField> {
     if v.trim().is_empty() {
         return Err(InvalidField::new(field, "must not be empty"));
     }
@@ -502,9 +502,8 @@ impl Ticket {
 }
 
 /// Why support was refused (the regulations' list).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum RefusalReason {
     /// The request is about a version of IKS whose support has stopped.
     UnsupportedVersion,
@@ -546,7 +545,7 @@ impl RefusalReason {
 /// What a ticket is about, as the person filing it states it. The gateway cannot judge a
 /// description's text; the helpdesk form or the operator says what the request is about,
 /// and `other` (not about installing or configuring A-Real's products) is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Topic {
     /// Installing a product.

@@ -1,0 +1,23 @@
+//! The domain of iks-gateway, free of I/O: this crate depends on no runtime, database,
+//! SSH or HTTP crate, so everything that talks to the world sits above it and the
+//! compiler keeps it that way.
+//!
+//! - [`ids`] and [`time`]: typed identifiers and instants as people read them;
+//! - [`rules`]: the support regulations as pure functions (categories, eligibility, INN,
+//!   products and versions, the working-hours clock, grant windows), and [`sla`], the
+//!   first-response deadline they give a ticket;
+//! - [`model`]: the records the gateway keeps and the checks a new record must pass;
+//! - [`target`]: what an engineer types as the SSH user name;
+//! - [`access`]: whether an engineer may reach a box now, and why not;
+//! - [`audit`]: who did what, and the hash chain that makes the log tamper-evident;
+//! - [`text`]: making untrusted text safe to show.
+
+pub mod access;
+pub mod audit;
+pub mod ids;
+pub mod model;
+pub mod rules;
+pub mod sla;
+pub mod target;
+pub mod text;
+pub mod time;
