@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use iks_agent::config::DEFAULT_VERSION_FILE;
 use iks_agent::config::{ConfigDir, default_sshd};
 use iks_agent::enroll::{EnrollOptions, enroll};
-use iks_agent::config::DEFAULT_VERSION_FILE;
 use iks_agent::run::{Agent, Options};
 use iks_agent::status::{self, Connection, Status};
 

@@ -14,7 +14,6 @@ use ring::digest::{Context, SHA256};
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{Algorithm, HashAlg, PrivateKey};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
     #[error("data dir {path}: {source}")]

@@ -5,11 +5,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::access;
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::ids::{BoxId, GrantId, TicketId};
 use crate::model::{Approval, Grant, IksBox, NewAccessRequest, Organisation, Person, Role, Ticket};
-use crate::access;
 use crate::rules::GrantWindow;
 use crate::store::{Store, StoreError};
 

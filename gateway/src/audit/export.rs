@@ -211,6 +211,15 @@ impl<W: Write> JsonlWriter<W> {
         self.line(&Line::Event(e.into()))
     }
 
+    /// What was written since the last take, leaving the writer empty (for a page-by-page
+    /// export into memory).
+    pub fn take_written(&mut self) -> W
+    where
+        W: Default,
+    {
+        std::mem::take(&mut self.out)
+    }
+
     fn line(&mut self, line: &Line) -> io::Result<()> {
         let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
         bytes.push(b'\n');
@@ -284,102 +293,6 @@ impl Format {
             Self::Csv => "csv",
         }
     }
-}
-
-/// Where an export's bytes go, a page of events at a time: a file, or an HTTP response.
-pub trait Sink {
-    fn write(&mut self, bytes: Vec<u8>) -> impl std::future::Future<Output = io::Result<()>> + Send;
-}
-
-/// Why [`run`] stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Export(#[from] ExportError),
-}
-
-impl From<io::Error> for RunError {
-    fn from(e: io::Error) -> Self {
-        Self::Export(ExportError::Io(e))
-    }
-}
-
-/// What an export wrote.
-#[derive(Debug, Clone)]
-pub struct Exported {
-    /// The export's own `audit.export` event; the snapshot ends there.
-    pub event: Event,
-    pub events: u64,
-}
-
-/// Records the export (`audit.export`, by `actor`, naming `destination`) and writes it to
-/// `sink` a page at a time, so memory stays bounded however long the log is. The CLI and
-/// the panel both export through here.
-pub async fn run(
-    store: &crate::store::Store,
-    key: &PrivateKey,
-    actor: &Actor,
-    filter: ExportFilter,
-    format: Format,
-    destination: &str,
-    sink: &mut impl Sink,
-) -> Result<Exported, RunError> {
-    let event = store.record_audit_export(actor, &filter, format.as_str(), destination).await?;
-    // The snapshot ends with the export's own event, whatever is appended meanwhile.
-    let mut selection = crate::store::EventFilter {
-        through_seq: Some(event.seq),
-        org: filter.org,
-        ticket: filter.ticket,
-        session: filter.session,
-        since: filter.since,
-        until: filter.until,
-        limit: Some(crate::store::PAGE),
-        ..Default::default()
-    };
-    let mut events = 0;
-    let mut jsonl = match format {
-        Format::Csv => {
-            sink.write(CSV_HEADER.as_bytes().to_vec()).await?;
-            None
-        }
-        Format::Jsonl => {
-            let header = Header {
-                version: FORMAT_VERSION,
-                exported_at: event.at,
-                exported_by: event.actor.to_string(),
-                filter,
-                through_seq: event.seq,
-                start: store.audit_chain_start().await?,
-            };
-            let mut w = JsonlWriter::start(Vec::new(), &header)?;
-            for c in store.audit_checkpoints(Some(event.seq)).await? {
-                w.checkpoint(&c)?;
-            }
-            Some(w)
-        }
-    };
-    loop {
-        let page = store.audit_events(&selection).await?;
-        let Some(last) = page.last() else { break };
-        selection.after_seq = Some(last.seq);
-        events += page.len() as u64;
-        let bytes = match &mut jsonl {
-            Some(w) => {
-                for e in &page {
-                    w.event(e)?;
-                }
-                std::mem::take(&mut w.out)
-            }
-            None => page.iter().map(csv_record).collect::<String>().into_bytes(),
-        };
-        sink.write(bytes).await?;
-    }
-    if let Some(w) = jsonl {
-        sink.write(w.finish(key)?).await?;
-    }
-    Ok(Exported { event, events })
 }
 
 /// What a clean export contains.

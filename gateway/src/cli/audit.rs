@@ -16,10 +16,10 @@ use clap::{Args, Subcommand};
 use iks_gateway::audit::checkpoint::{Checkpoint, CheckpointLog};
 use iks_gateway::audit::export::{self, ExportFilter};
 use iks_gateway::audit::retention;
+use iks_gateway::audit::verify::recording_state;
 use iks_gateway::audit::verify::{Expectations, RecordingState, Summary};
 use iks_gateway::audit::{Actor, Event};
 use iks_gateway::config::AuditConfig;
-use iks_gateway::audit::verify::recording_state;
 use iks_gateway::datadir::{DataDir, KeyRole, fingerprint};
 use iks_gateway::ids::TicketId;
 use iks_gateway::store::{EventFilter, Held, Signing, Store};
@@ -294,7 +294,7 @@ async fn export(
     };
     let mut out = WriteSink(BufWriter::new(out));
     let destination = output.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
-    let done = export::run(store, &key, &Actor::cli(), filter, format, &destination, &mut out).await?;
+    let done = store.export_audit(&key, &Actor::cli(), filter, format, &destination, &mut out).await?;
     out.0.flush()?;
     if let Some(path) = output {
         out!("exported {} events to {} (recorded as audit event #{})", done.events, path.display(), done.event.seq);
@@ -305,7 +305,7 @@ async fn export(
 /// An export written to a file or stdout.
 struct WriteSink(BufWriter<Box<dyn Write + Send>>);
 
-impl export::Sink for WriteSink {
+impl iks_gateway::store::Sink for WriteSink {
     async fn write(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
         self.0.write_all(&bytes)
     }

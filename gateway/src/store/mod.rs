@@ -15,6 +15,7 @@
 mod agents;
 mod audit;
 mod directory;
+mod export;
 mod grants;
 mod sessions;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use sqlx::{AnyPool, Row};
 
 pub use agents::{EnrollError, Enrolled, Enrolment};
 pub use audit::{CheckpointError, EventFilter, Held, PAGE, Retained, Signing, VerifyError};
+pub use export::{ExportRunError, Exported, Sink};
 pub use grants::GrantFilter;
 pub use sessions::SessionFilter;
 pub use tickets::TicketFilter;

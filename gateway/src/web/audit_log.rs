@@ -3,7 +3,7 @@
 //!
 //! A customer reads only the events whose organisation is theirs, and exports only those;
 //! auditors and admins read everything and see whether the stored chain verifies. Every
-//! export goes through [`crate::audit::export::run`], as `iks-gateway audit export` does, so
+//! export goes through [`crate::store::Store::export_audit`], as `iks-gateway audit export` does, so
 //! it is recorded (`audit.export`, the viewer as actor) before a byte is sent.
 
 use axum::Router;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::page::tr;
 use super::sessions::{Refusal, day_range, given as opt};
 use super::{Viewer, WebError, WebResult, WebState};
-use crate::audit::export::{self, ExportFilter, Format};
+use crate::audit::export::{ExportFilter, Format};
 use crate::datadir::KeyRole;
 use crate::ids::{OrgId, SessionId, TicketId};
 use crate::model::Role;
@@ -221,7 +221,7 @@ async fn log(State(web): State<WebState>, viewer: Viewer, Query(q): Query<LogQue
 /// Sends an export's pages into the response body as they are written.
 struct Channel(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
 
-impl export::Sink for Channel {
+impl crate::store::Sink for Channel {
     async fn write(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
         // The browser went away: stop reading the log.
         self.0.send(Ok(bytes)).await.map_err(|_| std::io::Error::other("the download was cancelled"))
@@ -248,7 +248,7 @@ async fn export_log(State(web): State<WebState>, viewer: Viewer, Query(q): Query
     let app = web.app.clone();
     tokio::spawn(async move {
         let mut sink = Channel(tx.clone());
-        match export::run(&app.store, &key, &actor, filter, format, &destination, &mut sink).await {
+        match app.store.export_audit(&key, &actor, filter, format, &destination, &mut sink).await {
             Ok(done) => {
                 tracing::info!(by = %actor, events = done.events, event = done.event.seq, "audit exported from the panel");
             }
