@@ -11,6 +11,8 @@ mod access;
 mod boxes;
 mod tickets;
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use axum::Router;
@@ -18,7 +20,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Serialize;
 
-use super::{WebError, WebResult, WebState};
+use super::error::{WebError, WebResult};
+use super::panel::Panel;
 use crate::grants::GrantError;
 use crate::ids::{BoxId, OrgId, PersonId};
 use crate::model::{Grant, GrantState};
@@ -26,18 +29,13 @@ use crate::rules::format_duration;
 use crate::ssh::target::Target;
 use crate::store::Store;
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new().merge(access::routes()).merge(tickets::routes()).merge(boxes::routes())
 }
 
 /// A page with a status other than 200 (a form re-rendered with its error is 400).
 fn with_status(status: StatusCode, page: WebResult) -> WebResult {
     page.map(|res| (status, res).into_response())
-}
-
-/// Parses an ID from a URL; one that cannot be an ID names nothing.
-fn parse_id<T: std::str::FromStr>(s: &str) -> WebResult<T> {
-    s.parse().map_err(|_| WebError::NotFound)
 }
 
 /// What a grant error means on a page: not allowed is the role's limit; the rest is
