@@ -1,4 +1,5 @@
-//! Signing in and out, who is asking ([`Viewer`]), and form protection ([`CsrfForm`]).
+//! Signing in and out, the second factor, one-time setup and password links, and the
+//! person's own account page.
 //!
 //! - Passwords are Argon2id PHC strings, hashed and checked on the blocking pool. An
 //!   unknown login is checked against a dummy hash, so timing does not tell which logins
@@ -14,16 +15,14 @@
 //! - CSRF: the sign-in form, which has no session yet, carries a token that must equal a
 //!   short-lived cookie (double submit); a session's forms carry the session's own.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use chrono::Duration;

@@ -1,6 +1,6 @@
 //! Rendering pages, redirecting with a message, and where each role's work is.
 
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::{Value, context};
 use serde::Serialize;
@@ -15,6 +15,11 @@ use crate::model::Role;
 /// anything else is "not found", like an ID that does not exist.
 pub fn id<T: std::str::FromStr>(raw: &str) -> WebResult<T> {
     raw.parse().map_err(|_| WebError::NotFound)
+}
+
+/// A page with a status other than 200 (a form re-rendered with its error is 400).
+pub fn with_status(status: StatusCode, page: WebResult) -> WebResult {
+    page.map(|res| (status, res).into_response())
 }
 
 /// One entry of the navigation bar.

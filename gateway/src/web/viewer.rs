@@ -7,13 +7,14 @@
 //! - CSRF: signed-in forms carry the session's token; the sign-in form, which has no
 //!   session yet, carries a token that must equal a short-lived cookie (double submit).
 
+use std::sync::Arc;
+
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawForm, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::sync::Arc;
 
 use super::error::{WebError, WebResult};
 use super::panel::Panel;

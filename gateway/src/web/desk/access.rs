@@ -13,14 +13,14 @@ use axum::routing::post;
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-use super::{GrantView, Names, grant_problem, with_status};
+use super::view::{GrantView, Names, grant_problem};
 use crate::grants::{self, ApproveOptions, GrantError};
 use crate::ids::{GrantId, TicketId};
 use crate::model::{Grant, GrantState, Role};
 use crate::rules::{format_duration, parse_duration};
 use crate::store::{GrantFilter, StoreError};
 use crate::web::error::WebResult;
-use crate::web::page::{self, tr};
+use crate::web::page::{self, tr, with_status};
 use crate::web::panel::Panel;
 use crate::web::viewer::{CsrfForm, Viewer};
 

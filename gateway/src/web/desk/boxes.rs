@@ -13,13 +13,13 @@ use axum::routing::{get, post};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-use super::{Names, with_status};
+use super::view::Names;
 use crate::access::AgentPresence;
 use crate::datadir::{KeyRole, fingerprint};
 use crate::ids::BoxId;
 use crate::model::{Agent, IksBox, Role};
 use crate::web::error::{WebError, WebResult};
-use crate::web::page;
+use crate::web::page::{self, with_status};
 use crate::web::panel::Panel;
 use crate::web::viewer::{CsrfForm, Viewer};
 

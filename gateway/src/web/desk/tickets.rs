@@ -13,14 +13,14 @@ use chrono::{DateTime, Utc};
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
-use super::{GrantView, Names, with_status};
+use super::view::{GrantView, Names};
 use crate::ids::{OrgId, TicketId};
 use crate::model::{Move, RefusalReason, Role, Ticket, TicketState, Topic};
 use crate::rules::Inn;
 use crate::store::{GrantFilter, SessionFilter, StoreError, TicketFilter};
 use crate::tickets::{self, Filing, Sla, TicketError};
 use crate::web::error::{WebError, WebResult};
-use crate::web::page::{self, tr};
+use crate::web::page::{self, tr, with_status};
 use crate::web::panel::Panel;
 use crate::web::viewer::{CsrfForm, Viewer};
 
