@@ -1,5 +1,6 @@
-//! Embeds the web panel's files (`web/templates`, `web/static`, `web/i18n`) in the binary,
-//! so one file is the whole deployment and no page depends on the working directory.
+//! Embeds the web panel's files (`web/templates`, `web/static`) in the binary, so one file
+//! is the whole deployment and no page depends on the working directory. The texts
+//! (`web/i18n`) are embedded by `src/i18n.rs` itself, which depends on nothing else.
 //! Listing the directories here, instead of naming each file in the source, means adding
 //! a template is just adding the file.
 
@@ -9,7 +10,7 @@ use std::path::Path;
 fn main() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
     let mut out = String::new();
-    for dir in ["templates", "static", "i18n"] {
+    for dir in ["templates", "static"] {
         let root = web.join(dir);
         println!("cargo:rerun-if-changed={}", root.display());
         let mut files = Vec::new();

@@ -6,10 +6,10 @@
 //! expires (24 h by default).
 
 use chrono::{DateTime, Utc};
-use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::audit::Actor;
 use crate::model::{AgentReport, AgentToken, IksBox, InvalidField, NewSshKey, parse_public_key};
+use crate::secret::{self, RandomFailed};
 use crate::store::{EnrollError, Enrolled, Enrolment, Store, StoreError};
 
 /// What every token starts with, so it is recognisable in a shell history or a leak scanner.
@@ -17,8 +17,8 @@ pub const TOKEN_PREFIX: &str = "iks-enroll-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot generate a token: the system random number generator failed")]
-    Random,
+    #[error("cannot generate a token: {0}")]
+    Random(#[from] RandomFailed),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -30,9 +30,7 @@ pub async fn issue_token(
     b: &IksBox,
     expires_at: DateTime<Utc>,
 ) -> Result<(String, AgentToken), TokenError> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| TokenError::Random)?;
-    let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+    let token = secret::token::<32>(TOKEN_PREFIX)?;
     let record = store.create_agent_token(actor, b.id, &token_hash(&token), expires_at).await?;
     Ok((token, record))
 }
@@ -42,9 +40,10 @@ pub fn enroll_command(gateway: &str, token: &str, host_key_fingerprint: &str) ->
     format!("iks-agent enroll --gateway {gateway} --token {token} --expect-host-key {host_key_fingerprint}")
 }
 
-/// How a token is stored and looked up.
+/// How a token is stored and looked up: as every token, but a pasted token's stray
+/// whitespace is forgiven.
 pub fn token_hash(token: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes()))
+    secret::hash(token.trim())
 }
 
 /// Why an enrolment request was refused before the token was even looked at.

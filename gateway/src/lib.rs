@@ -16,6 +16,8 @@
 //! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
 //! - [`web`], [`api`] and [`http`]: the web panel, the helpdesk's JSON API, and the HTTP
 //!   server they run in; [`metrics`]: the node's vital signs for operators.
+//! - [`i18n`]: every text shown to people, in Russian and English; [`secret`]: the tokens
+//!   the gateway hands out and the hashes it keeps of them. Both depend on nothing above.
 //! - [`recording`] and [`search`]: session recordings, their replay and live view, and
 //!   search across their transcripts.
 //! - [`fuzzing`]: the fuzz targets' bodies over those of the above that read untrusted input.
@@ -32,11 +34,13 @@ pub mod enrollment;
 pub mod fuzzing;
 pub mod grants;
 pub mod http;
+pub mod i18n;
 pub mod live;
 pub mod metrics;
 pub mod recheck;
 pub mod recording;
 pub mod search;
+pub mod secret;
 pub mod sever;
 pub mod ssh;
 pub mod state;

@@ -20,7 +20,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use iks_proto::{DialRefusal, GatewayMsg, TUNNEL_ADDRESS, TUNNEL_PORT};
-use ring::rand::{SecureRandom, SystemRandom};
 use russh::server::{Handle, Msg};
 use russh::{ChannelOpenFailure, ChannelStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -164,9 +163,8 @@ impl Tunnels {
 
     /// Asks the box's agent for a data connection; the receiver gets it when it arrives.
     fn dial(&self, box_id: BoxId) -> Result<(String, oneshot::Receiver<DialAnswer>), &'static str> {
-        let mut bytes = [0u8; iks_proto::DIAL_ID_LEN / 2];
-        SystemRandom::new().fill(&mut bytes).map_err(|_| "the system random number generator failed")?;
-        let id = hex::encode(bytes);
+        let id = crate::secret::token::<{ iks_proto::DIAL_ID_LEN / 2 }>("")
+            .map_err(|_| "the system random number generator failed")?;
         let mut inner = lock(&self.inner);
         let link = inner.links.get(&box_id).ok_or("its agent just disconnected")?;
         let agent = link.agent;

@@ -1,38 +1,29 @@
 //! API tokens: how they are made, stored and checked.
 //!
 //! A token is 32 random bytes from the operating system, written as `iks_` and 64 hex
-//! digits, shown once when it is created. The store keeps only its SHA-256. A fast hash
-//! is enough (unlike a password, the secret has 256 bits of entropy, so nobody can guess
-//! it from the hash), and the token is found by looking its hash up: that needs no
-//! secret-dependent comparison at all, and the timing of an index lookup on a hash tells
-//! an attacker nothing they could steer towards a valid token without a SHA-256 preimage.
+//! digits, shown once when it is created. The store keeps only its SHA-256 and finds the
+//! token by that hash; [`crate::secret`] says why that is enough.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use ring::digest::{SHA256, digest};
-use ring::rand::{SecureRandom, SystemRandom};
 
 use super::error::ApiError;
 use crate::audit::Actor;
 use crate::ids::OrgId;
 use crate::model::{ApiToken, InvalidField, check_api_token_name};
+use crate::secret::{self, RandomFailed};
 use crate::state::App;
 use crate::store::{Store, StoreError};
 
 const PREFIX: &str = "iks_";
 
-/// The stored form of a token.
-pub fn hash(token: &str) -> String {
-    hex::encode(digest(&SHA256, token.as_bytes()))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error(transparent)]
     Invalid(#[from] InvalidField),
-    #[error("the operating system's random source failed")]
-    Random,
+    #[error(transparent)]
+    Random(#[from] RandomFailed),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -46,10 +37,8 @@ pub async fn issue(
     org: Option<OrgId>,
 ) -> Result<(ApiToken, String), IssueError> {
     check_api_token_name(name)?;
-    let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| IssueError::Random)?;
-    let secret = format!("{PREFIX}{}", hex::encode(bytes));
-    let token = store.create_api_token(actor, name, org, &hash(&secret)).await?;
+    let secret = secret::token::<32>(PREFIX)?;
+    let token = store.create_api_token(actor, name, org, &secret::hash(&secret)).await?;
     Ok((token, secret))
 }
 
@@ -88,7 +77,7 @@ impl FromRequestParts<App> for Caller {
             .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        match app.store.api_token_by_hash(&hash(presented)).await? {
+        match app.store.api_token_by_hash(&secret::hash(presented)).await? {
             Some(t) if t.revoked_at.is_none() => Ok(Self(t)),
             // Unknown and revoked tokens get the same answer.
             _ => Err(ApiError::unauthorized()),

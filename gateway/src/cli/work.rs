@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use iks_gateway::audit::Actor;
 use iks_gateway::grants::{self, ApproveOptions};
+use iks_gateway::i18n::Lang;
 use iks_gateway::ids::{GrantId, OrgId, SessionId, TicketId};
 use iks_gateway::model::{Grant, GrantState, Move, Person, RefusalReason, Session, Ticket, TicketState, Topic};
 use iks_gateway::recording::{cast, transcript};
@@ -14,7 +15,6 @@ use iks_gateway::rules::parse_duration;
 use iks_gateway::store::{GrantFilter, SessionFilter, Store, TicketFilter};
 use iks_gateway::tickets::{self, Filing, Status};
 use iks_gateway::time::display;
-use iks_gateway::web::i18n::Lang;
 use serde_json::json;
 
 use super::admin::{resolve_org, resolve_org_filter};

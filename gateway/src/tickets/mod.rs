@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::audit::Actor;
 use crate::config::Config;
+use crate::i18n::{self, Lang};
 use crate::ids::{OrgId, TicketId};
 use crate::model::{
     Comment, InvalidField, InvalidMove, Move, NewComment, NewTicket, Person, RefusalReason, Role, Ticket, Topic,
@@ -32,7 +33,6 @@ use crate::model::{
 };
 use crate::rules::{VersionRefusal, standing};
 use crate::store::{EventFilter, Store, StoreError, TicketFilter};
-use crate::web::i18n::{self, Lang};
 
 pub use sla::{Sla, Status, first_response_due};
 

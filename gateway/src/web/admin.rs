@@ -7,6 +7,8 @@
 //! audits it with the admin as actor. A form that is refused is shown again with what was
 //! typed and the reason.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -15,16 +17,19 @@ use chrono::NaiveDate;
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
-use super::i18n::Lang;
+use super::auth::LinkError;
+use super::error::{WebError, WebResult};
 use super::page::tr;
-use super::{CsrfForm, Viewer, WebError, WebResult, WebState};
+use super::panel::Panel;
+use super::viewer::{CsrfForm, Viewer};
 use crate::audit::{Actor, NewEvent, Subjects};
+use crate::i18n::{self, Lang};
 use crate::ids::{BoxId, KeyId, OrgId, PersonId};
 use crate::model::{BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role};
 use crate::rules::{Inn, OrgFacts, Standing, standing};
 use crate::store::{Store, StoreError};
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()
         .route("/admin/orgs", get(orgs).post(create_org))
         .route("/admin/orgs/{id}", get(org).post(update_org))
@@ -44,7 +49,7 @@ pub(super) fn routes() -> Router<WebState> {
 /// Creates a one-time link with which `person` sets their panel password, and records who
 /// issued it (`person.password_link`). Returns the link's path; the panel and
 /// `iks-gateway admin person password-link` put the gateway's address in front.
-pub async fn password_link(store: &Store, actor: &Actor, person: &Person) -> Result<String, StoreError> {
+pub async fn password_link(store: &Store, actor: &Actor, person: &Person) -> Result<String, LinkError> {
     let path = super::auth::password_link_for(store, person.id).await?;
     let subjects = Subjects { org: person.org_id, ..Default::default() };
     let details = serde_json::json!({ "person": person.id, "login": person.login });
@@ -62,7 +67,7 @@ fn field_error(viewer: &Viewer, e: &InvalidField) -> String {
 }
 
 /// Renders `template` with a 400 when `error` is set (the form is shown again).
-fn form_page(web: &WebState, viewer: &Viewer, template: &str, error: Option<String>, ctx: Value) -> WebResult {
+fn form_page(web: &Panel, viewer: &Viewer, template: &str, error: Option<String>, ctx: Value) -> WebResult {
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let mut res = web.page(viewer, template, context! { error, ..ctx })?;
     *res.status_mut() = status;
@@ -157,7 +162,7 @@ impl OrgForm {
 
 /// An organisation's standing today, in the viewer's language.
 fn standing_text(lang: Lang, s: &Standing) -> String {
-    let t = |key: &str| super::i18n::text(lang, &format!("admin.standing.{key}"));
+    let t = |key: &str| i18n::text(lang, &format!("admin.standing.{key}"));
     let text = match s {
         Standing::SupportModule { last_day, first_year: true } => t("first_year").replace("{d}", &last_day.to_string()),
         Standing::SupportModule { last_day, .. } => t("module").replace("{d}", &last_day.to_string()),
@@ -168,7 +173,7 @@ fn standing_text(lang: Lang, s: &Standing) -> String {
         Standing::NoSupportModule => t("no_module"),
         Standing::FreeEdition => t("free"),
     };
-    format!("{} {}: {text}", super::i18n::text(lang, "admin.category"), s.category().number())
+    format!("{} {}: {text}", i18n::text(lang, "admin.category"), s.category().number())
 }
 
 #[derive(Serialize)]
@@ -180,7 +185,7 @@ struct OrgRow {
     category: u8,
 }
 
-async fn orgs_page(web: &WebState, viewer: &Viewer, form: OrgForm, error: Option<String>) -> WebResult {
+async fn orgs_page(web: &Panel, viewer: &Viewer, form: OrgForm, error: Option<String>) -> WebResult {
     let today = crate::time::now().date_naive();
     let rows: Vec<OrgRow> = web
         .app
@@ -202,12 +207,12 @@ async fn orgs_page(web: &WebState, viewer: &Viewer, form: OrgForm, error: Option
     form_page(web, viewer, "admin/orgs.html", error, context! { rows, form })
 }
 
-async fn orgs(State(web): State<WebState>, viewer: Viewer) -> WebResult {
+async fn orgs(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     admin(&viewer)?;
     orgs_page(&web, &viewer, OrgForm::default(), None).await
 }
 
-async fn create_org(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<OrgForm>) -> WebResult {
+async fn create_org(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<OrgForm>) -> WebResult {
     admin(&viewer)?;
     let made: Result<Organisation, Refused> = async {
         let inn = Inn::parse(&f.inn).map_err(|e| InvalidField::new("inn", e.to_string()))?;
@@ -228,13 +233,7 @@ async fn create_org(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<O
     }
 }
 
-async fn org_page(
-    web: &WebState,
-    viewer: &Viewer,
-    o: &Organisation,
-    form: OrgForm,
-    error: Option<String>,
-) -> WebResult {
+async fn org_page(web: &Panel, viewer: &Viewer, o: &Organisation, form: OrgForm, error: Option<String>) -> WebResult {
     let s = standing(&o.facts, false, crate::time::now().date_naive());
     let boxes = web.app.store.list_boxes(Some(o.id)).await?;
     let people = web.app.store.list_people(Some(Role::Customer), Some(o.id)).await?;
@@ -246,14 +245,14 @@ fn parse_id<T: std::str::FromStr>(s: &str) -> WebResult<T> {
     s.parse().map_err(|_| WebError::NotFound)
 }
 
-async fn org(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
+async fn org(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
     admin(&viewer)?;
     let o = web.app.store.org(parse_id::<OrgId>(&id)?).await?;
     org_page(&web, &viewer, &o, OrgForm::of(&o), None).await
 }
 
 async fn update_org(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, f): CsrfForm<OrgForm>,
 ) -> WebResult {
@@ -298,7 +297,7 @@ struct PersonForm {
 }
 
 async fn people_page(
-    web: &WebState,
+    web: &Panel,
     viewer: &Viewer,
     q: PeopleQuery,
     form: PersonForm,
@@ -326,12 +325,12 @@ async fn people_page(
     form_page(web, viewer, "admin/people.html", error, context! { rows, orgs, roles, q, form })
 }
 
-async fn people(State(web): State<WebState>, viewer: Viewer, Query(q): Query<PeopleQuery>) -> WebResult {
+async fn people(State(web): State<Arc<Panel>>, viewer: Viewer, Query(q): Query<PeopleQuery>) -> WebResult {
     admin(&viewer)?;
     people_page(&web, &viewer, q, PersonForm::default(), None).await
 }
 
-async fn create_person(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<PersonForm>) -> WebResult {
+async fn create_person(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<PersonForm>) -> WebResult {
     admin(&viewer)?;
     let made: Result<Person, Refused> = async {
         let role =
@@ -369,7 +368,7 @@ async fn create_person(State(web): State<WebState>, CsrfForm(viewer, f): CsrfFor
 
 /// The person page; `shown` holds a freshly made password link (shown this once).
 async fn person_page(
-    web: &WebState,
+    web: &Panel,
     viewer: &Viewer,
     p: &Person,
     shown: Option<String>,
@@ -396,11 +395,11 @@ async fn person_page(
     form_page(web, viewer, "admin/person.html", error, ctx)
 }
 
-async fn the_person(web: &WebState, id: &str) -> WebResult<Person> {
+async fn the_person(web: &Panel, id: &str) -> WebResult<Person> {
     Ok(web.app.store.person(parse_id::<PersonId>(id)?).await?)
 }
 
-async fn person(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
+async fn person(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
     admin(&viewer)?;
     let p = the_person(&web, &id).await?;
     person_page(&web, &viewer, &p, None, "", None).await
@@ -413,7 +412,7 @@ struct StateForm {
 }
 
 async fn person_state(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, f): CsrfForm<StateForm>,
 ) -> WebResult {
@@ -459,7 +458,7 @@ fn parse_keys(text: &str) -> Result<Vec<NewSshKey>, InvalidField> {
 }
 
 async fn add_keys(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, f): CsrfForm<KeysForm>,
 ) -> WebResult {
@@ -484,7 +483,7 @@ async fn add_keys(
 }
 
 async fn remove_key(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path((id, key)): Path<(String, String)>,
     CsrfForm(viewer, _): CsrfForm<Empty>,
 ) -> WebResult {
@@ -503,7 +502,7 @@ async fn remove_key(
 struct Empty {}
 
 async fn new_password_link(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, _): CsrfForm<Empty>,
 ) -> WebResult {
@@ -515,7 +514,7 @@ async fn new_password_link(
 }
 
 async fn reset_totp(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, _): CsrfForm<Empty>,
 ) -> WebResult {
@@ -587,7 +586,7 @@ impl BoxForm {
     }
 }
 
-async fn boxes_page(web: &WebState, viewer: &Viewer, form: BoxForm, error: Option<String>) -> WebResult {
+async fn boxes_page(web: &Panel, viewer: &Viewer, form: BoxForm, error: Option<String>) -> WebResult {
     let orgs = web.app.store.list_orgs().await?;
     let names: std::collections::HashMap<OrgId, String> = orgs.iter().map(|o| (o.id, o.name.clone())).collect();
     let rows: Vec<Value> = web
@@ -602,12 +601,12 @@ async fn boxes_page(web: &WebState, viewer: &Viewer, form: BoxForm, error: Optio
     form_page(web, viewer, "admin/boxes.html", error, ctx)
 }
 
-async fn boxes(State(web): State<WebState>, viewer: Viewer) -> WebResult {
+async fn boxes(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     admin(&viewer)?;
     boxes_page(&web, &viewer, BoxForm { auth: "certificate".into(), ..Default::default() }, None).await
 }
 
-async fn create_box(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<BoxForm>) -> WebResult {
+async fn create_box(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<BoxForm>) -> WebResult {
     admin(&viewer)?;
     let made: Result<IksBox, Refused> = async {
         let org = f.org.parse::<OrgId>().map_err(|_| InvalidField::new("org", "choose the organisation"))?;
@@ -655,7 +654,7 @@ async fn create_box(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<B
     }
 }
 
-async fn box_page(web: &WebState, viewer: &Viewer, b: &IksBox, form: BoxForm, error: Option<String>) -> WebResult {
+async fn box_page(web: &Panel, viewer: &Viewer, b: &IksBox, form: BoxForm, error: Option<String>) -> WebResult {
     let org = web.app.store.org(b.org_id).await?;
     let agent = web.app.store.active_agent(b.id).await?;
     let ctx = context! {
@@ -669,14 +668,14 @@ async fn box_page(web: &WebState, viewer: &Viewer, b: &IksBox, form: BoxForm, er
     form_page(web, viewer, "admin/box.html", error, ctx)
 }
 
-async fn show_box(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
+async fn show_box(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
     admin(&viewer)?;
     let b = web.app.store.get_box(parse_id::<BoxId>(&id)?).await?;
     box_page(&web, &viewer, &b, BoxForm::of(&b), None).await
 }
 
 async fn update_box(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, f): CsrfForm<BoxForm>,
 ) -> WebResult {
@@ -706,7 +705,7 @@ struct TokenForm {
 
 /// The tokens page; `secret` is a token just made, shown this once.
 async fn tokens_page(
-    web: &WebState,
+    web: &Panel,
     viewer: &Viewer,
     form: TokenForm,
     secret: Option<String>,
@@ -725,12 +724,12 @@ async fn tokens_page(
     form_page(web, viewer, "admin/tokens.html", error, context! { rows, orgs, form, secret })
 }
 
-async fn tokens(State(web): State<WebState>, viewer: Viewer) -> WebResult {
+async fn tokens(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     admin(&viewer)?;
     tokens_page(&web, &viewer, TokenForm::default(), None, None).await
 }
 
-async fn create_token(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<TokenForm>) -> WebResult {
+async fn create_token(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<TokenForm>) -> WebResult {
     admin(&viewer)?;
     let org = match opt(&f.org) {
         Some(o) => match o.parse::<OrgId>() {
@@ -761,7 +760,7 @@ async fn create_token(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm
 }
 
 async fn revoke_token(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, _): CsrfForm<Empty>,
 ) -> WebResult {

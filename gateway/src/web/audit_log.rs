@@ -6,6 +6,8 @@
 //! export goes through [`crate::store::Store::export_audit`], as `iks-gateway audit export` does, so
 //! it is recorded (`audit.export`, the viewer as actor) before a byte is sent.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -16,9 +18,11 @@ use chrono::{DateTime, Utc};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
+use super::error::{WebError, WebResult};
 use super::page::tr;
+use super::panel::Panel;
 use super::sessions::{Refusal, day_range, given as opt};
-use super::{Viewer, WebError, WebResult, WebState};
+use super::viewer::Viewer;
 use crate::audit::export::{ExportFilter, Format};
 use crate::datadir::KeyRole;
 use crate::ids::{OrgId, SessionId, TicketId};
@@ -28,7 +32,7 @@ use crate::store::EventFilter;
 /// Events per page.
 const PAGE: i64 = 100;
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new().route("/audit", get(log)).route("/audit/export", get(export_log))
 }
 
@@ -59,7 +63,7 @@ struct LogQuery {
 
 impl LogQuery {
     /// The events these filters ask for, narrowed to what `viewer` may read.
-    fn filter(&self, web: &WebState, viewer: &Viewer) -> Result<EventFilter, Refusal> {
+    fn filter(&self, web: &Panel, viewer: &Viewer) -> Result<EventFilter, Refusal> {
         let bad = |key, v: &str| (key, v.to_string());
         let (since, until) = day_range(web, &self.from, &self.to)?;
         let mut f = EventFilter {
@@ -134,7 +138,7 @@ struct ChainStatus {
 
 /// Runs the store's verification of the whole chain against the audit key's checkpoints.
 /// Recordings are not re-hashed here (that reads every file; `iks-gateway audit verify` does it).
-async fn chain_status(web: &WebState) -> WebResult<ChainStatus> {
+async fn chain_status(web: &Panel) -> WebResult<ChainStatus> {
     let trusted = web.app.data_dir.existing_key(KeyRole::Audit).map_err(|e| {
         tracing::error!(error = %e, "cannot read the audit key");
         WebError::Internal
@@ -165,7 +169,7 @@ async fn chain_status(web: &WebState) -> WebResult<ChainStatus> {
     })
 }
 
-async fn log(State(web): State<WebState>, viewer: Viewer, Query(q): Query<LogQuery>) -> WebResult {
+async fn log(State(web): State<Arc<Panel>>, viewer: Viewer, Query(q): Query<LogQuery>) -> WebResult {
     viewer.require(READERS)?;
     let (mut rows, mut next, mut error) = (Vec::new(), None, None);
     match q.filter(&web, &viewer) {
@@ -228,7 +232,7 @@ impl crate::store::Sink for Channel {
     }
 }
 
-async fn export_log(State(web): State<WebState>, viewer: Viewer, Query(q): Query<LogQuery>) -> WebResult {
+async fn export_log(State(web): State<Arc<Panel>>, viewer: Viewer, Query(q): Query<LogQuery>) -> WebResult {
     viewer.require(READERS)?;
     let format = Format::parse(opt(&q.format).unwrap_or("jsonl"))
         .ok_or_else(|| WebError::BadRequest(format!("format '{}' is not jsonl or csv", q.format)))?;

@@ -1,47 +1,46 @@
-//! Signing in and out, who is asking ([`Viewer`]), and form protection ([`CsrfForm`]).
+//! Signing in and out, the second factor, one-time setup and password links, and the
+//! person's own account page.
 //!
 //! - Passwords are Argon2id PHC strings, hashed and checked on the blocking pool. An
 //!   unknown login is checked against a dummy hash, so timing does not tell which logins
 //!   exist, and every refusal reads the same.
-//! - The session cookie holds a random token; the store keeps its SHA-256. Sessions end
-//!   when idle for `[http] idle_timeout` and at the latest after `[http] session_lifetime`.
+//! - The session cookie holds a random token ([`crate::secret`]); the store keeps its
+//!   SHA-256. Who a request's cookie names is [`super::viewer`]'s job.
 //! - With TOTP on, a correct password yields a session that can only give the code; the
 //!   code is checked with one step of skew and each code is accepted once.
 //! - Failed attempts are throttled per account, per second factor and per address
 //!   ([`super::throttle`]); a try is counted before Argon2 runs. A login or password of
 //!   the wrong shape is refused before anything is stored or hashed, and at most one
 //!   hash per core runs at a time, so a flood of sign-ins cannot exhaust memory.
-//! - CSRF: signed-in forms carry the session's token; the sign-in form, which has no
-//!   session yet, carries a token that must equal a short-lived cookie (double submit).
+//! - CSRF: the sign-in form, which has no session yet, carries a token that must equal a
+//!   short-lived cookie (double submit); a session's forms carry the session's own.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, RawForm, Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use minijinja::context;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
-use super::i18n::{self, LANG_COOKIE, Lang};
-use super::page::{WebError, WebResult, is_local_path, tr};
+use super::error::{WebError, WebResult};
+use super::page::{landing, tr};
+use super::panel::Panel;
 use super::throttle::Key;
-use super::{Web, WebState, landing};
-use crate::audit::Actor;
-use crate::ids::OrgId;
+use super::url::{encode, is_local_path};
+use super::viewer::{Anonymous, CsrfForm, FLASH_COOKIE, PRE_COOKIE, SESSION_COOKIE, Viewer};
+use crate::i18n::{self, Lang};
+use crate::ids::PersonId;
 use crate::model::{NewPerson, Person, Role};
-use crate::store::{LinkPurpose, WebSession};
+use crate::secret::{self, RandomFailed};
+use crate::store::{LinkPurpose, Store, StoreError};
 
-pub const SESSION_COOKIE: &str = "iks_session";
-pub const FLASH_COOKIE: &str = "iks_flash";
-/// The sign-in form's double-submit token.
-const PRE_COOKIE: &str = "iks_pre";
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 10;
 /// The longest password accepted (characters), set or tried.
@@ -51,7 +50,7 @@ const MAX_FORM: usize = 16 * 1024;
 /// How long a password check waits for a free core before the panel answers "busy".
 const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()
         .route("/login", get(login_form).post(login))
         .route("/login/totp", get(totp_form).post(totp))
@@ -62,49 +61,6 @@ pub(super) fn routes() -> Router<WebState> {
         .route("/account/password", post(change_password))
         .route("/account/totp", post(totp_setup))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
-}
-
-// ----- cookies, tokens, hashes -----
-
-/// A `Set-Cookie` value: HttpOnly and SameSite=Strict always, Secure when the panel is
-/// served over TLS (its public URL is https), `max_age` in seconds (`None`: browser session).
-pub fn cookie(web: &Web, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
-    if web.app.config.http.public_url.starts_with("https://") {
-        c.push_str("; Secure");
-    }
-    if let Some(age) = max_age {
-        c.push_str(&format!("; Max-Age={age}"));
-    }
-    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
-}
-
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// A fresh random token, hex.
-pub fn random_token(bytes: usize) -> String {
-    use ring::rand::SecureRandom;
-    let mut buf = vec![0u8; bytes];
-    ring::rand::SystemRandom::new().fill(&mut buf).expect("the system's random source failed");
-    hex::encode(buf)
-}
-
-pub fn sha256_hex(s: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()))
-}
-
-fn same(a: &str, b: &str) -> bool {
-    // Compares digests, so the time taken does not depend on where the inputs differ.
-    sha256_hex(a) == sha256_hex(b) && a.len() == b.len()
 }
 
 /// Runs an Argon2 computation on the blocking pool, at most one per core at a time: each
@@ -124,20 +80,13 @@ async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) ->
 /// Hashes a password with Argon2id.
 pub async fn hash_password(password: String) -> WebResult<String> {
     argon2(move || {
-        let salt = SaltString::encode_b64(&rand_bytes::<16>()).map_err(|_| WebError::Internal)?;
+        let salt = SaltString::encode_b64(&secret::random_bytes::<16>()?).map_err(|_| WebError::Internal)?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|_| WebError::Internal)
     })
     .await?
-}
-
-pub(super) fn rand_bytes<const N: usize>() -> [u8; N] {
-    use ring::rand::SecureRandom;
-    let mut buf = [0u8; N];
-    ring::rand::SystemRandom::new().fill(&mut buf).expect("the system's random source failed");
-    buf
 }
 
 /// Checks a password against a stored hash (or against a dummy, to take the same time).
@@ -181,197 +130,18 @@ pub fn password_problem(login: &str, password: &str, repeat: &str) -> Option<&'s
     }
 }
 
-/// The address a request came from (the socket's peer; the panel is not meant to sit
-/// behind a proxy that hides it).
-fn address(parts: &Parts) -> String {
-    parts
-        .extensions
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn lang(headers: &HeaderMap) -> Lang {
-    cookie_value(headers, LANG_COOKIE).and_then(Lang::parse).unwrap_or_default()
-}
-
-/// Whether a session has run out: `Some(why)` when it has.
-pub fn expired(
-    created: DateTime<Utc>,
-    last_seen: DateTime<Utc>,
-    now: DateTime<Utc>,
-    idle: Duration,
-    lifetime: Duration,
-) -> Option<&'static str> {
-    if now - created >= lifetime {
-        Some("session lifetime reached")
-    } else if now - last_seen >= idle {
-        Some("idle")
-    } else {
-        None
-    }
-}
-
-// ----- who is asking -----
-
-/// The signed-in person making this request, with their language and the page's path.
-#[derive(Debug, Clone)]
-pub struct Viewer {
-    pub person: Person,
-    pub session: WebSession,
-    pub lang: Lang,
-    /// A message left by the previous request (after a change), shown once.
-    pub flash: Option<String>,
-    pub path: String,
-    pub address: String,
-}
-
-impl Viewer {
-    /// Refuses the page unless the person has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> WebResult<()> {
-        if roles.contains(&self.person.role) { Ok(()) } else { Err(WebError::Forbidden) }
-    }
-
-    /// The organisation a customer is limited to; `None` for the roles that see all.
-    pub fn org_scope(&self) -> Option<OrgId> {
-        match self.person.role {
-            Role::Customer => self.person.org_id,
-            _ => None,
-        }
-    }
-
-    /// Another organisation's record is "not found" for a customer.
-    pub fn can_see(&self, org: OrgId) -> WebResult<()> {
-        match self.org_scope() {
-            Some(mine) if mine != org => Err(WebError::NotFound),
-            _ => Ok(()),
-        }
-    }
-
-    pub fn actor(&self) -> Actor {
-        Actor::person(self.person.id, &self.person.login)
-    }
-}
-
-/// The open session behind the request's cookie, whether or not its second factor is in.
-async fn session_of(parts: &Parts, web: &Web) -> WebResult<Option<WebSession>> {
-    let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else { return Ok(None) };
-    let Some(s) = web.app.store.web_session(&sha256_hex(token)).await? else { return Ok(None) };
-    let http = &web.app.config.http;
-    let now = crate::time::now();
-    let why = if s.person.disabled_at.is_some() {
-        Some("person disabled")
-    } else {
-        expired(s.created_at, s.last_seen_at, now, http.idle_timeout(), http.session_lifetime())
-    };
-    if let Some(why) = why {
-        web.app.store.end_web_session(&s, why).await?;
-        return Ok(None);
-    }
-    // Writing on every request would make each page a write; a minute is fine for expiry.
-    if now - s.last_seen_at > Duration::seconds(60) {
-        web.app.store.touch_web_session(s.id, now).await?;
-    }
-    Ok(Some(s))
-}
-
-impl FromRequestParts<WebState> for Viewer {
-    type Rejection = WebError;
-
-    async fn from_request_parts(parts: &mut Parts, web: &WebState) -> Result<Self, WebError> {
-        let path = parts.uri.path().to_string();
-        // After signing in, a GET goes back where it was; a POST's page is gone, so home.
-        let next = if parts.method == Method::GET {
-            parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string()
-        } else {
-            "/".into()
-        };
-        let Some(session) = session_of(parts, web).await? else {
-            return Err(WebError::SignIn { next });
-        };
-        if session.totp_on && session.second_factor_at.is_none() {
-            return Err(WebError::SignIn { next });
-        }
-        let flash = cookie_value(&parts.headers, FLASH_COOKIE)
-            .filter(|v| !v.is_empty())
-            .and_then(|v| hex::decode(v).ok())
-            .and_then(|b| String::from_utf8(b).ok());
-        Ok(Viewer {
-            person: session.person.clone(),
-            session,
-            lang: lang(&parts.headers),
-            flash,
-            path,
-            address: address(parts),
-        })
-    }
-}
-
-/// A form posted by a signed-in person from one of our pages: the session's CSRF token
-/// must be in its `csrf` field. Gives the viewer and the form's other fields.
-#[derive(Debug)]
-pub struct CsrfForm<T>(pub Viewer, pub T);
-
-#[derive(Deserialize)]
-struct CsrfField {
-    csrf: Option<String>,
-}
-
-impl<T: DeserializeOwned> FromRequest<WebState> for CsrfForm<T> {
-    type Rejection = WebError;
-
-    async fn from_request(req: Request, web: &WebState) -> Result<Self, WebError> {
-        let (mut parts, body) = req.into_parts();
-        let viewer = Viewer::from_request_parts(&mut parts, web).await?;
-        let RawForm(bytes) =
-            RawForm::from_request(Request::from_parts(parts, body), web).await.map_err(|_| WebError::Csrf)?;
-        let field: CsrfField = serde_urlencoded::from_bytes(&bytes).map_err(|_| WebError::Csrf)?;
-        if !field.csrf.is_some_and(|c| same(&c, &viewer.session.csrf)) {
-            tracing::warn!(person = %viewer.person.login, path = %viewer.path, "form without a valid CSRF token");
-            return Err(WebError::Csrf);
-        }
-        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| WebError::BadRequest(e.to_string()))?;
-        Ok(CsrfForm(viewer, form))
-    }
-}
-
-/// What a page before signing in needs: language, address, the double-submit token.
-struct Anonymous {
-    lang: Lang,
-    address: String,
-    pre: Option<String>,
-    session: Option<WebSession>,
-}
-
-impl FromRequestParts<WebState> for Anonymous {
-    type Rejection = WebError;
-
-    async fn from_request_parts(parts: &mut Parts, web: &WebState) -> Result<Self, WebError> {
-        Ok(Self {
-            lang: lang(&parts.headers),
-            address: address(parts),
-            pre: cookie_value(&parts.headers, PRE_COOKIE).map(str::to_string),
-            session: session_of(parts, web).await?,
-        })
-    }
-}
-
-impl Anonymous {
-    /// Checks the double-submit token of a form posted before signing in.
-    fn check(&self, posted: &str) -> WebResult<()> {
-        match &self.pre {
-            Some(c) if same(c, posted) => Ok(()),
-            _ => Err(WebError::Csrf),
-        }
-    }
-}
-
 /// A page before signing in, with a fresh double-submit token in its form and cookie.
-fn anonymous_page(web: &Web, who: &Anonymous, status: StatusCode, template: &str, ctx: minijinja::Value) -> WebResult {
-    let pre = random_token(16);
+fn anonymous_page(
+    web: &Panel,
+    who: &Anonymous,
+    status: StatusCode,
+    template: &str,
+    ctx: minijinja::Value,
+) -> WebResult {
+    let pre = secret::token::<16>("")?;
     let mut res = web.public_page(who.lang, "/login", template, context! { csrf => pre, ..ctx })?;
     *res.status_mut() = status;
-    res.headers_mut().append(header::SET_COOKIE, cookie(web, PRE_COOKIE, &pre, Some(3600)));
+    res.headers_mut().append(header::SET_COOKIE, web.cookie(PRE_COOKIE, &pre, Some(3600)));
     Ok(res)
 }
 
@@ -380,15 +150,23 @@ fn safe_next(next: Option<String>, role: Role) -> String {
 }
 
 /// Starts a session and sends the browser on (to the second factor, when it is on).
-async fn sign_in(web: &Web, person: &Person, totp_on: bool, address: &str, next: String) -> WebResult {
-    let token = random_token(32);
-    web.app.store.create_web_session(person, &sha256_hex(&token), &random_token(16), address, !totp_on).await?;
+async fn sign_in(web: &Panel, person: &Person, totp_on: bool, address: &str, next: String) -> WebResult {
+    let token = start_session(web, person, address, !totp_on).await?;
     tracing::info!(person = %person.login, %address, "signed in to the panel");
-    let to = if totp_on { format!("/login/totp?next={}", super::page::encode(&next)) } else { next };
+    let to = if totp_on { format!("/login/totp?next={}", encode(&next)) } else { next };
     let mut res = Redirect::to(&to).into_response();
-    res.headers_mut().append(header::SET_COOKIE, cookie(web, SESSION_COOKIE, &token, None));
-    res.headers_mut().append(header::SET_COOKIE, cookie(web, PRE_COOKIE, "", Some(0)));
+    res.headers_mut().append(header::SET_COOKIE, web.cookie(SESSION_COOKIE, &token, None));
+    res.headers_mut().append(header::SET_COOKIE, web.cookie(PRE_COOKIE, "", Some(0)));
     Ok(res)
+}
+
+/// Stores a new panel session (its token's hash and a fresh CSRF token) and returns the
+/// token for the cookie; `second_factor_in` when nothing more is to be asked.
+async fn start_session(web: &Panel, person: &Person, address: &str, second_factor_in: bool) -> WebResult<String> {
+    let token = secret::token::<32>("")?;
+    let csrf = secret::token::<16>("")?;
+    web.app.store.create_web_session(person, &secret::hash(&token), &csrf, address, second_factor_in).await?;
+    Ok(token)
 }
 
 // ----- sign in, second factor, sign out -----
@@ -398,7 +176,7 @@ struct Next {
     next: Option<String>,
 }
 
-async fn login_form(State(web): State<WebState>, who: Anonymous, Query(q): Query<Next>) -> WebResult {
+async fn login_form(State(web): State<Arc<Panel>>, who: Anonymous, Query(q): Query<Next>) -> WebResult {
     if let Some(s) = who.session.as_ref().filter(|s| !s.totp_on || s.second_factor_at.is_some()) {
         return Ok(Redirect::to(&safe_next(q.next, s.person.role)).into_response());
     }
@@ -413,7 +191,7 @@ struct LoginForm {
     next: Option<String>,
 }
 
-async fn login(State(web): State<WebState>, who: Anonymous, axum::Form(f): axum::Form<LoginForm>) -> WebResult {
+async fn login(State(web): State<Arc<Panel>>, who: Anonymous, axum::Form(f): axum::Form<LoginForm>) -> WebResult {
     who.check(&f.csrf)?;
     let login = f.login.trim().to_lowercase();
     // A login no one can have is not echoed, stored or counted as an account: only the
@@ -460,7 +238,7 @@ fn throttled(lang: Lang, wait: std::time::Duration) -> String {
     i18n::text(lang, "login.throttled").replace("{n}", &wait.as_secs().div_ceil(60).to_string())
 }
 
-async fn totp_form(State(web): State<WebState>, who: Anonymous, Query(q): Query<Next>) -> WebResult {
+async fn totp_form(State(web): State<Arc<Panel>>, who: Anonymous, Query(q): Query<Next>) -> WebResult {
     if who.session.as_ref().is_none_or(|s| !s.totp_on) {
         return Ok(Redirect::to("/login").into_response());
     }
@@ -474,7 +252,7 @@ struct CodeForm {
     next: Option<String>,
 }
 
-async fn totp(State(web): State<WebState>, who: Anonymous, axum::Form(f): axum::Form<CodeForm>) -> WebResult {
+async fn totp(State(web): State<Arc<Panel>>, who: Anonymous, axum::Form(f): axum::Form<CodeForm>) -> WebResult {
     who.check(&f.csrf)?;
     let Some(s) = who.session.as_ref().filter(|s| s.totp_on) else {
         return Ok(Redirect::to("/login").into_response());
@@ -506,17 +284,17 @@ async fn totp(State(web): State<WebState>, who: Anonymous, axum::Form(f): axum::
 #[derive(Deserialize)]
 struct Empty {}
 
-async fn logout(State(web): State<WebState>, CsrfForm(viewer, _): CsrfForm<Empty>) -> WebResult {
+async fn logout(State(web): State<Arc<Panel>>, CsrfForm(viewer, _): CsrfForm<Empty>) -> WebResult {
     web.app.store.end_web_session(&viewer.session, "signed out").await?;
     let mut res = Redirect::to("/login").into_response();
-    res.headers_mut().append(header::SET_COOKIE, cookie(&web, SESSION_COOKIE, "", Some(0)));
+    res.headers_mut().append(header::SET_COOKIE, web.cookie(SESSION_COOKIE, "", Some(0)));
     Ok(res)
 }
 
 // ----- one-time links -----
 
-async fn setup_form(State(web): State<WebState>, who: Anonymous, Path(token): Path<String>) -> WebResult {
-    if web.app.store.web_link(LinkPurpose::Setup, &sha256_hex(&token)).await?.is_none() {
+async fn setup_form(State(web): State<Arc<Panel>>, who: Anonymous, Path(token): Path<String>) -> WebResult {
+    if web.app.store.web_link(LinkPurpose::Setup, &secret::hash(&token)).await?.is_none() {
         return Err(WebError::NotFound);
     }
     anonymous_page(&web, &who, StatusCode::OK, "setup.html", context! { token, login => "", name => "" })
@@ -532,7 +310,7 @@ struct SetupForm {
 }
 
 async fn setup(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     who: Anonymous,
     Path(token): Path<String>,
     axum::Form(f): axum::Form<SetupForm>,
@@ -555,12 +333,12 @@ async fn setup(
         return anonymous_page(&web, &who, StatusCode::BAD_REQUEST, "setup.html", ctx);
     }
     let hash = hash_password(f.password).await?;
-    let person = web.app.store.use_setup_link(&sha256_hex(&token), &new, &hash).await?;
+    let person = web.app.store.use_setup_link(&secret::hash(&token), &new, &hash).await?;
     sign_in(&web, &person, false, &who.address, landing(Role::Admin).into()).await
 }
 
-async fn password_link_form(State(web): State<WebState>, who: Anonymous, Path(token): Path<String>) -> WebResult {
-    let Some(Some(person)) = web.app.store.web_link(LinkPurpose::Password, &sha256_hex(&token)).await? else {
+async fn password_link_form(State(web): State<Arc<Panel>>, who: Anonymous, Path(token): Path<String>) -> WebResult {
+    let Some(Some(person)) = web.app.store.web_link(LinkPurpose::Password, &secret::hash(&token)).await? else {
         return Err(WebError::NotFound);
     };
     let person = web.app.store.person(person).await?;
@@ -575,13 +353,13 @@ struct PasswordForm {
 }
 
 async fn password_link(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     who: Anonymous,
     Path(token): Path<String>,
     axum::Form(f): axum::Form<PasswordForm>,
 ) -> WebResult {
     who.check(&f.csrf)?;
-    let hash = sha256_hex(&token);
+    let hash = secret::hash(&token);
     let Some(Some(person)) = web.app.store.web_link(LinkPurpose::Password, &hash).await? else {
         return Err(WebError::NotFound);
     };
@@ -599,11 +377,11 @@ async fn password_link(
 
 // ----- the person's own account -----
 
-async fn account(State(web): State<WebState>, viewer: Viewer) -> WebResult {
+async fn account(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     account_page(&web, &viewer, StatusCode::OK, context! {})
 }
 
-fn account_page(web: &Web, viewer: &Viewer, status: StatusCode, ctx: minijinja::Value) -> WebResult {
+fn account_page(web: &Panel, viewer: &Viewer, status: StatusCode, ctx: minijinja::Value) -> WebResult {
     let ctx = context! { totp_on => viewer.session.totp_on, ..ctx };
     let mut res = web.page(viewer, "account.html", ctx)?;
     *res.status_mut() = status;
@@ -617,7 +395,7 @@ struct ChangePassword {
     repeat: String,
 }
 
-async fn change_password(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<ChangePassword>) -> WebResult {
+async fn change_password(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<ChangePassword>) -> WebResult {
     let stored = web.app.store.credentials(&viewer.person.login).await?.and_then(|c| c.password_hash);
     let problem = if !verify_password(f.current, stored).await? {
         Some("password.wrong_current")
@@ -633,7 +411,7 @@ async fn change_password(State(web): State<WebState>, CsrfForm(viewer, f): CsrfF
     sign_in(&web, &viewer.person, viewer.session.totp_on, &viewer.address, "/account".into()).await.map(|mut res| {
         res.headers_mut().append(
             header::SET_COOKIE,
-            cookie(&web, FLASH_COOKIE, &hex::encode(tr(&viewer, "password.changed")), Some(60)),
+            web.cookie(FLASH_COOKIE, &hex::encode(tr(&viewer, "password.changed")), Some(60)),
         );
         res
     })
@@ -647,11 +425,11 @@ struct TotpSetup {
     code: Option<String>,
 }
 
-async fn totp_setup(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<TotpSetup>) -> WebResult {
+async fn totp_setup(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<TotpSetup>) -> WebResult {
     let code = f.code.as_deref().unwrap_or("").trim().to_string();
     match f.step.as_str() {
         "begin" => {
-            let secret = super::totp::new_secret();
+            let secret = super::totp::new_secret()?;
             let uri = super::totp::uri(&secret, &viewer.person.login);
             account_page(&web, &viewer, StatusCode::OK, context! { new_secret => secret, otpauth => uri })
         }
@@ -665,13 +443,9 @@ async fn totp_setup(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<T
             }
             web.app.store.set_totp(&viewer.actor(), viewer.person.id, Some(&secret)).await?;
             // Setting a credential ends the person's sessions; this one continues with both factors.
-            let token = random_token(32);
-            web.app
-                .store
-                .create_web_session(&viewer.person, &sha256_hex(&token), &random_token(16), &viewer.address, true)
-                .await?;
+            let token = start_session(&web, &viewer.person, &viewer.address, true).await?;
             let mut res = web.done(&viewer, "/account", "totp.enabled");
-            res.headers_mut().append(header::SET_COOKIE, cookie(&web, SESSION_COOKIE, &token, None));
+            res.headers_mut().append(header::SET_COOKIE, web.cookie(SESSION_COOKIE, &token, None));
             Ok(res)
         }
         "disable" => {
@@ -691,30 +465,45 @@ async fn totp_setup(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<T
     }
 }
 
+/// Why a one-time link could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Random(#[from] RandomFailed),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<LinkError> for WebError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Random(e) => e.into(),
+            LinkError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// Creates the one-time setup link for an empty store and returns its path; `serve`
 /// prints it. Valid for a day; a restart makes a new one and voids the old.
-pub async fn setup_link(store: &crate::store::Store) -> Result<Option<String>, crate::store::StoreError> {
+pub async fn setup_link(store: &Store) -> Result<Option<String>, LinkError> {
     if !store.has_no_people().await? {
         return Ok(None);
     }
-    let token = random_token(32);
+    let token = secret::token::<32>("")?;
     store
-        .create_web_link(LinkPurpose::Setup, None, &sha256_hex(&token), crate::time::now() + Duration::hours(24))
+        .create_web_link(LinkPurpose::Setup, None, &secret::hash(&token), crate::time::now() + Duration::hours(24))
         .await?;
     Ok(Some(format!("/setup/{token}")))
 }
 
 /// Creates a link with which `person` sets their own password (valid 72 hours).
-pub async fn password_link_for(
-    store: &crate::store::Store,
-    person: crate::ids::PersonId,
-) -> Result<String, crate::store::StoreError> {
-    let token = random_token(32);
+pub async fn password_link_for(store: &Store, person: PersonId) -> Result<String, LinkError> {
+    let token = secret::token::<32>("")?;
     store
         .create_web_link(
             LinkPurpose::Password,
             Some(person),
-            &sha256_hex(&token),
+            &secret::hash(&token),
             crate::time::now() + Duration::hours(72),
         )
         .await?;
@@ -724,26 +513,6 @@ pub async fn password_link_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn sessions_expire_when_idle_or_old() {
-        let idle = Duration::minutes(30);
-        let life = Duration::hours(12);
-        let start = t("2026-11-24T08:00:00Z");
-        let table = [
-            ("2026-11-24T08:29:59Z", "2026-11-24T08:00:00Z", None),
-            ("2026-11-24T08:30:00Z", "2026-11-24T08:00:00Z", Some("idle")),
-            ("2026-11-24T19:59:59Z", "2026-11-24T19:59:00Z", None),
-            ("2026-11-24T20:00:00Z", "2026-11-24T19:59:00Z", Some("session lifetime reached")),
-        ];
-        for (now, seen, want) in table {
-            assert_eq!(expired(start, t(seen), t(now), idle, life), want, "now {now}, last seen {seen}");
-        }
-    }
 
     #[test]
     fn new_passwords_are_checked() {

@@ -2,21 +2,29 @@
 //! admins, served beside the helpdesk API by [`crate::http`].
 //!
 //! Pages are minijinja templates from `web/templates`, translated through the
-//! catalogue in `web/i18n` (Russian by default, English on request), with static assets
-//! from `web/static`; all three are compiled into the binary (see `build.rs`).
+//! catalogue in [`crate::i18n`] (Russian by default, English on request), with static
+//! assets from `web/static`; templates and assets are compiled into the binary (see
+//! `build.rs`).
 //!
-//! Who may see what is decided in one place per request: [`auth::Viewer`] says who is
+//! Who may see what is decided in one place per request: [`viewer::Viewer`] says who is
 //! signed in, and its `org_scope`/`require` methods turn a resource of another
 //! organisation into "not found" — a customer learns nothing about other customers,
 //! not even that an ID exists. Every state-changing request is a form POST carrying the
-//! session's CSRF token ([`auth::CsrfForm`]); the cookies are HttpOnly and
+//! session's CSRF token ([`viewer::CsrfForm`]); the cookies are HttpOnly and
 //! SameSite=Strict. Each role's pages live in their own module.
+//!
+//! The modules stand in layers, each using only those below it: `url` and `error`;
+//! `templates`, `throttle`, `totp`; `panel` (the shared state); `viewer` (who asks);
+//! `page` (rendering); the pages (`auth`, `admin`, `desk`, `sessions`, `recordings`,
+//! `audit_log`); this module, which routes to them.
 
 pub mod admin;
 mod audit_log;
 pub mod auth;
-pub mod i18n;
+mod desk;
+mod error;
 mod page;
+mod panel;
 pub mod recordings;
 mod sessions;
 mod templates;
@@ -24,7 +32,8 @@ mod templates;
 pub(crate) mod tests;
 pub mod throttle;
 mod totp;
-mod work;
+mod url;
+mod viewer;
 
 use std::sync::Arc;
 
@@ -35,66 +44,33 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-pub use self::auth::{CsrfForm, Viewer};
-pub use self::page::{WebError, WebResult};
-use crate::model::Role;
+use self::error::WebError;
+use self::page::landing;
+use self::panel::Panel;
+use self::viewer::{LANG_COOKIE, Viewer};
+use crate::i18n::Lang;
 use crate::state::App;
-
-/// Everything the panel's handlers share.
-pub struct Web {
-    pub app: App,
-    pub templates: templates::Templates,
-    pub throttle: throttle::Throttle,
-    pub totp: totp::Totp,
-    pub replays: recordings::Opened,
-}
-
-impl std::fmt::Debug for Web {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Web").finish_non_exhaustive()
-    }
-}
-
-/// The handlers' state.
-pub type WebState = Arc<Web>;
 
 /// The panel, ready to be merged with the API.
 pub fn router(app: App) -> Router {
-    let web = Arc::new(Web {
-        templates: templates::Templates::new(app.tz()),
-        throttle: throttle::Throttle::default(),
-        totp: totp::Totp::default(),
-        replays: recordings::Opened::default(),
-        app,
-    });
     Router::new()
         .route("/", get(home))
         .route("/static/{*name}", get(asset))
         .route("/lang/{lang}", get(language))
         .merge(auth::routes())
         .merge(recordings::routes())
-        .merge(work::routes())
+        .merge(desk::routes())
         .merge(sessions::routes())
         .merge(audit_log::routes())
         .merge(admin::routes())
         .fallback(|| async { WebError::NotFound })
         .layer(axum::middleware::map_response(security_headers))
-        .with_state(web)
+        .with_state(Arc::new(Panel::new(app)))
 }
 
 /// Each role starts where its work is.
 async fn home(viewer: Viewer) -> Redirect {
     Redirect::to(landing(viewer.person.role))
-}
-
-/// The first page a role sees after signing in.
-pub fn landing(role: Role) -> &'static str {
-    match role {
-        Role::Customer => "/access",
-        Role::Operator => "/queue",
-        Role::Auditor => "/sessions",
-        Role::Admin => "/admin/orgs",
-    }
 }
 
 /// Serves an embedded asset. They change only with the binary, so browsers may keep them.
@@ -120,12 +96,12 @@ struct Back {
 
 /// Switches the language (a cookie, since it must work before signing in too) and goes
 /// back to the page the switch was pressed on.
-async fn language(Path(lang): Path<String>, Query(q): Query<Back>, State(web): State<WebState>) -> Response {
-    let Some(lang) = i18n::Lang::parse(&lang) else {
+async fn language(Path(lang): Path<String>, Query(q): Query<Back>, State(web): State<Arc<Panel>>) -> Response {
+    let Some(lang) = Lang::parse(&lang) else {
         return WebError::NotFound.into_response();
     };
-    let back = q.back.filter(|b| page::is_local_path(b)).unwrap_or_else(|| "/".into());
-    let cookie = auth::cookie(&web, i18n::LANG_COOKIE, lang.code(), Some(365 * 24 * 3600));
+    let back = q.back.filter(|b| url::is_local_path(b)).unwrap_or_else(|| "/".into());
+    let cookie = web.cookie(LANG_COOKIE, lang.code(), Some(365 * 24 * 3600));
     ([(header::SET_COOKIE, cookie)], Redirect::to(&back)).into_response()
 }
 

@@ -7,8 +7,7 @@
 //! else gets "not found". Each replay, live view and search is audited by the library; a
 //! replay's later parts only when this panel session has not been audited opening it.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -19,15 +18,17 @@ use chrono::{DateTime, NaiveDate, Utc};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::page::tr;
-use super::{Viewer, WebError, WebResult, WebState};
+use super::error::{WebError, WebResult};
+use super::page::{self, tr};
+use super::panel::Panel;
+use super::viewer::Viewer;
 use crate::ids::{BoxId, OrgId, SessionId, TicketId};
 use crate::model::{IksBox, Role, Session};
 use crate::recording::{self, FetchError};
 use crate::search::{self, SearchError};
 use crate::store::TranscriptQuery;
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()
         .route("/sessions/{id}/replay.json", get(replay))
         .route("/sessions/{id}/live", get(live))
@@ -35,7 +36,7 @@ pub(super) fn routes() -> Router<WebState> {
 }
 
 /// The session and its box, if `viewer` may see them; otherwise "not found".
-pub async fn visible_session(web: &WebState, viewer: &Viewer, id: SessionId) -> WebResult<(Session, IksBox)> {
+pub async fn visible_session(web: &Panel, viewer: &Viewer, id: SessionId) -> WebResult<(Session, IksBox)> {
     let session = web.app.store.session(id).await?;
     let b = web.app.store.get_box(session.box_id).await?;
     let allowed = match viewer.person.role {
@@ -59,28 +60,6 @@ impl From<FetchError> for WebError {
     }
 }
 
-/// The replays each panel session has opened (and been audited for): later parts of one
-/// need no new event, any other request for a part does.
-#[derive(Debug, Default)]
-pub struct Opened(Mutex<HashSet<(i64, SessionId)>>);
-
-/// Pairs remembered at most; forgetting them all costs only extra audit events.
-const MAX_OPENED: usize = 10_000;
-
-impl Opened {
-    fn contains(&self, web_session: i64, id: SessionId) -> bool {
-        crate::live::lock(&self.0).contains(&(web_session, id))
-    }
-
-    fn insert(&self, web_session: i64, id: SessionId) {
-        let mut set = crate::live::lock(&self.0);
-        if set.len() >= MAX_OPENED {
-            set.clear();
-        }
-        set.insert((web_session, id));
-    }
-}
-
 #[derive(Deserialize)]
 struct Part {
     from: Option<f64>,
@@ -90,12 +69,12 @@ struct Part {
 /// fetches later parts with `from`, which are not new views when this panel session has
 /// opened the replay — any other `from` (`?from=0` is the whole replay) is audited too.
 async fn replay(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     viewer: Viewer,
     Path(id): Path<String>,
     Query(q): Query<Part>,
 ) -> WebResult {
-    let id: SessionId = super::page::id(&id)?;
+    let id: SessionId = page::id(&id)?;
     let (session, _) = visible_session(&web, &viewer, id).await?;
     let dir = web.app.data_dir.recordings_dir();
     let path = match q.from {
@@ -117,8 +96,8 @@ async fn replay(
 }
 
 /// The terminal of a running session as the engineer sees it, streamed until it ends.
-async fn live(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
-    let id: SessionId = super::page::id(&id)?;
+async fn live(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
+    let id: SessionId = page::id(&id)?;
     visible_session(&web, &viewer, id).await?;
     let dir = web.app.data_dir.recordings_dir();
     let path = recording::locate(&web.app.store, &dir, &viewer.actor(), id, "session.watch").await?;
@@ -160,7 +139,7 @@ fn day(tz: chrono_tz::Tz, s: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| crate::time::start_of_day(d, tz))
 }
 
-async fn search_page(State(web): State<WebState>, viewer: Viewer, Query(f): Query<SearchForm>) -> WebResult {
+async fn search_page(State(web): State<Arc<Panel>>, viewer: Viewer, Query(f): Query<SearchForm>) -> WebResult {
     viewer.require(&[Role::Auditor, Role::Admin, Role::Customer])?;
     let tz = web.app.tz();
     let orgs = match viewer.org_scope() {

@@ -7,6 +7,8 @@
 //! session is "not found". The session page leaves a `<section id="player">` for the
 //! replay player and live view ([`super::recordings`]) to be wired into.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use axum::Router;
@@ -18,8 +20,10 @@ use chrono::{DateTime, Utc};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
+use super::error::{WebError, WebResult};
 use super::page::tr;
-use super::{CsrfForm, Viewer, WebError, WebResult, WebState};
+use super::panel::Panel;
+use super::viewer::{CsrfForm, Viewer};
 use crate::ids::{BoxId, OrgId, PersonId, SessionId, TicketId};
 use crate::model::{EndReason, Role, Session, SessionEvent};
 use crate::store::SessionFilter;
@@ -27,7 +31,7 @@ use crate::store::SessionFilter;
 /// Sessions per page.
 const PAGE: i64 = 50;
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()
         .route("/sessions", get(list))
         .route("/sessions/{id}", get(show))
@@ -63,7 +67,7 @@ impl Scope {
 }
 
 /// The session `id` and its box's organisation, if the viewer may see it; else "not found".
-async fn visible(web: &WebState, viewer: &Viewer, id: &str) -> WebResult<(Session, OrgId)> {
+async fn visible(web: &Panel, viewer: &Viewer, id: &str) -> WebResult<(Session, OrgId)> {
     let id: SessionId = id.parse().map_err(|_| WebError::NotFound)?;
     let (s, b) = super::recordings::visible_session(web, viewer, id).await?;
     Ok((s, b.org_id))
@@ -105,7 +109,7 @@ pub(super) type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// The instants a from/to pair of dates (YYYY-MM-DD in the configured zone) covers: from
 /// the start of `from` to the end of `to`.
-pub(super) fn day_range(web: &WebState, from: &str, to: &str) -> Result<Span, Refusal> {
+pub(super) fn day_range(web: &Panel, from: &str, to: &str) -> Result<Span, Refusal> {
     let tz = web.app.tz();
     let day = |v: &str, next: bool| -> Result<Option<DateTime<Utc>>, Refusal> {
         let Some(v) = given(v) else { return Ok(None) };
@@ -125,7 +129,7 @@ pub(super) fn day_range(web: &WebState, from: &str, to: &str) -> Result<Span, Re
 
 impl ListQuery {
     /// The filter these fields ask for, or the first field that is wrong.
-    async fn filter(&self, web: &WebState) -> Result<SessionFilter, Refusal> {
+    async fn filter(&self, web: &Panel) -> Result<SessionFilter, Refusal> {
         let bad = |v: &str, key| (key, v.to_string());
         let opt = given;
         let (since, until) = day_range(web, &self.from, &self.to)?;
@@ -188,7 +192,7 @@ struct Names {
 }
 
 impl Names {
-    async fn load(web: &WebState, org: Option<OrgId>) -> WebResult<Self> {
+    async fn load(web: &Panel, org: Option<OrgId>) -> WebResult<Self> {
         let store = &web.app.store;
         Ok(Self {
             orgs: store
@@ -246,7 +250,7 @@ fn bytes(n: i64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-async fn list(State(web): State<WebState>, viewer: Viewer, Query(q): Query<ListQuery>) -> WebResult {
+async fn list(State(web): State<Arc<Panel>>, viewer: Viewer, Query(q): Query<ListQuery>) -> WebResult {
     let scope = Scope::of(&viewer)?;
     let names = Names::load(&web, viewer.org_scope()).await?;
     let (filter, error) = match q.filter(&web).await {
@@ -336,7 +340,7 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
     }
 }
 
-async fn show(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
+async fn show(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
     let (s, org) = visible(&web, &viewer, &id).await?;
     let store = &web.app.store;
     let grant = store.grant(s.grant_id).await?;
@@ -371,7 +375,11 @@ struct Empty {}
 
 /// Asks the node carrying the session to end it, as `iks-gateway session kill` does; its
 /// watchdog ends the session within a quarter of a second.
-async fn kill(State(web): State<WebState>, Path(id): Path<String>, CsrfForm(viewer, _): CsrfForm<Empty>) -> WebResult {
+async fn kill(
+    State(web): State<Arc<Panel>>,
+    Path(id): Path<String>,
+    CsrfForm(viewer, _): CsrfForm<Empty>,
+) -> WebResult {
     viewer.require(&[Role::Operator, Role::Customer, Role::Admin])?;
     let (s, _) = visible(&web, &viewer, &id).await?;
     let s = web.app.store.request_kill(&viewer.actor(), s.id).await?;
@@ -382,7 +390,7 @@ async fn kill(State(web): State<WebState>, Path(id): Path<String>, CsrfForm(view
 
 /// The recording as an asciicast file. Downloading it is audited (`session.download`, with
 /// the viewer as actor) before a byte is sent.
-async fn recording(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
+async fn recording(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
     let (s, _) = visible(&web, &viewer, &id).await?;
     let dir = web.app.data_dir.recordings_dir();
     let bytes = crate::recording::fetch(&web.app.store, &dir, &viewer.actor(), s.id, "session.download").await?;

@@ -1,4 +1,5 @@
-//! The embedded files and the template environment.
+//! The embedded files and the template environment: the adapter between minijinja and
+//! the texts of [`crate::i18n`].
 //!
 //! Templates get three helpers: `t("key")` translates into the page's language (from the
 //! `lang` variable every page has), `value|when` shows a stored time in the configured
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 
-use super::i18n::{self, Lang};
+use crate::i18n::{self, Lang};
 
 include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 
@@ -56,4 +57,26 @@ fn parse_time(v: &Value) -> Result<Option<DateTime<Utc>>, Error> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| Some(t.with_timezone(&Utc)))
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("'{s}' is not a time: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `t("…")` in every template names a text that exists.
+    #[test]
+    fn every_key_the_templates_use_exists() {
+        let mut missing = Vec::new();
+        for (name, bytes) in TEMPLATES {
+            let text = std::str::from_utf8(bytes).unwrap();
+            for part in text.split("t(\"").skip(1) {
+                let key = part.split('"').next().unwrap();
+                // `t("role." ~ me.role)` builds its key; the prefix is checked by hand.
+                if !key.ends_with('.') && !i18n::exists(key) {
+                    missing.push(format!("{name}: {key}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "texts missing from web/i18n: {missing:#?}");
+    }
 }

@@ -1,7 +1,7 @@
 //! The panel in process, against a real SQLite store: requests go through the whole HTTP
 //! router (panel and API) with `oneshot`, with cookies kept per browser like a real one.
 //!
-//! [`Panel::new`] sets up two customer organisations, A (ООО Ромашка, box `main-gw`,
+//! [`TestPanel::new`] sets up two customer organisations, A (ООО Ромашка, box `main-gw`,
 //! ticket `a_ticket`) and B (ИП Иванов, box `ivanov-gw`, ticket `b_ticket`), and one person
 //! per role, each with the password [`PASSWORD`]: `romashka` (customer of A), `ivanov-ip`
 //! (customer of B), `petrov` (operator), `sidorova` (auditor), `root` (admin).
@@ -33,7 +33,7 @@ pub struct Org {
     pub ticket: TicketId,
 }
 
-pub struct Panel {
+pub struct TestPanel {
     pub router: Router,
     pub app: App,
     pub a: Org,
@@ -72,7 +72,7 @@ pub struct Browser {
     pub address: Option<std::net::SocketAddr>,
 }
 
-impl Panel {
+impl TestPanel {
     pub async fn new() -> Self {
         Self::with_config(Config::default()).await
     }
@@ -160,8 +160,8 @@ impl Panel {
         let page = self
             .send(browser, Method::POST, "/login", Some(&[("csrf", &pre), ("login", login), ("password", password)]))
             .await;
-        if let Some((_, token)) = browser.cookies.iter().find(|(k, _)| k == super::auth::SESSION_COOKIE) {
-            let hash = super::auth::sha256_hex(token);
+        if let Some((_, token)) = browser.cookies.iter().find(|(k, _)| k == super::viewer::SESSION_COOKIE) {
+            let hash = crate::secret::hash(token);
             browser.csrf = self.app.store.web_session(&hash).await.unwrap().map(|s| s.csrf);
         }
         page
@@ -176,7 +176,7 @@ impl Panel {
     }
 }
 
-impl Panel {
+impl TestPanel {
     /// A session by `operator` on `org`'s box through an approved grant, whose recording is
     /// `cast` (asciicast v2 text); ended as "client exit" unless `live`.
     pub async fn recorded_session(&self, org: &Org, operator: &str, cast: &str, live: bool) -> crate::ids::SessionId {
@@ -236,6 +236,6 @@ async fn add_person(store: &crate::store::Store, login: &str, role: Role, org: O
 mod admin;
 mod audit_log;
 mod auth;
+mod desk;
 mod recordings;
 mod sessions;
-mod work;

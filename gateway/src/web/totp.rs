@@ -7,19 +7,22 @@ use std::sync::Mutex;
 
 use totp_rs::{Algorithm, Secret, TOTP};
 
+use super::url::encode;
+use crate::secret::{self, RandomFailed};
+
 const STEP: u64 = 30;
 
 /// A new random secret, base32 as apps expect it typed in.
-pub fn new_secret() -> String {
-    match Secret::Raw(super::auth::rand_bytes::<20>().to_vec()).to_encoded() {
-        Secret::Encoded(s) => s,
+pub fn new_secret() -> Result<String, RandomFailed> {
+    match Secret::Raw(secret::random_bytes::<20>()?.to_vec()).to_encoded() {
+        Secret::Encoded(s) => Ok(s),
         Secret::Raw(_) => unreachable!("to_encoded gives an encoded secret"),
     }
 }
 
 /// The `otpauth://` URI an app can import (shown as text beside the secret).
 pub fn uri(secret: &str, login: &str) -> String {
-    let label = super::page::encode(&format!("IKS Gateway:{login}"));
+    let label = encode(&format!("IKS Gateway:{login}"));
     format!("otpauth://totp/{label}?secret={secret}&issuer=IKS%20Gateway&algorithm=SHA1&digits=6&period={STEP}")
 }
 
@@ -86,7 +89,7 @@ mod tests {
 
     #[test]
     fn new_secrets_are_long_enough_for_apps() {
-        let s = new_secret();
+        let s = new_secret().unwrap();
         assert_eq!(Secret::Encoded(s.clone()).to_bytes().unwrap().len(), 20);
         assert!(uri(&s, "ivanov").starts_with("otpauth://totp/IKS%20Gateway%3Aivanov?secret="));
     }

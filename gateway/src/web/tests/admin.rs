@@ -4,20 +4,20 @@
 use axum::http::{Method, StatusCode};
 
 use super::sessions::Text as _;
-use super::{Browser, PASSWORD, Panel};
+use super::{Browser, PASSWORD, TestPanel};
 use crate::store::EventFilter;
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEDzWDPG1+ZhUfXGbzPFFpJm/ihb5BFgCjLZm3dj7+2P petrov@laptop";
 
 /// The newest audit event with `action`, with who did it.
-async fn last(p: &Panel, action: &str) -> Option<crate::audit::Event> {
+async fn last(p: &TestPanel, action: &str) -> Option<crate::audit::Event> {
     let f = EventFilter { action: Some(action.into()), newest_first: true, limit: Some(1), ..Default::default() };
     p.app.store.audit_events(&f).await.unwrap().pop()
 }
 
 #[tokio::test]
 async fn admin_pages_are_for_admins_only() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let pages = ["/admin/orgs", "/admin/people", "/admin/boxes", "/admin/tokens"];
     let id = |o: crate::ids::OrgId| o.get().to_string();
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
@@ -52,7 +52,7 @@ async fn admin_pages_are_for_admins_only() {
 
 #[tokio::test]
 async fn organisations_are_created_with_a_checked_inn_and_show_their_category() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut root = p.login("root").await;
     let list = p.get(&mut root, "/admin/orgs").await;
     assert!(list.text().contains("категория 1: модуль поддержки до 2099-12-31"), "{}", list.body);
@@ -98,7 +98,7 @@ async fn organisations_are_created_with_a_checked_inn_and_show_their_category() 
 
 #[tokio::test]
 async fn people_keys_disabling_password_links_and_the_second_factor() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut root = p.login("root").await;
     // A customer needs an organisation; an operator must not have one.
     let no_org =
@@ -198,7 +198,7 @@ async fn people_keys_disabling_password_links_and_the_second_factor() {
 
 #[tokio::test]
 async fn boxes_are_checked_against_the_catalogue_and_edited() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut root = p.login("root").await;
     let a = p.a.id.get().to_string();
     let fields = |name: &'static str, version: &'static str| {
@@ -252,7 +252,7 @@ async fn boxes_are_checked_against_the_catalogue_and_edited() {
 
 #[tokio::test]
 async fn api_tokens_are_shown_once_and_revoked() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut root = p.login("root").await;
     let bad = p.post(&mut root, "/admin/tokens", &[("name", "Help Desk")]).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -262,15 +262,13 @@ async fn api_tokens_are_shown_once_and_revoked() {
     let made = p.post(&mut root, "/admin/tokens", &[("name", "helpdesk"), ("org", &p.a.id.get().to_string())]).await;
     assert_eq!(made.status, StatusCode::OK);
     let secret = made.text().split("<pre class=\"copy\">").nth(1).unwrap().split('<').next().unwrap().to_string();
-    let token = p.app.store.api_token_by_hash(&crate::api::auth::hash(&secret)).await.unwrap().unwrap();
+    let token = p.app.store.api_token_by_hash(&crate::secret::hash(&secret)).await.unwrap().unwrap();
     assert_eq!((token.name.as_str(), token.org_id), ("helpdesk", Some(p.a.id)));
     let list = p.get(&mut root, "/admin/tokens").await;
     assert!(list.text().contains("helpdesk") && !list.text().contains(&secret), "the secret is shown once");
     let revoke = format!("/admin/tokens/{}/revoke", token.id);
     assert_eq!(p.post(&mut root, &revoke, &[]).await.status, StatusCode::SEE_OTHER);
-    assert!(
-        p.app.store.api_token_by_hash(&crate::api::auth::hash(&secret)).await.unwrap().unwrap().revoked_at.is_some()
-    );
+    assert!(p.app.store.api_token_by_hash(&crate::secret::hash(&secret)).await.unwrap().unwrap().revoked_at.is_some());
     assert_eq!(last(&p, "api_token.revoke").await.unwrap().actor.name, "root");
     assert_eq!(p.post(&mut root, &revoke, &[]).await.status, StatusCode::BAD_REQUEST, "already revoked");
     assert_eq!(p.post(&mut root, "/admin/tokens/999/revoke", &[]).await.status, StatusCode::NOT_FOUND);

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 
-use super::Panel;
+use super::TestPanel;
 use super::sessions::{Text as _, session};
 use crate::audit::export::verify_file;
 use crate::datadir::KeyRole;
@@ -11,7 +11,7 @@ use crate::store::EventFilter;
 
 #[tokio::test]
 async fn the_log_is_for_customers_auditors_and_admins_only() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut op = p.login("petrov").await;
     assert_eq!(p.get(&mut op, "/audit").await.status, StatusCode::FORBIDDEN);
     assert_eq!(p.get(&mut op, "/audit/export?format=csv").await.status, StatusCode::FORBIDDEN);
@@ -28,7 +28,7 @@ async fn the_log_is_for_customers_auditors_and_admins_only() {
 
 #[tokio::test]
 async fn a_customer_reads_and_exports_only_their_organisations_events() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let a = session(&p, &p.a, false).await;
     let b = session(&p, &p.b, false).await;
     let mut br = p.login("romashka").await;
@@ -77,7 +77,7 @@ async fn a_customer_reads_and_exports_only_their_organisations_events() {
 
 #[tokio::test]
 async fn an_auditors_jsonl_export_verifies_and_names_the_auditor() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     session(&p, &p.a, false).await;
     let mut br = p.login("sidorova").await;
     let page = p.get(&mut br, "/audit/export?format=jsonl").await;
@@ -102,7 +102,7 @@ async fn an_auditors_jsonl_export_verifies_and_names_the_auditor() {
 
 #[tokio::test]
 async fn filters_and_pages_of_the_log() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let s = session(&p, &p.a, true).await;
     let mut br = p.login("root").await;
     let kill = p.post(&mut br, &format!("/sessions/{}/kill", s.id.get()), &[]).await;
@@ -141,7 +141,7 @@ async fn filters_and_pages_of_the_log() {
 #[tokio::test]
 async fn a_tampered_chain_shows_the_exact_problem() {
     use sqlx::Connection as _;
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut db = sqlx::AnyConnection::connect(&p._db.url).await.unwrap();
     sqlx::query("DROP TRIGGER audit_events_no_update").execute(&mut db).await.unwrap();
     sqlx::query("UPDATE audit_events SET actor_name = 'someone else' WHERE seq = 2").execute(&mut db).await.unwrap();

@@ -2,13 +2,13 @@
 
 use axum::http::{Method, StatusCode};
 
-use super::{Browser, PASSWORD, Panel};
+use super::{Browser, PASSWORD, TestPanel};
 use crate::audit::Actor;
 use crate::store::EventFilter;
 
 #[tokio::test]
 async fn an_unauthenticated_visit_leads_to_the_sign_in_page_and_back() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = Browser::default();
     let home = p.get(&mut b, "/").await;
     assert_eq!(home.status, StatusCode::SEE_OTHER);
@@ -49,7 +49,7 @@ async fn an_unauthenticated_visit_leads_to_the_sign_in_page_and_back() {
 
 #[tokio::test]
 async fn wrong_passwords_and_unknown_logins_read_the_same_and_are_audited() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = Browser::default();
     let wrong = p.try_login(&mut b, "romashka", "not the password").await;
     let unknown = p.try_login(&mut b, "nobody", "not the password").await;
@@ -67,7 +67,7 @@ async fn wrong_passwords_and_unknown_logins_read_the_same_and_are_audited() {
 
 #[tokio::test]
 async fn five_failures_lock_the_account_even_for_the_right_password() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = Browser::default();
     for _ in 0..5 {
         assert_eq!(p.try_login(&mut b, "petrov", "guess guess").await.status, StatusCode::UNAUTHORIZED);
@@ -82,7 +82,7 @@ async fn five_failures_lock_the_account_even_for_the_right_password() {
 
 #[tokio::test]
 async fn an_address_guessing_across_accounts_is_locked() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = Browser { address: Some("127.0.0.7:40000".parse().unwrap()), ..Default::default() };
     for i in 0..20 {
         p.try_login(&mut b, &format!("user{i}"), "guess guess").await;
@@ -92,7 +92,7 @@ async fn an_address_guessing_across_accounts_is_locked() {
 
 #[tokio::test]
 async fn forms_without_the_right_csrf_token_are_refused() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = p.login("romashka").await;
     let missing = p.send(&mut b, Method::POST, "/logout", Some(&[])).await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
@@ -113,7 +113,7 @@ async fn forms_without_the_right_csrf_token_are_refused() {
 
 #[tokio::test]
 async fn signing_out_ends_the_session_for_good() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = p.login("sidorova").await;
     let stolen = b.clone();
     let out = p.post(&mut b, "/logout", &[]).await;
@@ -129,7 +129,7 @@ async fn signing_out_ends_the_session_for_good() {
 async fn idle_and_old_sessions_end() {
     let mut config = crate::config::Config::default();
     config.http.idle_timeout = "1s".into();
-    let p = Panel::with_config(config).await;
+    let p = TestPanel::with_config(config).await;
     let mut b = p.login("petrov").await;
     assert_eq!(p.get(&mut b, "/account").await.status, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -140,7 +140,7 @@ async fn idle_and_old_sessions_end() {
 
 #[tokio::test]
 async fn totp_is_asked_after_the_password_and_each_code_works_once() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = p.login("romashka").await;
     let begin = p.post(&mut b, "/account/totp", &[("step", "begin")]).await;
     let secret = begin.input("secret").expect("a new secret is shown");
@@ -170,10 +170,10 @@ async fn totp_is_asked_after_the_password_and_each_code_works_once() {
 async fn the_setup_link_creates_the_first_admin_once() {
     let db = crate::store::tests::TestDb::sqlite().await;
     let path = crate::web::auth::setup_link(&db.store).await.unwrap().expect("an empty store gets a link");
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     assert!(crate::web::auth::setup_link(&p.app.store).await.unwrap().is_none(), "a store with people gets none");
     // Use the first store's link against a panel on that store.
-    let panel = Panel {
+    let panel = TestPanel {
         router: crate::http::router(std::sync::Arc::new(crate::state::AppState {
             store: db.store.clone(),
             ..clone_state(&p)
@@ -203,7 +203,7 @@ async fn the_setup_link_creates_the_first_admin_once() {
     assert!(db.store.credentials("admin").await.unwrap().unwrap().password_hash.unwrap().starts_with("$argon2id$"));
 }
 
-fn clone_state(p: &Panel) -> crate::state::AppState {
+fn clone_state(p: &TestPanel) -> crate::state::AppState {
     crate::state::AppState::new(
         p.app.store.clone(),
         p.app.config.clone(),
@@ -215,7 +215,7 @@ fn clone_state(p: &Panel) -> crate::state::AppState {
 
 #[tokio::test]
 async fn a_password_link_sets_the_password_and_signs_in() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let person = p.app.store.person_by_login("petrov").await.unwrap();
     p.app.store.set_password(&Actor::cli(), person.id, None).await.unwrap();
     let path = crate::web::auth::password_link_for(&p.app.store, person.id).await.unwrap();
@@ -239,7 +239,7 @@ async fn a_password_link_sets_the_password_and_signs_in() {
 
 #[tokio::test]
 async fn pages_carry_security_headers_and_switch_language() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = p.login("petrov").await;
     let page = p.get(&mut b, "/account").await;
     let csp = page.headers.get("content-security-policy").unwrap().to_str().unwrap();
@@ -258,7 +258,7 @@ async fn pages_carry_security_headers_and_switch_language() {
 
 #[tokio::test]
 async fn the_api_still_answers_beside_the_panel() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = Browser::default();
     let spec = p.get(&mut b, "/api/openapi.json").await;
     assert_eq!(spec.status, StatusCode::OK);
@@ -278,14 +278,14 @@ async fn the_api_still_answers_beside_the_panel() {
 }
 
 /// Posts the sign-in form from a fresh browser at `address`.
-async fn login_from(p: &Panel, address: &str, login: &str, password: &str) -> super::Page {
+async fn login_from(p: &TestPanel, address: &str, login: &str, password: &str) -> super::Page {
     let mut b = Browser { address: Some(address.parse().unwrap()), ..Default::default() };
     p.try_login(&mut b, login, password).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_wrong_passwords_are_counted_before_any_is_checked() {
-    let p = std::sync::Arc::new(Panel::new().await);
+    let p = std::sync::Arc::new(TestPanel::new().await);
     // 200 tries at one account, each from its own address (so only the account's limit holds).
     let mut tries = tokio::task::JoinSet::new();
     for i in 0..200u32 {
@@ -312,7 +312,7 @@ async fn parallel_wrong_passwords_are_counted_before_any_is_checked() {
 
 #[tokio::test]
 async fn logins_of_the_wrong_shape_are_neither_stored_nor_hashed() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let long = "я".repeat(2000);
     for (i, login) in [long.as_str(), "petrov\u{1}", "a b", ""].into_iter().enumerate() {
         let page = login_from(&p, &format!("127.0.0.{}:40000", i + 1), login, PASSWORD).await;
@@ -342,7 +342,7 @@ async fn logins_of_the_wrong_shape_are_neither_stored_nor_hashed() {
 }
 
 /// Turns TOTP on for `login` (signed in as `b`); returns the secret and the time used.
-async fn enable_totp(p: &Panel, b: &mut Browser) -> String {
+async fn enable_totp(p: &TestPanel, b: &mut Browser) -> String {
     let begin = p.post(b, "/account/totp", &[("step", "begin")]).await;
     let secret = begin.input("secret").expect("a new secret is shown");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -353,7 +353,7 @@ async fn enable_totp(p: &Panel, b: &mut Browser) -> String {
 }
 
 /// Sends `code` on the second-factor form of a browser that gave its password.
-async fn give_code(p: &Panel, b: &mut Browser, code: &str) -> super::Page {
+async fn give_code(p: &TestPanel, b: &mut Browser, code: &str) -> super::Page {
     let form = p.get(b, "/login/totp").await;
     let pre = form.input("csrf").expect("the code form");
     p.send(b, Method::POST, "/login/totp", Some(&[("csrf", &pre), ("code", code)])).await
@@ -361,7 +361,7 @@ async fn give_code(p: &Panel, b: &mut Browser, code: &str) -> super::Page {
 
 #[tokio::test]
 async fn wrong_codes_lock_the_second_factor_whatever_the_password() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut owner = p.login("romashka").await;
     let secret = enable_totp(&p, &mut owner).await;
     // Someone with the password signs in again and again, one wrong code each time.
@@ -387,7 +387,7 @@ async fn wrong_codes_lock_the_second_factor_whatever_the_password() {
 
 #[tokio::test]
 async fn a_password_link_still_asks_for_the_code() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut owner = p.login("petrov").await;
     enable_totp(&p, &mut owner).await;
     let person = p.app.store.person_by_login("petrov").await.unwrap();
@@ -402,7 +402,7 @@ async fn a_password_link_still_asks_for_the_code() {
 
 #[tokio::test]
 async fn redirects_taken_from_a_request_stay_on_this_origin() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut b = Browser::default();
     // Browsers drop tabs and newlines and read `\` as `/`: most of these leave the origin;
     // control characters used to answer 500, raw non-ASCII is never made by the panel.
@@ -432,7 +432,7 @@ async fn redirects_taken_from_a_request_stay_on_this_origin() {
         let page = p.send(&mut b, Method::POST, "/login", Some(&fields)).await;
         assert_eq!((page.status, page.location()), (StatusCode::SEE_OTHER, "/queue"), "next={next:?}");
         // Signed in, the sign-in page sends on with the same check.
-        let again = p.get(&mut b, &format!("/login?next={}", crate::web::page::encode(&next))).await;
+        let again = p.get(&mut b, &format!("/login?next={}", crate::web::url::encode(&next))).await;
         assert_eq!(again.location(), "/queue", "next={next:?}");
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 
-use super::Panel;
+use super::TestPanel;
 use crate::store::EventFilter;
 
 /// A shell session: the prompt, `iptables -F` typed and echoed, its output.
@@ -16,7 +16,7 @@ const CAST: &str = concat!(
 
 #[tokio::test]
 async fn replays_are_for_the_organisation_the_engineer_and_auditors_only() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let id = p.recorded_session(&p.a, "petrov", CAST, false).await.get();
     let url = format!("/sessions/{id}/replay.json");
     for login in ["romashka", "petrov", "sidorova", "root"] {
@@ -50,7 +50,7 @@ async fn replays_are_for_the_organisation_the_engineer_and_auditors_only() {
 
 #[tokio::test]
 async fn the_live_view_streams_until_the_session_ends() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let id = p.recorded_session(&p.a, "petrov", CAST, false).await.get();
     let mut b = p.login("romashka").await;
     let page = p.get(&mut b, &format!("/sessions/{id}/live")).await;
@@ -62,7 +62,7 @@ async fn the_live_view_streams_until_the_session_ends() {
 
 #[tokio::test]
 async fn search_finds_the_command_and_links_to_its_moment() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let a = p.recorded_session(&p.a, "petrov", CAST, false).await.get();
     let b_id = p.recorded_session(&p.b, "petrov", CAST, false).await.get();
     let mut auditor = p.login("sidorova").await;
@@ -90,7 +90,7 @@ async fn search_finds_the_command_and_links_to_its_moment() {
 
 #[tokio::test]
 async fn every_way_of_reading_a_recording_is_audited() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let id = p.recorded_session(&p.a, "petrov", CAST, false).await;
     let events = |action: &'static str| {
         let store = p.app.store.clone();

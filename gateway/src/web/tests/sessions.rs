@@ -3,7 +3,7 @@
 
 use axum::http::{Method, StatusCode};
 
-use super::{Org, Page, Panel};
+use super::{Org, Page, TestPanel};
 use crate::audit::Actor;
 use crate::model::{Approval, EndReason, NewAccessRequest, NewSession, Session, SessionEnd, SessionEvent};
 use crate::store::EventFilter;
@@ -23,7 +23,7 @@ impl Text for Page {
 
 /// A session of `petrov` on `org`'s box, with an exec and an upload inside it and a
 /// recording on disk; ended unless `live`.
-pub async fn session(p: &Panel, org: &Org, live: bool) -> Session {
+pub async fn session(p: &TestPanel, org: &Org, live: bool) -> Session {
     let store = &p.app.store;
     let petrov = store.person_by_login("petrov").await.unwrap();
     let op = Actor::person(petrov.id, "petrov");
@@ -75,7 +75,7 @@ pub async fn session(p: &Panel, org: &Org, live: bool) -> Session {
 
 #[tokio::test]
 async fn each_role_sees_the_sessions_it_may() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let a = session(&p, &p.a, false).await;
     let b = session(&p, &p.b, true).await;
     for (login, sees_a, sees_b) in [
@@ -104,7 +104,7 @@ async fn each_role_sees_the_sessions_it_may() {
 
 #[tokio::test]
 async fn filters_narrow_the_list_and_bad_ones_are_named() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let a = session(&p, &p.a, false).await;
     let b = session(&p, &p.b, true).await;
     let mut br = p.login("sidorova").await;
@@ -141,7 +141,7 @@ async fn filters_narrow_the_list_and_bad_ones_are_named() {
 
 #[tokio::test]
 async fn a_session_page_shows_its_facts_events_and_player_container() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let s = session(&p, &p.a, false).await;
     let mut br = p.login("sidorova").await;
     let page = p.get(&mut br, &format!("/sessions/{}", s.id.get())).await;
@@ -165,7 +165,7 @@ async fn a_session_page_shows_its_facts_events_and_player_container() {
 
 #[tokio::test]
 async fn another_organisations_session_is_not_found() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let b = session(&p, &p.b, true).await;
     let mut a = p.login("romashka").await;
     let before = p.app.store.audit_events(&EventFilter::default()).await.unwrap().len();
@@ -185,7 +185,7 @@ async fn another_organisations_session_is_not_found() {
 
 #[tokio::test]
 async fn terminating_a_live_session_asks_its_node_and_is_audited() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let s = session(&p, &p.a, true).await;
     let path = format!("/sessions/{}/kill", s.id.get());
     // The auditor reads but never changes anything.
@@ -238,7 +238,7 @@ async fn terminating_a_live_session_asks_its_node_and_is_audited() {
 
 #[tokio::test]
 async fn downloading_a_recording_is_audited_with_the_viewer_as_actor() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let s = session(&p, &p.a, false).await;
     for login in ["romashka", "sidorova", "petrov", "root"] {
         let mut br = p.login(login).await;

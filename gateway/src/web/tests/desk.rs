@@ -5,13 +5,13 @@
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
 
-use super::{IVANOV_IP, Org, Panel, ROMASHKA};
+use super::{IVANOV_IP, Org, ROMASHKA, TestPanel};
 use crate::grants;
 use crate::model::{Grant, GrantState, NewSession, TicketState};
 use crate::store::EventFilter;
 
 /// A pending request by `petrov` for an hour on the organisation's box.
-async fn pending(p: &Panel, org: &Org) -> Grant {
+async fn pending(p: &TestPanel, org: &Org) -> Grant {
     let petrov = p.app.store.person_by_login("petrov").await.unwrap();
     let b = p.app.store.get_box(org.box_id).await.unwrap();
     grants::request(&p.app.store, &p.app.config, &petrov, org.ticket, &b.name, Duration::hours(1), "VPN logs")
@@ -19,14 +19,14 @@ async fn pending(p: &Panel, org: &Org) -> Grant {
         .unwrap()
 }
 
-async fn approved(p: &Panel, org: &Org) -> Grant {
+async fn approved(p: &TestPanel, org: &Org) -> Grant {
     let g = pending(p, org).await;
     let root = p.app.store.person_by_login("root").await.unwrap();
     grants::approve(&p.app.store, &p.app.config, &root, g.id, &Default::default()).await.unwrap()
 }
 
 /// The last audit event with `action`, as (actor name, details).
-async fn last_event(p: &Panel, action: &str) -> Option<(String, String)> {
+async fn last_event(p: &TestPanel, action: &str) -> Option<(String, String)> {
     let events = p.app.store.audit_events(&EventFilter::default()).await.unwrap();
     events.into_iter().rev().find(|e| e.action == action).map(|e| (e.actor.name, e.details))
 }
@@ -34,7 +34,7 @@ async fn last_event(p: &Panel, action: &str) -> Option<(String, String)> {
 /// Every role gets its own answer on each page: allowed pages render, the rest are 403.
 #[tokio::test]
 async fn each_role_reaches_its_pages_and_no_others() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let ta = p.a.ticket.to_string();
     let table: &[(&str, &[(&str, StatusCode)])] = &[
         (
@@ -95,7 +95,7 @@ async fn each_role_reaches_its_pages_and_no_others() {
 
 #[tokio::test]
 async fn a_customer_sees_only_their_organisation() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let ga = pending(&p, &p.a).await;
     let gb = pending(&p, &p.b).await;
     let mut b = p.login("romashka").await;
@@ -122,7 +122,7 @@ async fn a_customer_sees_only_their_organisation() {
 
 #[tokio::test]
 async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let g = pending(&p, &p.a).await;
     let mut b = p.login("romashka").await;
     let page = p.get(&mut b, "/access").await;
@@ -162,7 +162,7 @@ async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
 
 #[tokio::test]
 async fn another_organisations_grant_is_not_found_and_unchanged() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let gb = pending(&p, &p.b).await;
     let active_b = approved(&p, &p.b).await;
     let mut a = p.login("romashka").await;
@@ -181,7 +181,7 @@ async fn another_organisations_grant_is_not_found_and_unchanged() {
 
 #[tokio::test]
 async fn operators_and_auditors_do_not_decide() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let g = pending(&p, &p.a).await;
     for login in ["petrov", "sidorova"] {
         let mut b = p.login(login).await;
@@ -195,7 +195,7 @@ async fn operators_and_auditors_do_not_decide() {
 
 #[tokio::test]
 async fn rejecting_needs_a_reason_which_the_engineer_sees() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let g = pending(&p, &p.a).await;
     let mut b = p.login("romashka").await;
     let blank = p.post(&mut b, &format!("/access/{}/reject", g.id), &[("reason", "  ")]).await;
@@ -212,7 +212,7 @@ async fn rejecting_needs_a_reason_which_the_engineer_sees() {
 
 #[tokio::test]
 async fn revoking_a_grant_with_a_live_session_tells_the_watchdog() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let g = approved(&p, &p.a).await;
     let new = NewSession {
         grant_id: g.id,
@@ -240,7 +240,7 @@ async fn revoking_a_grant_with_a_live_session_tells_the_watchdog() {
 async fn an_operator_requests_access_and_copies_the_command() {
     let mut config = crate::config::Config::default();
     config.ssh.public_address = "gw.example.ru:2222".into();
-    let p = Panel::with_config(config).await;
+    let p = TestPanel::with_config(config).await;
     let mut op = p.login("petrov").await;
     let ticket = p.a.ticket.to_string();
     // Bad input comes back with what was typed and a specific error.
@@ -278,7 +278,7 @@ async fn an_operator_requests_access_and_copies_the_command() {
 
 #[tokio::test]
 async fn forms_without_the_csrf_token_change_nothing() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let g = pending(&p, &p.a).await;
     let mut b = p.login("romashka").await;
     let mut op = p.login("petrov").await;
@@ -317,7 +317,7 @@ async fn forms_without_the_csrf_token_change_nothing() {
 
 #[tokio::test]
 async fn the_queue_lists_work_by_priority_with_flags() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     // A ticket past its first-response deadline comes first, flagged.
     let late = crate::model::NewTicket {
         response_due_at: Some(crate::time::now() - Duration::hours(1)),
@@ -345,7 +345,7 @@ async fn the_queue_lists_work_by_priority_with_flags() {
 
 #[tokio::test]
 async fn operators_open_tickets_with_the_api_s_checks() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let mut op = p.login("petrov").await;
     let form = |inn: &'static str, phone: &'static str, version: &'static str| {
         vec![
@@ -382,7 +382,7 @@ async fn operators_open_tickets_with_the_api_s_checks() {
 
 #[tokio::test]
 async fn tickets_move_and_take_comments_by_role() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let path = format!("/tickets/{}", p.a.ticket);
     let mut op = p.login("petrov").await;
     let page = p.get(&mut op, &path).await;
@@ -433,7 +433,7 @@ async fn tickets_move_and_take_comments_by_role() {
 
 #[tokio::test]
 async fn a_customer_creates_an_enrolment_token_shown_once() {
-    let p = Panel::new().await;
+    let p = TestPanel::new().await;
     let path = format!("/boxes/{}", p.a.box_id);
     let mut c = p.login("romashka").await;
     let page = p.get(&mut c, &path).await;

@@ -4,6 +4,8 @@
 //! ask for access. Admins see every organisation's and decide like customers (as the CLI
 //! lets them).
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,16 +13,18 @@ use axum::routing::post;
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-use super::{GrantView, Names, grant_problem, parse_id, with_status};
+use super::view::{GrantView, Names, grant_problem};
 use crate::grants::{self, ApproveOptions, GrantError};
 use crate::ids::{GrantId, TicketId};
 use crate::model::{Grant, GrantState, Role};
 use crate::rules::{format_duration, parse_duration};
 use crate::store::{GrantFilter, StoreError};
-use crate::web::page::tr;
-use crate::web::{CsrfForm, Viewer, Web, WebResult, WebState};
+use crate::web::error::WebResult;
+use crate::web::page::{self, tr, with_status};
+use crate::web::panel::Panel;
+use crate::web::viewer::{CsrfForm, Viewer};
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()
         .route("/access", axum::routing::get(list).post(request))
         .route("/access/{id}/approve", post(approve))
@@ -31,12 +35,12 @@ pub(super) fn routes() -> Router<WebState> {
 /// How many decided requests the page lists.
 const RECENT: usize = 20;
 
-async fn list(State(web): State<WebState>, viewer: Viewer) -> WebResult {
+async fn list(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     page(&web, &viewer, StatusCode::OK, context! {}).await
 }
 
 /// The page; `extra` carries a form's error and what was typed into it.
-async fn page(web: &Web, viewer: &Viewer, status: StatusCode, extra: Value) -> WebResult {
+async fn page(web: &Panel, viewer: &Viewer, status: StatusCode, extra: Value) -> WebResult {
     viewer.require(&[Role::Customer, Role::Operator, Role::Admin])?;
     let store = &web.app.store;
     let scope = viewer.org_scope();
@@ -55,7 +59,7 @@ async fn page(web: &Web, viewer: &Viewer, status: StatusCode, extra: Value) -> W
     let decided: Vec<_> = decided.into_iter().take(RECENT).collect();
     let max_grant = format_duration(web.app.config.access.max_grant());
     let ctx = context! { pending, active, decided, max_grant, ..extra };
-    with_status(status, web.page(viewer, "work/access.html", ctx))
+    with_status(status, web.page(viewer, "desk/access.html", ctx))
 }
 
 #[derive(Deserialize)]
@@ -68,7 +72,7 @@ struct RequestForm {
 }
 
 /// An operator asks for a window on a box for a ticket.
-async fn request(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<RequestForm>) -> WebResult {
+async fn request(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<RequestForm>) -> WebResult {
     viewer.require(&[Role::Operator])?;
     let (store, config) = (&web.app.store, &web.app.config);
     let problem = match (f.ticket.parse::<TicketId>(), parse_duration(f.duration.trim())) {
@@ -92,15 +96,15 @@ async fn request(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<Requ
 
 /// The grant a decision is about, if the person may see it: a customer of another
 /// organisation learns nothing about it (404); operators and auditors do not decide (403).
-async fn decidable(web: &Web, viewer: &Viewer, id: &str, roles: &[Role]) -> WebResult<Grant> {
+async fn decidable(web: &Panel, viewer: &Viewer, id: &str, roles: &[Role]) -> WebResult<Grant> {
     viewer.require(roles)?;
-    let g = web.app.store.grant(parse_id::<GrantId>(id)?).await?;
+    let g = web.app.store.grant(page::id::<GrantId>(id)?).await?;
     viewer.can_see(web.app.store.ticket(g.ticket_id).await?.org_id)?;
     Ok(g)
 }
 
 /// After a decision: back to the list with a message, or the list with what went wrong.
-async fn decided(web: &Web, viewer: &Viewer, id: GrantId, result: Result<Grant, GrantError>, key: &str) -> WebResult {
+async fn decided(web: &Panel, viewer: &Viewer, id: GrantId, result: Result<Grant, GrantError>, key: &str) -> WebResult {
     match result {
         Ok(g) => {
             tracing::info!(ticket = %g.ticket_id, grant = %g.id, by = %viewer.person.login, state = g.state.as_str(), "access decided in the panel");
@@ -122,7 +126,7 @@ struct ApproveForm {
 }
 
 async fn approve(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, f): CsrfForm<ApproveForm>,
 ) -> WebResult {
@@ -150,7 +154,7 @@ struct RejectForm {
 }
 
 async fn reject(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, f): CsrfForm<RejectForm>,
 ) -> WebResult {
@@ -170,7 +174,7 @@ struct Empty {}
 /// Revokes a grant: the customer or an admin, or the engineer giving up their own. The
 /// watchdog of the node carrying a session on it ends the session once the store says so.
 async fn revoke(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, _): CsrfForm<Empty>,
 ) -> WebResult {

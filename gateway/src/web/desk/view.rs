@@ -1,48 +1,21 @@
-//! The day-to-day pages of customers' admins and operators: access requests and grants
-//! ([`access`]), tickets and the queue ([`tickets`]), and the customers' boxes ([`boxes`]).
-//!
-//! Handlers only check who asks and turn forms into calls of the domain modules
-//! (`grants`, `tickets`, `enrollment`), which re-check the rules and have the store audit
-//! each change with the person as actor — so the panel behaves like the CLI and the API.
-//! A record of another organisation is looked up first and answered 404 for a customer
-//! before anything else is said about it.
-
-mod access;
-mod boxes;
-mod tickets;
+//! What the desk's pages show alike: people, boxes and organisations by name, a grant as
+//! the pages show it, and what a grant error means on a page.
 
 use std::collections::HashMap;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use serde::Serialize;
 
-use super::{WebError, WebResult, WebState};
 use crate::grants::GrantError;
 use crate::ids::{BoxId, OrgId, PersonId};
 use crate::model::{Grant, GrantState};
 use crate::rules::format_duration;
 use crate::ssh::target::Target;
 use crate::store::Store;
-
-pub(super) fn routes() -> Router<WebState> {
-    Router::new().merge(access::routes()).merge(tickets::routes()).merge(boxes::routes())
-}
-
-/// A page with a status other than 200 (a form re-rendered with its error is 400).
-fn with_status(status: StatusCode, page: WebResult) -> WebResult {
-    page.map(|res| (status, res).into_response())
-}
-
-/// Parses an ID from a URL; one that cannot be an ID names nothing.
-fn parse_id<T: std::str::FromStr>(s: &str) -> WebResult<T> {
-    s.parse().map_err(|_| WebError::NotFound)
-}
+use crate::web::error::{WebError, WebResult};
 
 /// What a grant error means on a page: not allowed is the role's limit; the rest is
 /// said to the person (`Err` keeps the message for re-rendering the form).
-fn grant_problem(e: GrantError) -> WebResult<String> {
+pub(super) fn grant_problem(e: GrantError) -> WebResult<String> {
     match e {
         GrantError::NotAllowed(why) => {
             tracing::info!(%why, "panel access decision not allowed");
@@ -55,14 +28,14 @@ fn grant_problem(e: GrantError) -> WebResult<String> {
 }
 
 /// Names for IDs, so lists show people, boxes and organisations as people know them.
-struct Names {
-    people: HashMap<PersonId, (String, String)>,
-    boxes: HashMap<BoxId, (String, OrgId)>,
-    orgs: HashMap<OrgId, String>,
+pub(super) struct Names {
+    pub(super) people: HashMap<PersonId, (String, String)>,
+    pub(super) boxes: HashMap<BoxId, (String, OrgId)>,
+    pub(super) orgs: HashMap<OrgId, String>,
 }
 
 impl Names {
-    async fn load(store: &Store, org: Option<OrgId>) -> WebResult<Self> {
+    pub(super) async fn load(store: &Store, org: Option<OrgId>) -> WebResult<Self> {
         let people = store.list_people(None, None).await?;
         Ok(Self {
             people: people.into_iter().map(|p| (p.id, (p.login, p.display_name))).collect(),
@@ -71,20 +44,20 @@ impl Names {
         })
     }
 
-    fn person(&self, id: PersonId) -> String {
+    pub(super) fn person(&self, id: PersonId) -> String {
         self.people.get(&id).map_or_else(|| id.to_string(), |(login, name)| format!("{name} ({login})"))
     }
 
-    fn org(&self, id: OrgId) -> String {
+    pub(super) fn org(&self, id: OrgId) -> String {
         self.orgs.get(&id).cloned().unwrap_or_default()
     }
 }
 
 /// A grant as the pages show it.
 #[derive(Debug, Serialize)]
-struct GrantView {
+pub(super) struct GrantView {
     #[serde(flatten)]
-    grant: Grant,
+    pub(super) grant: Grant,
     code: String,
     ticket: String,
     org: String,
@@ -95,14 +68,14 @@ struct GrantView {
     decided_by: Option<String>,
     requested: String,
     /// Approved and its window not over: it can be used (and revoked) now.
-    active: bool,
+    pub(super) active: bool,
     /// The command to connect with, for the engineer the grant is for.
     command: Option<String>,
 }
 
 impl GrantView {
     /// `me`: the operator looking, who is shown the command for grants they may use.
-    fn new(g: Grant, names: &Names, ssh: &crate::config::SshConfig, me: Option<PersonId>) -> Self {
+    pub(super) fn new(g: Grant, names: &Names, ssh: &crate::config::SshConfig, me: Option<PersonId>) -> Self {
         let (box_name, org) = names.boxes.get(&g.box_id).cloned().unwrap_or_else(|| (g.box_id.to_string(), OrgId(0)));
         let active = g.state == GrantState::Approved && g.ends_at.is_some_and(|e| e > crate::time::now());
         let usable_by_me = me.is_some_and(|me| g.operator_id.is_none_or(|only| only == me));

@@ -4,6 +4,8 @@
 //! `iks-agent disable`, so the panel shows it and offers no toggle. The customer or an
 //! admin creates a one-time enrolment token here; it is shown once, with the command.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,14 +13,17 @@ use axum::routing::{get, post};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-use super::{Names, parse_id, with_status};
+use super::view::Names;
 use crate::access::AgentPresence;
 use crate::datadir::{KeyRole, fingerprint};
 use crate::ids::BoxId;
 use crate::model::{Agent, IksBox, Role};
-use crate::web::{CsrfForm, Viewer, Web, WebError, WebResult, WebState};
+use crate::web::error::{WebError, WebResult};
+use crate::web::page::{self, with_status};
+use crate::web::panel::Panel;
+use crate::web::viewer::{CsrfForm, Viewer};
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()
         .route("/boxes", get(list))
         .route("/boxes/{id}", get(show))
@@ -31,7 +36,7 @@ const ROLES: &[Role] = &[Role::Customer, Role::Admin];
 const TOKEN_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// A box as the pages show it.
-async fn view(web: &Web, b: &IksBox, names: &Names) -> WebResult<Value> {
+async fn view(web: &Panel, b: &IksBox, names: &Names) -> WebResult<Value> {
     let agent: Option<Agent> = web.app.store.active_agent(b.id).await?;
     let presence = crate::tunnel::presence(&web.app, b).await?;
     let (status, since, node) = match &presence {
@@ -54,7 +59,7 @@ async fn view(web: &Web, b: &IksBox, names: &Names) -> WebResult<Value> {
     })
 }
 
-async fn list(State(web): State<WebState>, viewer: Viewer) -> WebResult {
+async fn list(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     viewer.require(ROLES)?;
     let store = &web.app.store;
     let names = Names::load(store, viewer.org_scope()).await?;
@@ -62,25 +67,25 @@ async fn list(State(web): State<WebState>, viewer: Viewer) -> WebResult {
     for b in store.list_boxes(viewer.org_scope()).await? {
         boxes.push(view(&web, &b, &names).await?);
     }
-    web.page(&viewer, "work/boxes.html", context! { boxes })
+    web.page(&viewer, "desk/boxes.html", context! { boxes })
 }
 
 /// The box, if the person may see it (a customer: only their organisation's; 404 otherwise).
-async fn visible(web: &Web, viewer: &Viewer, id: &str) -> WebResult<IksBox> {
+async fn visible(web: &Panel, viewer: &Viewer, id: &str) -> WebResult<IksBox> {
     viewer.require(ROLES)?;
-    let b = web.app.store.get_box(parse_id::<BoxId>(id)?).await?;
+    let b = web.app.store.get_box(page::id::<BoxId>(id)?).await?;
     viewer.can_see(b.org_id)?;
     Ok(b)
 }
 
-async fn box_page(web: &Web, viewer: &Viewer, b: &IksBox, extra: Value) -> WebResult {
+async fn box_page(web: &Panel, viewer: &Viewer, b: &IksBox, extra: Value) -> WebResult {
     let names = Names::load(&web.app.store, Some(b.org_id)).await?;
     let tokens = web.app.store.agent_tokens(b.id).await?;
     let ctx = context! { b => view(web, b, &names).await?, tokens, now => crate::time::now(), ..extra };
-    with_status(StatusCode::OK, web.page(viewer, "work/box.html", ctx))
+    with_status(StatusCode::OK, web.page(viewer, "desk/box.html", ctx))
 }
 
-async fn show(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
+async fn show(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
     let b = visible(&web, &viewer, &id).await?;
     box_page(&web, &viewer, &b, context! {}).await
 }
@@ -90,7 +95,7 @@ struct Empty {}
 
 /// A new one-time token, shown on this answer only (the store keeps its hash).
 async fn enroll_token(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, _): CsrfForm<Empty>,
 ) -> WebResult {
@@ -99,7 +104,7 @@ async fn enroll_token(
     let (token, _) =
         crate::enrollment::issue_token(&web.app.store, &viewer.actor(), &b, expires_at).await.map_err(|e| match e {
             crate::enrollment::TokenError::Store(e) => WebError::from(e),
-            crate::enrollment::TokenError::Random => WebError::Internal,
+            crate::enrollment::TokenError::Random(_) => WebError::Internal,
         })?;
     let host_key = web.app.data_dir.key(KeyRole::Host).map_err(|e| {
         tracing::error!(error = %e, "cannot read the gateway's host key");

@@ -3,6 +3,8 @@
 //! clock, comments, history, grants and sessions and the moves the person may make, and the
 //! form an operator opens a ticket with (checked like the CLI and the helpdesk API).
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -11,16 +13,18 @@ use chrono::{DateTime, Utc};
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
-use super::{GrantView, Names, parse_id, with_status};
+use super::view::{GrantView, Names};
 use crate::ids::{OrgId, TicketId};
 use crate::model::{Move, RefusalReason, Role, Ticket, TicketState, Topic};
 use crate::rules::Inn;
 use crate::store::{GrantFilter, SessionFilter, StoreError, TicketFilter};
 use crate::tickets::{self, Filing, Sla, TicketError};
-use crate::web::page::tr;
-use crate::web::{CsrfForm, Viewer, Web, WebError, WebResult, WebState};
+use crate::web::error::{WebError, WebResult};
+use crate::web::page::{self, tr, with_status};
+use crate::web::panel::Panel;
+use crate::web::viewer::{CsrfForm, Viewer};
 
-pub(super) fn routes() -> Router<WebState> {
+pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()
         .route("/queue", get(queue))
         .route("/tickets", get(list).post(open))
@@ -59,7 +63,7 @@ impl Row {
     }
 }
 
-fn sla_of(web: &Web, t: &Ticket, now: DateTime<Utc>) -> Sla {
+fn sla_of(web: &Panel, t: &Ticket, now: DateTime<Utc>) -> Sla {
     let config = &web.app.config;
     tickets::sla::sla(t, now, &config.hours, config.tickets.due_soon())
 }
@@ -84,7 +88,7 @@ struct ListQuery {
     org: Option<String>,
 }
 
-async fn list(State(web): State<WebState>, viewer: Viewer, Query(q): Query<ListQuery>) -> WebResult {
+async fn list(State(web): State<Arc<Panel>>, viewer: Viewer, Query(q): Query<ListQuery>) -> WebResult {
     let store = &web.app.store;
     let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -114,10 +118,10 @@ async fn list(State(web): State<WebState>, viewer: Viewer, Query(q): Query<ListQ
     };
     let states: Vec<&str> = TicketState::ALL.iter().map(|s| s.as_str()).collect();
     let ctx = context! { rows, orgs, states, state => state.map(|s| s.as_str()), org => org.map(OrgId::get) };
-    web.page(&viewer, "work/tickets.html", ctx)
+    web.page(&viewer, "desk/tickets.html", ctx)
 }
 
-async fn queue(State(web): State<WebState>, viewer: Viewer) -> WebResult {
+async fn queue(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     viewer.require(SUPPORT)?;
     let store = &web.app.store;
     let names = Names::load(store, None).await?;
@@ -126,11 +130,11 @@ async fn queue(State(web): State<WebState>, viewer: Viewer) -> WebResult {
         .into_iter()
         .map(|q| Row::new(q.ticket, q.sla, &names))
         .collect();
-    web.page(&viewer, "work/queue.html", context! { rows })
+    web.page(&viewer, "desk/queue.html", context! { rows })
 }
 
-async fn show(State(web): State<WebState>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
-    ticket_page(&web, &viewer, parse_id(&id)?, StatusCode::OK, context! {}).await
+async fn show(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<String>) -> WebResult {
+    ticket_page(&web, &viewer, page::id(&id)?, StatusCode::OK, context! {}).await
 }
 
 /// A move the ticket's state allows, as its form names it.
@@ -146,7 +150,7 @@ fn move_name(to: TicketState) -> &'static str {
 }
 
 /// The ticket's page; `extra` carries a form's error and what was typed.
-async fn ticket_page(web: &Web, viewer: &Viewer, id: TicketId, status: StatusCode, extra: Value) -> WebResult {
+async fn ticket_page(web: &Panel, viewer: &Viewer, id: TicketId, status: StatusCode, extra: Value) -> WebResult {
     let store = &web.app.store;
     let config = &web.app.config;
     let t = store.ticket(id).await?;
@@ -194,13 +198,13 @@ async fn ticket_page(web: &Web, viewer: &Viewer, id: TicketId, status: StatusCod
         reasons => RefusalReason::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         ..extra
     };
-    with_status(status, web.page(viewer, "work/ticket.html", ctx))
+    with_status(status, web.page(viewer, "desk/ticket.html", ctx))
 }
 
 /// The ticket a change is about, if the person may see it (404 otherwise).
-async fn visible(web: &Web, viewer: &Viewer, id: &str) -> WebResult<Ticket> {
+async fn visible(web: &Panel, viewer: &Viewer, id: &str) -> WebResult<Ticket> {
     viewer.require(&[Role::Customer, Role::Operator, Role::Admin])?;
-    let t = web.app.store.ticket(parse_id(id)?).await?;
+    let t = web.app.store.ticket(page::id(id)?).await?;
     viewer.can_see(t.org_id)?;
     Ok(t)
 }
@@ -211,7 +215,7 @@ struct CommentForm {
 }
 
 async fn comment(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, f): CsrfForm<CommentForm>,
 ) -> WebResult {
@@ -233,7 +237,7 @@ struct MoveForm {
 }
 
 async fn make_move(
-    State(web): State<WebState>,
+    State(web): State<Arc<Panel>>,
     Path(id): Path<String>,
     CsrfForm(viewer, f): CsrfForm<MoveForm>,
 ) -> WebResult {
@@ -281,11 +285,11 @@ struct OpenForm {
     description: String,
 }
 
-async fn new_form(State(web): State<WebState>, viewer: Viewer) -> WebResult {
+async fn new_form(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     open_page(&web, &viewer, StatusCode::OK, &OpenForm::default(), None)
 }
 
-fn open_page(web: &Web, viewer: &Viewer, status: StatusCode, form: &OpenForm, error: Option<String>) -> WebResult {
+fn open_page(web: &Panel, viewer: &Viewer, status: StatusCode, form: &OpenForm, error: Option<String>) -> WebResult {
     viewer.require(SUPPORT)?;
     let products: Vec<Value> = web
         .app
@@ -296,12 +300,12 @@ fn open_page(web: &Web, viewer: &Viewer, status: StatusCode, form: &OpenForm, er
         .map(|p| context! { id => p.id, name => p.name, versions => p.versions.join(", ") })
         .collect();
     let topics: Vec<&str> = Topic::ALL.iter().map(|t| t.as_str()).collect();
-    with_status(status, web.page(viewer, "work/ticket_new.html", context! { form, products, topics, error }))
+    with_status(status, web.page(viewer, "desk/ticket_new.html", context! { form, products, topics, error }))
 }
 
 /// An operator opens a ticket for an organisation named by its INN; one the regulations
 /// refuse is stored refused, with the reason, as the CLI and the API do.
-async fn open(State(web): State<WebState>, CsrfForm(viewer, f): CsrfForm<OpenForm>) -> WebResult {
+async fn open(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<OpenForm>) -> WebResult {
     viewer.require(SUPPORT)?;
     let store = &web.app.store;
     let inn = match Inn::parse(f.inn.trim()) {
