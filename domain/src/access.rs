@@ -12,6 +12,7 @@ use std::fmt;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
+use crate::i18n::{self, Lang};
 use crate::ids::{GrantId, PersonId, TicketId};
 use crate::model::{Agent, Grant, GrantState, IksBox, Organisation, Person, Ticket, TicketState};
 use crate::rules::{NoRemoteSsh, ProductCatalog, VersionRefusal, remote_ssh, standing};
@@ -136,7 +137,51 @@ impl Refusal {
 
     /// The refusal without its "access refused: " lead, for a session it ends.
     pub fn why(&self) -> String {
-        Why(self).to_string()
+        self.why_in(Lang::En)
+    }
+
+    /// [`Self::why`] in `lang`: the words are the catalogue's (`refusal.*` in `web/i18n`);
+    /// the rules' own explanations (category, version) and a bad user name stay English.
+    pub fn why_in(&self, lang: Lang) -> String {
+        use Refusal::*;
+        let t = |ticket: &TicketId, key: &str, more: &[(&str, &str)]| {
+            let ticket = ticket.to_string();
+            let mut args = vec![("ticket", ticket.as_str())];
+            args.extend_from_slice(more);
+            i18n::fill(lang, &format!("refusal.{key}"), &args)
+        };
+        match self {
+            Target(e) => e.to_string(),
+            NoTicket(ticket) => t(ticket, "no_ticket", &[]),
+            TicketNotActive { ticket, state } => {
+                let state = i18n::text(lang, &format!("work.ticket_state.{}", state.as_str()));
+                t(ticket, "ticket_not_active", &[("state", &state)])
+            }
+            NoSuchBox { ticket, name, org } => t(ticket, "no_such_box", &[("org", org), ("name", name)]),
+            NoBoxRequested { ticket } => t(ticket, "no_box_requested", &[]),
+            SeveralBoxes { ticket, names } => t(ticket, "several_boxes", &[("names", &names.join(", "))]),
+            NotEligible { ticket, org, why } => format!("{ticket}: {}", why.describe_for(org)),
+            Version { ticket, why } => format!("{ticket}: {why}"),
+            NoRequest { ticket, box_name } => t(ticket, "no_request", &[("box", box_name)]),
+            Pending { ticket, grant } => t(ticket, "pending", &[("grant", &grant.to_string())]),
+            Rejected { ticket, by, note: Some(note) } if !note.is_empty() => {
+                t(ticket, "rejected_with_note", &[("by", by), ("note", note)])
+            }
+            Rejected { ticket, by, .. } => t(ticket, "rejected", &[("by", by)]),
+            NotYet { ticket, starts } => t(ticket, "not_yet", &[("starts", starts)]),
+            Ended { ticket, ended } => t(ticket, "ended", &[("ended", ended)]),
+            Revoked { ticket, by, at } => t(ticket, "revoked", &[("by", by), ("at", at)]),
+            OtherOperator { ticket } => t(ticket, "other_operator", &[]),
+            NoAgent { ticket, box_name, enrolled: false } => t(ticket, "no_agent", &[("box", box_name)]),
+            NoAgent { ticket, box_name, enrolled: true } => t(ticket, "agent_never_connected", &[("box", box_name)]),
+            BoxOffline { ticket, box_name, since } => t(ticket, "box_offline", &[("box", box_name), ("since", since)]),
+            AgentElsewhere { ticket, box_name, node } => {
+                t(ticket, "agent_elsewhere", &[("box", box_name), ("node", node)])
+            }
+            RemoteAccessDisabled { ticket, box_name } => t(ticket, "remote_access_disabled", &[("box", box_name)]),
+            Gateway { ticket: Some(ticket), message, .. } => format!("{ticket}: {message}"),
+            Gateway { ticket: None, message, .. } => message.clone(),
+        }
     }
 
     /// The rule that failed, as stored with the refusal.
@@ -175,69 +220,7 @@ struct Why<'a>(&'a Refusal);
 
 impl fmt::Display for Why<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use Refusal::*;
-        match self.0 {
-            Target(e) => write!(f, "{e}"),
-            NoTicket(t) => write!(f, "{t}: no such ticket"),
-            TicketNotActive { ticket, state } => write!(f, "{ticket}: the ticket is {}", state_words(*state)),
-            NoSuchBox { ticket, name, org } => write!(f, "{ticket}: {org} has no box named '{name}'"),
-            NoBoxRequested { ticket } => write!(
-                f,
-                "{ticket}: no access has been requested for any box (iks-gateway access request --ticket {ticket} …)"
-            ),
-            SeveralBoxes { ticket, names } => {
-                write!(f, "{ticket}: the ticket covers several boxes ({}); use {ticket}+<box>", names.join(", "))
-            }
-            NotEligible { ticket, org, why } => write!(f, "{ticket}: {}", why.describe_for(org)),
-            Version { ticket, why } => write!(f, "{ticket}: {why}"),
-            NoRequest { ticket, box_name } => write!(
-                f,
-                "{ticket}: no access request for box {box_name} (iks-gateway access request --ticket {ticket} --box {box_name} …)"
-            ),
-            Pending { ticket, grant } => {
-                write!(f, "{ticket}: access request {grant} is waiting for the customer's approval")
-            }
-            Rejected { ticket, by, note } => match note {
-                Some(n) if !n.is_empty() => write!(f, "{ticket}: the customer ({by}) rejected access: {n}"),
-                _ => write!(f, "{ticket}: the customer ({by}) rejected access"),
-            },
-            NotYet { ticket, starts } => write!(f, "{ticket}: the grant starts at {starts}"),
-            Ended { ticket, ended } => write!(f, "{ticket}: the grant ended at {ended}"),
-            Revoked { ticket, by, at } => write!(f, "{ticket}: access was revoked by {by} at {at}"),
-            OtherOperator { ticket } => write!(f, "{ticket}: the grant is restricted to another engineer"),
-            NoAgent { ticket, box_name, enrolled: false } => write!(
-                f,
-                "{ticket}: box {box_name} has no agent connected (enrol it with: iks-gateway box enroll-token {box_name})"
-            ),
-            NoAgent { ticket, box_name, enrolled: true } => write!(
-                f,
-                "{ticket}: box {box_name} has no agent connected (its agent is enrolled but never connected: \
-                 is iks-agent running on the box?)"
-            ),
-            BoxOffline { ticket, box_name, since } => {
-                write!(f, "{ticket}: box {box_name} is offline since {since}")
-            }
-            AgentElsewhere { ticket, box_name, node } => write!(
-                f,
-                "{ticket}: the agent of box {box_name} is connected to gateway node {node}; connect through that node"
-            ),
-            RemoteAccessDisabled { ticket, box_name } => {
-                write!(f, "{ticket}: the customer has disabled remote access on box {box_name}")
-            }
-            Gateway { ticket: Some(t), message, .. } => write!(f, "{t}: {message}"),
-            Gateway { ticket: None, message, .. } => f.write_str(message),
-        }
-    }
-}
-
-fn state_words(s: TicketState) -> &'static str {
-    match s {
-        TicketState::Open => "open",
-        TicketState::InProgress => "in progress",
-        TicketState::Escalated => "escalated",
-        TicketState::Resolved => "resolved",
-        TicketState::Closed => "closed",
-        TicketState::Refused => "refused",
+        f.write_str(&self.0.why_in(Lang::En))
     }
 }
 

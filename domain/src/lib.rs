@@ -10,10 +10,12 @@
 //! - [`target`]: what an engineer types as the SSH user name;
 //! - [`access`]: whether an engineer may reach a box now, and why not;
 //! - [`audit`]: who did what, and the hash chain that makes the log tamper-evident;
-//! - [`text`]: making untrusted text safe to show.
+//! - [`i18n`]: every text shown to people, in Russian and English, and [`text`]: making
+//!   untrusted text safe to show.
 
 pub mod access;
 pub mod audit;
+pub mod i18n;
 pub mod ids;
 pub mod model;
 pub mod rules;

@@ -23,7 +23,7 @@
 //! - [`fuzzing`]: the fuzz targets' bodies over those of the above that read untrusted input.
 
 // The I/O-free domain, under the names the rest of the crate has always used.
-pub use iks_domain::{access, ids, model, rules, text, time};
+pub use iks_domain::{access, i18n, ids, model, rules, text, time};
 
 pub mod api;
 pub mod audit;
@@ -34,7 +34,6 @@ pub mod enrollment;
 pub mod fuzzing;
 pub mod grants;
 pub mod http;
-pub mod i18n;
 pub mod live;
 pub mod metrics;
 pub mod recheck;

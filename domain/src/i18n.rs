@@ -23,6 +23,7 @@ const FILES: &[(&str, &str)] = &[
     ("audit.toml", include_str!("../../web/i18n/audit.toml")),
     ("common.toml", include_str!("../../web/i18n/common.toml")),
     ("recordings.toml", include_str!("../../web/i18n/recordings.toml")),
+    ("refusal.toml", include_str!("../../web/i18n/refusal.toml")),
     ("sessions.toml", include_str!("../../web/i18n/sessions.toml")),
     ("work.toml", include_str!("../../web/i18n/work.toml")),
 ];
@@ -105,6 +106,34 @@ pub fn text(lang: Lang, key: &str) -> String {
     }
 }
 
+/// The text for `key` in `lang` with each `{name}` replaced by its value in `args`. A
+/// value is inserted as given, never read for placeholders itself.
+pub fn fill(lang: Lang, key: &str, args: &[(&str, &str)]) -> String {
+    let template = text(lang, key);
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template.as_str();
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let named = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            args.iter().find(|(n, _)| *n == name).map(|(_, value)| (*value, close))
+        });
+        match named {
+            Some((value, close)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +147,15 @@ mod tests {
         }
         assert_eq!(text(Lang::Ru, "login.title"), "Вход");
         assert_eq!(text(Lang::En, "login.title"), "Sign in");
+    }
+
+    #[test]
+    fn placeholders_are_filled_once_and_unknown_ones_stay() {
+        let args = [("ticket", "T-1"), ("box", "{ticket}")];
+        assert_eq!(fill(Lang::En, "refusal.box_offline", &[("since", "noon"), ("ticket", "T-1"), ("box", "gw")]), "T-1: box gw is offline since noon");
+        assert_eq!(fill(Lang::Ru, "refusal.other_operator", &args), "T-1: доступ выдан другому инженеру");
+        assert_eq!(fill(Lang::En, "refusal.no_agent", &args), "T-1: box {ticket} has no agent connected (enrol it with: iks-gateway box enroll-token {ticket})");
+        assert_eq!(fill(Lang::En, "refusal.pending", &args), "T-1: access request {grant} is waiting for the customer's approval");
     }
 
     #[test]
