@@ -104,7 +104,7 @@ fn every_access_rule_refuses_with_one_line_and_is_audited() {
         "--version",
         "7",
         "--login",
-        "root",
+        iks_e2e::sshd::USER,
     ]);
     lines.push(check("T-1001+lite-gw", "access refused: T-1001: "));
     assert!(lines.last().unwrap().contains("IKS Lite"), "{:?}", lines.last());
