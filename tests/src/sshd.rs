@@ -53,7 +53,7 @@ impl BoxUser {
             #[rustfmt::skip]
             let added = process::run(Command::new("useradd").args([
                 "--system", "--user-group", "--no-create-home", "--home-dir", HOME, "--shell", "/bin/bash",
-                "--password", "*", "--comment", "iks-gateway end-to-end tests: the box's user", USER,
+                "--password", "*", "--comment", "iks-gateway end-to-end tests, the box user", USER,
             ]));
             Self::lookup()
                 .unwrap_or_else(|| panic!("cannot create the box user {USER} (the tests need root): {added:?}"))
