@@ -17,7 +17,8 @@ const SSHD: &str = "/usr/sbin/sshd";
 
 /// The box's login (`admin box add --login`): the one user the box's sshd lets in.
 pub const USER: &str = "iks-box";
-/// [`USER`]'s home, made by the harness with only the shell start-up files below in it.
+/// [`USER`]'s home when the harness creates the user; it writes the shell start-up files
+/// below into it, and nothing else.
 const HOME: &str = "/var/lib/iks-e2e-box";
 /// Login shells (`ssh -t` without a command) read `.profile`; bash started by sshd for a
 /// command reads `.bashrc`. Both come to the same: a known prompt (see [`is_prompt`]), and
@@ -35,6 +36,7 @@ pub fn is_prompt(line: &str) -> bool {
 struct BoxUser {
     uid: u32,
     gid: u32,
+    home: PathBuf,
 }
 
 impl BoxUser {
@@ -58,14 +60,15 @@ impl BoxUser {
             Self::lookup()
                 .unwrap_or_else(|| panic!("cannot create the box user {USER} (the tests need root): {added:?}"))
         });
-        std::fs::create_dir_all(HOME).expect("the box user's home");
-        std::os::unix::fs::chown(HOME, Some(user.uid), Some(user.gid)).expect("chown the box user's home");
-        std::fs::set_permissions(HOME, std::fs::Permissions::from_mode(0o755)).expect("chmod the box user's home");
+        let home = &user.home;
+        std::fs::create_dir_all(home).expect("the box user's home");
+        std::os::unix::fs::chown(home, Some(user.uid), Some(user.gid)).expect("chown the box user's home");
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o755)).expect("chmod the box user's home");
         for (name, text) in [(".profile", PROFILE), (".bashrc", BASHRC)] {
-            let path = Path::new(HOME).join(name);
+            let path = home.join(name);
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
                 // Renamed into place: a shell starting meanwhile reads the old or the new file, never half of one.
-                let temp = Path::new(HOME).join(format!("{name}.{}", std::process::id()));
+                let temp = home.join(format!("{name}.{}", std::process::id()));
                 std::fs::write(&temp, text).expect("write a start-up file");
                 std::fs::rename(&temp, &path).expect("rename a start-up file");
             }
@@ -73,12 +76,14 @@ impl BoxUser {
         user
     }
 
-    /// `getent passwd USER`: its uid and gid, or `None` if there is no such user.
+    /// `getent passwd USER`: its uid, gid and home, or `None` if there is no such user.
     fn lookup() -> Option<Self> {
         let run = process::run(Command::new("getent").args(["passwd", USER]));
         let fields: Vec<&str> = run.stdout.trim().split(':').collect();
         match fields[..] {
-            [_, _, uid, gid, ..] if run.ok => Some(Self { uid: uid.parse().ok()?, gid: gid.parse().ok()? }),
+            [_, _, uid, gid, _, home, _] if run.ok => {
+                Some(Self { uid: uid.parse().ok()?, gid: gid.parse().ok()?, home: home.into() })
+            }
             _ => None,
         }
     }

@@ -116,8 +116,8 @@ fn a_grant_that_ends_warns_first_then_closes_the_session() {
 
 /// Starts two sessions, runs `action` (an admin command), and checks both sessions close
 /// within 3 s of it (the README promises a second) with `reason`, the engineer seeing
-/// `message`. The command's own start-up is not counted: on a loaded machine it is slow,
-/// and the change it makes is in the store only when it is done.
+/// `message`, counted from the command's return: what it changes is stored at its end, and
+/// its own start-up (slow on a loaded machine) is not the gateway's reaction time.
 #[track_caller]
 fn closed_by(s: &Scenario, action: &[&str], reason: &str, message: &str) {
     let (mut tty, mut plain) = two_sessions(s, "sleep 300");
