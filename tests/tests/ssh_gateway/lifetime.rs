@@ -315,5 +315,6 @@ fn sigterm_while_a_session_connects_to_its_box_still_ends_it() {
     assert_eq!(sessions.len(), 1, "{sessions:#?}");
     assert!(!sessions[0]["ended_at"].is_null(), "after a graceful shutdown the session has no end: {:#}", sessions[0]);
     assert_eq!(end_reason(&sessions[0]), "gateway shutdown", "{:#}", sessions[0]);
-    assert!(stopped < Duration::from_secs(5), "shutdown waited {stopped:?} for a connecting session");
+    // The regression waited out the whole grace period (10 s, `SHUTDOWN_GRACE` in ssh/mod.rs).
+    assert!(stopped < Duration::from_secs(10), "shutdown waited {stopped:?} for a connecting session");
 }
