@@ -193,13 +193,13 @@ fn bench(cli: &Cli, sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
     let mut sc = Scenario::with(Setup::default().env("IKS_LOG", "warn"));
     let mut routes = routes(&sc)?;
     routes.direct.engineer.ciphers = cli.direct_cipher.clone();
-    let files = sc.gw.path("files");
-    std::fs::create_dir_all(&files)?;
+    // On the box, which reads them as its own user.
+    let files = sc.sshd.files().to_path_buf();
     let big = sparse(&files.join("bulk"), sizes.bulk)?;
     let pids = |gateway: bool, tunnel: bool| Pids {
         gateway: gateway.then(|| sc.serve.pid()),
         sshd: sc.sshd.pid(),
-        agent: if tunnel { routes.agent.proc.as_ref().map(|p| p.child.id()) } else { None },
+        agent: if tunnel { routes.agent.pid() } else { None },
     };
     let all = [
         (&routes.direct, pids(false, false)),
@@ -286,19 +286,20 @@ fn routes(sc: &Scenario) -> anyhow::Result<Routes> {
         Command::new("ssh-keygen")
             .args(["-q", "-s"])
             .arg(&ca)
-            .args(["-I", "iks-bench direct", "-n", "root", "-V", "-5m:+12h"])
+            .args(["-I", "iks-bench direct", "-n", iks_e2e::sshd::USER, "-V", "-5m:+12h"])
             .arg(key.public()),
     );
     if !signed.ok {
         bail!("ssh-keygen -s: {}", signed.stderr);
     }
-    let direct = Target { label: "direct", engineer: Engineer::new(key, sc.sshd.port()), user: "root".into() };
+    let direct =
+        Target { label: "direct", engineer: Engineer::new(key, sc.sshd.port()), user: iks_e2e::sshd::USER.into() };
     let gateway = Target { label: "gateway", engineer: sc.engineer.clone(), user: iks_e2e::scenario::TICKET.into() };
 
     #[rustfmt::skip]
     sc.admin(&[
         "admin", "box", "add", "--org", iks_e2e::scenario::ORG, "--name", TUNNEL_BOX,
-        "--product", "iks-standard", "--version", "7.2", "--login", "root",
+        "--product", "iks-standard", "--version", "7.2", "--login", iks_e2e::sshd::USER,
     ]);
     let token = sc.gw.json(&["box", "enroll-token", TUNNEL_BOX, "--ttl", "1h"]);
     let mut agent = Agent::new(sc.gw.path("agent"));

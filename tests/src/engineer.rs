@@ -1,9 +1,9 @@
 //! The engineer's side: the stock OpenSSH client (`ssh`, `scp`, `sftp`, `rsync -e ssh`)
 //! with a key of their own, and tmux as the terminal for interactive sessions.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -112,6 +112,14 @@ impl Engineer {
         Background::start(self.spawn_ssh(user, extra, remote))
     }
 
+    /// Starts `ssh -tt` in the background: a shell on a terminal, typed into with
+    /// [`Background::type_line`].
+    pub fn background_shell(&self, user: &str) -> Background {
+        let mut cmd = self.ssh_command(user, &["-tt"], "");
+        let child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ssh");
+        Background::start(child)
+    }
+
     /// `scp OPTIONS ARGS…`.
     #[track_caller]
     pub fn scp(&self, args: &[&str], timeout: Duration) -> Timed {
@@ -149,6 +157,8 @@ impl Engineer {
 /// test can wait for a line and still have everything once the client exits. Killed on drop.
 pub struct Background {
     child: Child,
+    /// Only for [`Engineer::background_shell`].
+    stdin: Option<ChildStdin>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
@@ -161,7 +171,13 @@ impl Background {
             collect(child.stdout.take().expect("piped stdout"), Arc::clone(&stdout)),
             collect(child.stderr.take().expect("piped stderr"), Arc::clone(&stderr)),
         ];
-        Self { child, stdout, stderr, readers }
+        Self { stdin: child.stdin.take(), child, stdout, stderr, readers }
+    }
+
+    /// Types `line` and Enter into a [`Engineer::background_shell`].
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("a background shell has stdin");
+        stdin.write_all(format!("{line}\n").as_bytes()).expect("type into ssh");
     }
 
     pub fn stdout(&self) -> String {

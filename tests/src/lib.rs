@@ -5,12 +5,16 @@
 //! before running any test; they are found beside this crate's test executables, or in
 //! `IKS_BIN_DIR`.
 //!
-//! The SSH tests use real parts: [`sshd::BoxSshd`] (Debian's sshd as the IKS box),
-//! [`serve::Serve`] (`iks-gateway serve`), [`engineer::Engineer`] (the stock OpenSSH
-//! client) and [`engineer::Tmux`] (a terminal); [`scenario::Scenario::ready`] wires them up.
-//! [`relay::Relay`] is a network between an agent and the gateway that the test can cut.
-//! Every command has a deadline ([`process`]), so a hang fails a test instead of CI.
+//! The SSH tests use real parts: [`sshd::BoxSshd`] (Debian's sshd as the IKS box, its
+//! sessions running as a user of the tests' own), [`serve::Serve`] (`iks-gateway serve`),
+//! [`engineer::Engineer`] (the stock OpenSSH client) and [`engineer::Tmux`] (a terminal);
+//! [`scenario::Scenario::ready`] wires them up. The agent's tests add the real `iks-agent`
+//! to a scenario ([`agent_harness::Agent`]); [`relay::Relay`] is a network between an
+//! agent and the gateway that the test can cut. Every command has a deadline
+//! ([`process`]), so a hang fails a test instead of CI. Running sshd and creating its user
+//! need root.
 
+pub mod agent_harness;
 pub mod engineer;
 pub mod faults;
 pub mod panel;
@@ -19,8 +23,6 @@ pub mod relay;
 pub mod scenario;
 pub mod serve;
 pub mod sshd;
-
-pub mod agent_harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -140,6 +140,13 @@ impl Guard {
         signal(self.child.id(), "TERM");
         wait_deadline(&mut self.child, grace)
     }
+
+    /// SIGKILL, as a crash would end it: nothing is flushed or said; waits for it to die.
+    pub fn kill(&mut self) -> ExitStatus {
+        signal(self.child.id(), "KILL");
+        wait_deadline(&mut self.child, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{} did not die on SIGKILL", self.name))
+    }
 }
 
 impl Drop for Guard {
@@ -159,6 +166,19 @@ pub fn signal(pid: u32, sig: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// A line of /proc/PID/status in KiB (`VmRSS`, `VmHWM`); `None` once the process is gone.
+pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// The first of `path(1)`, `path(2)`, … that does not exist yet: a restarted process logs
+/// to a new file, so the earlier run's log stays readable.
+pub fn unused_path(path: impl Fn(u32) -> PathBuf) -> PathBuf {
+    (1..).map(path).find(|p| !p.exists()).expect("a free file name")
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

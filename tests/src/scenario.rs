@@ -31,11 +31,14 @@ pub struct Setup {
     pub approve: Option<Vec<String>>,
     /// The store's URL; `None`: SQLite in the data dir.
     pub database: Option<String>,
+    /// main-gw is reached through its agent: the gateway is given no address or host key
+    /// for it (enrol one with [`crate::agent_harness::Agent::enrol`]).
+    pub through_agent: bool,
 }
 
 impl Default for Setup {
     fn default() -> Self {
-        Self { env: Vec::new(), approve: Some(Vec::new()), database: None }
+        Self { env: Vec::new(), approve: Some(Vec::new()), database: None, through_agent: false }
     }
 }
 
@@ -57,6 +60,11 @@ impl Setup {
 
     pub fn database(mut self, url: &str) -> Self {
         self.database = Some(url.into());
+        self
+    }
+
+    pub fn through_agent(mut self) -> Self {
+        self.through_agent = true;
         self
     }
 }
@@ -82,13 +90,16 @@ impl Scenario {
         let key = Key::generate(&gw.path("engineer"), "ivanov");
         let purchased = process::date_days_ago(30);
         gw.run(&["admin", "org", "add", "--inn", ORG, "--name", ORG_NAME, "--purchased", &purchased]).success();
-        let host_key = sshd.host_key_pub().display().to_string();
         #[rustfmt::skip]
-        gw.run(&[
+        let mut add_box = vec![
             "admin", "box", "add", "--org", ORG, "--name", BOX, "--product", "iks-standard", "--version", "7.2",
-            "--address", &sshd.address(), "--login", "root", "--host-key", &host_key,
-        ])
-        .success();
+            "--login", crate::sshd::USER,
+        ];
+        let (address, host_key) = (sshd.address(), sshd.host_key_pub().display().to_string());
+        if !setup.through_agent {
+            add_box.extend(["--address", &address, "--host-key", &host_key]);
+        }
+        gw.run(&add_box).success();
         let public = key.public().display().to_string();
         gw.run(&["admin", "operator", "add", "--login", "ivanov", "--name", "Иван Иванов", "--ssh-key", &public])
             .success();
@@ -110,11 +121,14 @@ impl Scenario {
         s
     }
 
-    /// Stops the gateway and starts it again with `env` (e.g. `IKS_CONFIG`).
+    /// Stops the gateway and starts it again with `env` (e.g. `IKS_CONFIG`), on the same
+    /// SSH port, as a restarted service comes back where engineers and agents find it.
     pub fn restart(&mut self, env: &[(String, String)]) {
         let stopped = self.serve.terminate(Duration::from_secs(20));
         assert!(stopped.is_some(), "the gateway did not stop\n{}", self.diagnostics());
-        self.serve = Serve::start(&self.gw, env);
+        let mut with_port = vec![("IKS_SSH_LISTEN".to_string(), self.serve.address())];
+        with_port.extend_from_slice(env);
+        self.serve = Serve::start(&self.gw, &with_port);
         self.engineer.port = self.serve.port();
     }
 

@@ -30,10 +30,8 @@ impl Serve {
     /// gateway process serves SSH only: `http` false), and waits for its `SSH:` line and,
     /// with `http`, its `HTTP:` line.
     pub fn start_command(gw: &Gateway, mut cmd: std::process::Command, env: &[(String, String)], http: bool) -> Self {
-        // A restarted gateway logs to new files, so the first run's log stays readable.
-        let n = (1..).find(|n| !gw.path(&format!("serve-{n}.log")).exists()).unwrap_or(1);
-        let stdout = gw.path(&format!("serve-{n}.out"));
-        let stderr = gw.path(&format!("serve-{n}.log"));
+        let stderr = process::unused_path(|n| gw.path(&format!("serve-{n}.log")));
+        let stdout = stderr.with_extension("out");
         cmd.env("IKS_SSH_LISTEN", "127.0.0.1:0")
             .env("IKS_HTTP_LISTEN", "127.0.0.1:0")
             .env("IKS_LOG", "info")
@@ -98,10 +96,14 @@ impl Serve {
         process::file_tail(&self.stderr, lines)
     }
 
+    /// `127.0.0.1:PORT` of the SSH port, for an agent to dial.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// SIGKILL, as a crash would end it: nothing is flushed or ended; waits for it to die.
     pub fn kill(&mut self) -> ExitStatus {
-        process::signal(self.pid(), "KILL");
-        process::wait_deadline(&mut self.guard.child, Duration::from_secs(10)).expect("the gateway dies on SIGKILL")
+        self.guard.kill()
     }
 
     /// `GET /metrics` on the gateway's HTTP port, as name → value (see the README's
@@ -124,9 +126,7 @@ impl Serve {
 
     /// A line of /proc/PID/status in KiB (`VmRSS`, `VmHWM`); `None` once the process is gone.
     pub fn memory_kib(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
-        line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+        process::memory_kib(self.pid(), field)
     }
 }
 

@@ -12,7 +12,8 @@ use iks_agent::enroll::{EnrollOptions, enroll};
 use iks_agent::run::{Agent, Options};
 use iks_agent::status::Connection;
 use iks_e2e::Gateway;
-use iks_e2e::agent_harness::{Serve, Sshd};
+use iks_e2e::serve::Serve;
+use iks_e2e::sshd::{self, BoxSshd};
 use iks_gateway::audit::Actor;
 use iks_gateway::grants::{self, ApproveOptions};
 use iks_gateway::model::{BoxAuth, NewBox, NewOrg, NewPerson, NewSshKey, Role};
@@ -74,8 +75,8 @@ async fn online(store: &Store) -> usize {
 fn two_hundred_agents_stay_connected_and_carry_sessions() {
     let gw = Gateway::sqlite();
     let ca = gw.run(&["ca", "public-key"]).success().to_string();
-    let sshd = Sshd::start(&gw.path("box"), &ca);
-    let serve = Serve::start(&gw, 0);
+    let sshd = BoxSshd::start(&gw.path("box"), &ca);
+    let serve = Serve::start(&gw, &[]);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let url = format!("sqlite://{}?mode=rwc", gw.data_dir().join("iks-gateway.db").display());
@@ -126,7 +127,7 @@ fn two_hundred_agents_stay_connected_and_carry_sessions() {
                         product: "iks-standard".into(),
                         version: "7.2".into(),
                         address: None,
-                        login: "root".into(),
+                        login: sshd::USER.into(),
                         host_key: None,
                         auth: BoxAuth::Certificate,
                         allow_forwarding: false,
@@ -159,7 +160,7 @@ fn two_hundred_agents_stay_connected_and_carry_sessions() {
                 product: Some("iks-standard".into()),
                 version: Some("7.2".into()),
                 version_file: "/nonexistent".into(),
-                sshd_host_key_file: sshd.host_key_pub.clone(),
+                sshd_host_key_file: sshd.host_key_pub(),
                 force: false,
             };
             let limit = limit.clone();
@@ -207,7 +208,7 @@ fn two_hundred_agents_stay_connected_and_carry_sessions() {
         let t3 = Instant::now();
         let mut sessions = Vec::new();
         for (name, _) in &tokens {
-            let (key, limit, port) = (engineer_key.clone(), limit.clone(), serve.port);
+            let (key, limit, port) = (engineer_key.clone(), limit.clone(), serve.port());
             let user = format!("{}+{name}", ticket.id);
             let name = name.clone();
             sessions.push(tokio::spawn(async move {

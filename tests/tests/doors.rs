@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iks_e2e::agent_harness::Agent;
+use iks_e2e::process;
 use iks_e2e::scenario::{BOX, ORG, Scenario, Setup, TICKET};
+use iks_e2e::sshd;
 use russh::client;
 use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
 use tokio::net::TcpSocket;
@@ -214,13 +216,9 @@ fn enrolled_agent(s: &Scenario, name: &str) -> PrivateKey {
     #[rustfmt::skip]
     s.admin(&[
         "admin", "box", "add", "--org", ORG, "--name", name, "--product", "iks-standard", "--version", "7.2",
-        "--login", "root",
+        "--login", sshd::USER,
     ]);
-    let token = s.gw.json(&["box", "enroll-token", name, "--ttl", "1h"])["token"].as_str().expect("token").to_string();
-    let agent = Agent::new(s.gw.path("agent"));
-    let gateway = format!("127.0.0.1:{}", s.serve.port());
-    let enrolled = agent.enroll(&gateway, &token, None, &s.sshd.address(), &s.sshd.host_key_pub());
-    assert!(enrolled.ok, "enrol: {enrolled:?}");
+    let agent = Agent::enrol(s, name, &s.serve.address());
     russh::keys::load_secret_key(agent.dir.join("agent_ed25519_key"), None).expect("the agent's key")
 }
 
@@ -268,17 +266,23 @@ fn a_compromised_agent_alternating_its_version_is_audited_within_its_budget_and_
     eprintln!("{REPORTS} alternating reports: {written} agent events in the window's audit log");
     assert!(written <= 2 * 6, "at most the budget (6, each report with its box update): {written}");
 
-    let summary = iks_e2e::agent_harness::wait_for(Duration::from_secs(30), "the summary event", || {
-        s.audit("agent.suppressed").into_iter().next()
-    });
+    let summary = process::wait_for(
+        "the summary event",
+        Duration::from_secs(30),
+        || s.audit("agent.suppressed").into_iter().next(),
+        || s.diagnostics(),
+    );
     eprintln!("summary: {summary}");
     let suppressed = summary["suppressed"].as_u64().expect("suppressed");
     assert!(suppressed as usize >= REPORTS - 6, "{summary}");
     assert_eq!(summary["message"], format!("{suppressed} further reports and connections suppressed"));
     // The box's record catches up with the agent's latest report after the window.
-    iks_e2e::agent_harness::wait_for(Duration::from_secs(15), "the latest version stored", || {
-        (s.gw.json(&["admin", "box", "show", "agent-gw"])["version"] == "7.3").then_some(())
-    });
+    process::wait_for(
+        "the latest version stored",
+        Duration::from_secs(15),
+        || (s.gw.json(&["admin", "box", "show", "agent-gw"])["version"] == "7.3").then_some(()),
+        || s.diagnostics(),
+    );
     assert!(!h.is_closed(), "the agent stays connected: its reports are throttled, not refused");
 }
 

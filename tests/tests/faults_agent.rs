@@ -7,13 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use iks_e2e::Gateway;
-use iks_e2e::agent_harness::{Agent, agent_record, customer_with_agent_box, enroll_token, grant, wait_online};
-use iks_e2e::engineer::{Engineer, Key};
+use iks_e2e::agent_harness::{Agent, agent_record, wait_online};
+use iks_e2e::engineer::Engineer;
 use iks_e2e::process;
 use iks_e2e::relay::Relay;
+use iks_e2e::scenario::{BOX, Scenario, Setup, TICKET};
 use iks_e2e::serve::Serve;
-use iks_e2e::sshd::BoxSshd;
 
 /// The flapping lasts about this long (the cycle under way finishes)…
 const FLAPPING: Duration = Duration::from_secs(60);
@@ -23,7 +22,6 @@ const MAX_CYCLES: usize = 40;
 /// pools' housekeeping tasks come and go; a leak per cycle would exceed these.
 const TASK_SLACK: u64 = 3;
 const FD_SLACK: u64 = 4;
-const TICKET: &str = "T-1001";
 
 /// The gateway's figures once it carries no session and holds the agent.
 fn settled(serve: &Serve, within: impl Fn(&BTreeMap<String, u64>) -> bool) -> BTreeMap<String, u64> {
@@ -47,21 +45,12 @@ fn session_works(engineer: &Engineer, cycle: usize) {
 
 #[test]
 fn a_flapping_agent_refuses_sessions_cleanly_while_away_and_leaks_nothing() {
-    let gw = Gateway::sqlite();
-    let engineer_key = customer_with_agent_box(&gw).key;
-    let ca = gw.run(&["ca", "public-key"]).success().to_string();
-    let sshd = BoxSshd::start(&gw.path("box"), &ca);
-    let serve = Serve::start(&gw, &[]);
+    let s = Scenario::with(Setup::default().through_agent());
+    let (gw, serve, engineer) = (&s.gw, &s.serve, &s.engineer);
     let relay = Relay::start(serve.port());
-    let mut agent = Agent::new(gw.path("iks-agent"));
-    let (token, fingerprint) = enroll_token(&gw, "1h");
-    let host_key = sshd.host_key_pub();
-    let enrolled = agent.enroll(&relay.address(), &token, Some(&fingerprint), &sshd.address(), &host_key);
-    enrolled.success();
-    grant(&gw, None);
+    let mut agent = Agent::enrol(&s, BOX, &relay.address());
     agent.start();
-    wait_online(&gw, Duration::from_secs(20));
-    let engineer = Engineer::new(Key { private: engineer_key }, serve.port());
+    wait_online(gw, Duration::from_secs(20));
 
     // Warm up with a few sessions at once, so the store's connection pool is as full
     // before as it may be after.
@@ -70,7 +59,7 @@ fn a_flapping_agent_refuses_sessions_cleanly_while_away_and_leaks_nothing() {
         let status = w.wait_exit(Duration::from_secs(60)).expect("warm-up ssh exits");
         assert!(status.success(), "warm-up: {}", w.stderr());
     }
-    let before = settled(&serve, |_| true);
+    let before = settled(serve, |_| true);
 
     let started = Instant::now();
     let mut cycles = 0;
@@ -88,7 +77,7 @@ fn a_flapping_agent_refuses_sessions_cleanly_while_away_and_leaks_nothing() {
         process::wait_for(
             "the gateway to see the agent gone",
             Duration::from_secs(30),
-            || agent_record(&gw)["online_since"].is_null().then_some(()),
+            || agent_record(gw)["online_since"].is_null().then_some(()),
             || serve.log_tail(30),
         );
         away += cut.elapsed();
@@ -98,9 +87,9 @@ fn a_flapping_agent_refuses_sessions_cleanly_while_away_and_leaks_nothing() {
 
         let up = Instant::now();
         relay.set_up(true);
-        wait_online(&gw, Duration::from_secs(30));
+        wait_online(gw, Duration::from_secs(30));
         back += up.elapsed();
-        session_works(&engineer, cycles);
+        session_works(engineer, cycles);
     }
     println!(
         "{cycles} cuts in {:?} ({} connections relayed): offline noticed after {:?} on average, back online after {:?}",
@@ -112,7 +101,7 @@ fn a_flapping_agent_refuses_sessions_cleanly_while_away_and_leaks_nothing() {
 
     let (tasks, fds) = (before["iks_gateway_tasks"], before["process_open_fds"]);
     let after =
-        settled(&serve, |m| m["iks_gateway_tasks"] <= tasks + TASK_SLACK && m["process_open_fds"] <= fds + FD_SLACK);
+        settled(serve, |m| m["iks_gateway_tasks"] <= tasks + TASK_SLACK && m["process_open_fds"] <= fds + FD_SLACK);
     println!(
         "gateway before → after: tasks {tasks} → {}, fds {fds} → {}, RSS {} → {} KiB",
         after["iks_gateway_tasks"],

@@ -52,8 +52,8 @@ fn a_persisting_master_records_each_command_and_ends_at_once_on_revocation() {
     );
     assert_eq!(s.live_sessions().len(), 1, "one connection, one session");
 
-    let revoked = Instant::now();
     s.admin(&["access", "revoke", "G-1", "--as", "petrov"]);
+    let revoked = Instant::now();
     let during = s.engineer.ssh_timed(TICKET, &options, "echo during", None).run;
     assert!(!during.stderr.contains("Channel send error"), "{during:?}");
     assert!(during.stdout == "during\n" || during.stderr.contains("revoked by petrov"), "{during:?}");
@@ -64,7 +64,7 @@ fn a_persisting_master_records_each_command_and_ends_at_once_on_revocation() {
         || s.diagnostics(),
     );
     let took = revoked.elapsed();
-    eprintln!("revocation → ControlMaster connection gone: {took:?} (including the CLI command)");
+    eprintln!("revocation → ControlMaster connection gone: {took:?} (after the CLI command)");
     assert!(took < Duration::from_secs(4), "the master lingered {took:?} (it used to take 5 s)");
     let after = s.engineer.ssh_timed(TICKET, &options, "echo after", None).run;
     assert!(after.stderr.contains("access refused: T-1001: access was revoked by petrov"), "{after:?}");

@@ -104,6 +104,29 @@ fn stdin_reaches_the_box_intact_even_when_sent_before_the_box_is_ready() {
     assert_eq!(waited.run.stdout, format!("{small_sha}  -\n"), "{:?}", waited.run);
 }
 
+/// The most sessions live at the same moment, from their `started_at` and `ended_at`.
+fn most_at_once(sessions: &[Value]) -> usize {
+    let time = |v: &Value| {
+        let text = v.as_str().unwrap_or_else(|| panic!("a time: {v}"));
+        chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    // Ends sort before starts at the same instant: touching is not overlapping.
+    let mut edges: Vec<_> =
+        sessions.iter().flat_map(|x| [(time(&x["started_at"]), 1), (time(&x["ended_at"]), -1)]).collect();
+    edges.sort();
+    let mut live = 0i32;
+    edges
+        .iter()
+        .map(|(_, step)| {
+            live += step;
+            live
+        })
+        .max()
+        .unwrap_or(0)
+        .try_into()
+        .unwrap_or(0)
+}
+
 #[test]
 fn twenty_concurrent_sessions_all_succeed_and_are_recorded() {
     let s = Scenario::ready();
@@ -123,7 +146,6 @@ fn twenty_concurrent_sessions_all_succeed_and_are_recorded() {
         assert!(run.ok, "session {i}: {run:?}");
         assert_eq!(run.stdout, format!("session-{i}\n"), "session {i} got its own output");
     }
-    assert!(elapsed < Duration::from_secs(30), "they ran in parallel, not one after another: {elapsed:?}");
 
     let sessions: Vec<Value> = process::wait_for(
         "20 ended sessions",
@@ -131,6 +153,11 @@ fn twenty_concurrent_sessions_all_succeed_and_are_recorded() {
         || Some(s.sessions()).filter(|l| l.len() == 20 && l.iter().all(|x| !x["ended_at"].is_null())),
         || format!("{:#}", Value::Array(s.sessions())),
     );
+    // Side by side, not one after another, by the gateway's own records (however slowly a
+    // loaded machine ran them).
+    let most = most_at_once(&sessions);
+    println!("at most {most} of them were live at once");
+    assert!(most > 1, "the sessions ran one after another: {sessions:#?}");
     let mut commands = BTreeSet::new();
     for session in &sessions {
         assert_eq!(end_reason(session), "client exit", "{session:#}");

@@ -1,5 +1,6 @@
 //! A client that reads slowly must stall the box, not fill the gateway's memory: every
-//! buffer between the box and the engineer is bounded.
+//! buffer between the box and the engineer is bounded. What is asserted is the memory; the
+//! time the read took is printed (it depends on the machine's load, not on the gateway).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ const CHUNK: usize = 64 * 1024;
 const RATE: f64 = 100.0 * 1024.0 * 1024.0;
 const PAUSES_AT: [u64; 2] = [GIB / 4, 3 * GIB / 4];
 const PAUSE: Duration = Duration::from_secs(1);
-const LIMIT: Duration = Duration::from_secs(60);
+/// Nothing read for this long is a hang, not a slow machine: ssh is killed and the test fails.
+const HANG: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_slow_reader_of_1_gib_does_not_grow_the_gateway() {
@@ -26,24 +28,22 @@ fn a_slow_reader_of_1_gib_does_not_grow_the_gateway() {
     let pid = child.id();
     let done = Arc::new(AtomicBool::new(false));
     let max_rss = Arc::new(AtomicU64::new(before));
+    let read = Arc::new(AtomicU64::new(0));
 
-    // Sample the gateway's resident memory every 200 ms; kill ssh if the test overruns.
+    // Sample the gateway's resident memory every 200 ms; kill ssh if the reading hangs.
     let sampler = {
-        let done = done.clone();
-        let max_rss = max_rss.clone();
+        let (done, max_rss, read) = (done.clone(), max_rss.clone(), read.clone());
         let gateway = s.serve.pid();
         std::thread::spawn(move || {
-            let started = Instant::now();
+            let (mut last, mut progressed) = (0, Instant::now());
             while !done.load(Ordering::Relaxed) {
-                let status = std::fs::read_to_string(format!("/proc/{gateway}/status")).unwrap_or_default();
-                let rss = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
-                if let Some(rss) = rss {
+                if let Some(rss) = process::memory_kib(gateway, "VmRSS") {
                     max_rss.fetch_max(rss, Ordering::Relaxed);
                 }
-                if started.elapsed() > LIMIT + Duration::from_secs(30) {
+                let now = read.load(Ordering::Relaxed);
+                if now != last {
+                    (last, progressed) = (now, Instant::now());
+                } else if progressed.elapsed() > HANG {
                     process::signal(pid, "KILL");
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -66,6 +66,7 @@ fn a_slow_reader_of_1_gib_does_not_grow_the_gateway() {
         };
         nonzero |= buf[..n].iter().step_by(4096).any(|b| *b != 0);
         total += n as u64;
+        read.store(total, Ordering::Relaxed);
         if pauses.next_if(|at| total >= **at).is_some() {
             std::thread::sleep(PAUSE);
             paused += PAUSE;
@@ -82,7 +83,7 @@ fn a_slow_reader_of_1_gib_does_not_grow_the_gateway() {
     let max = max_rss.load(Ordering::Relaxed);
     let hwm = s.serve.memory_kib("VmHWM").unwrap_or(0);
     let growth_mib = (max.saturating_sub(before)) as f64 / 1024.0;
-    println!(
+    eprintln!(
         "1 GiB read slowly in {elapsed:?} ({:.0} MB/s): gateway VmRSS before {:.1} MiB, max {:.1} MiB (+{growth_mib:.1} MiB), VmHWM {:.1} MiB",
         total as f64 / elapsed.as_secs_f64() / 1e6,
         before as f64 / 1024.0,
@@ -92,7 +93,6 @@ fn a_slow_reader_of_1_gib_does_not_grow_the_gateway() {
     assert_eq!(total, GIB, "all of it arrived (ssh exited {status})");
     assert!(!nonzero, "and it was /dev/zero's zeros");
     assert!(status.success(), "ssh exited {status}");
-    assert!(elapsed < LIMIT, "1 GiB took {elapsed:?}");
     assert!(growth_mib < 64.0, "the gateway grew by {growth_mib:.1} MiB while the client read slowly");
     let session = s.wait_ended(1);
     assert_eq!(end_reason(&session), "client exit");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use iks_e2e::engineer::Tmux;
 use iks_e2e::process;
 use iks_e2e::scenario::{CastEvent, Scenario, Setup, TICKET, end_reason, read_cast};
+use iks_e2e::sshd;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -30,11 +31,12 @@ fn transcript(s: &Scenario, id: i64) -> String {
 fn shells_and_commands_without_a_terminal_are_recorded() {
     let s = Scenario::ready();
     // ssh -T: a shell reading its commands from a pipe.
-    let shell = s.engineer.ssh_timed(TICKET, &["-T"], "", Some(b"id -u; echo MARK-$((6*7))\n".to_vec()));
-    assert_eq!(shell.run.stdout, "0\nMARK-42\n", "{:?}", shell.run);
+    let shell = s.engineer.ssh_timed(TICKET, &["-T"], "", Some(b"id -un; echo MARK-$((6*7))\n".to_vec()));
+    assert_eq!(shell.run.stdout, format!("{}\nMARK-42\n", sshd::USER), "{:?}", shell.run);
     let (_, events) = ended_cast(&s, 1);
     assert!(joined(&events, "i").contains("echo MARK-$((6*7))\n"), "stdin is input: {events:#?}");
-    assert!(joined(&events, "o").contains("0\r\nMARK-42\r\n"), "stdout as a terminal shows it: {events:#?}");
+    let shown = format!("{}\r\nMARK-42\r\n", sshd::USER);
+    assert!(joined(&events, "o").contains(&shown), "stdout as a terminal shows it: {events:#?}");
     let text = transcript(&s, 1);
     assert!(text.lines().any(|l| l == "MARK-42"), "the transcript shows the output:\n{text}");
 
@@ -81,11 +83,9 @@ fn a_channel_is_recorded_up_to_its_cap_and_counted_beyond() {
 fn rsync_streams_are_recorded_with_counts_and_hashes() {
     let s = Scenario::ready();
     let local = s.gw.path("local");
-    let remote = s.gw.path("remote");
     std::fs::create_dir_all(&local).unwrap();
-    std::fs::create_dir_all(&remote).unwrap();
     std::fs::write(local.join("notes.txt"), "rsync-file-content\n").unwrap();
-    let target = format!("{TICKET}@127.0.0.1:{}/", remote.display());
+    let target = format!("{TICKET}@127.0.0.1:{}/", s.sshd.files().display());
     let run = s.engineer.rsync(&[&local.join("notes.txt").display().to_string(), &target], WAIT);
     assert!(run.run.ok, "{:?}", run.run);
     let (_, events) = ended_cast(&s, 1);
@@ -136,7 +136,7 @@ fn a_terminal_is_recorded_at_its_size_without_the_keys_the_box_did_not_echo() {
         s.engineer.options_line()
     );
     let tmux = Tmux::start(&s.gw.path("tmux"), 100, 30, &command);
-    tmux.wait_line("the prompt", WAIT, |l| l.starts_with("root@") && l.ends_with('#'));
+    tmux.wait_line("the prompt", WAIT, sshd::is_prompt);
     tmux.type_line("echo shown-$((20+1))");
     tmux.wait_line("the echo", WAIT, |l| l == "shown-21");
     // A password prompt that does not echo, as sudo's does.

@@ -104,7 +104,7 @@ fn every_access_rule_refuses_with_one_line_and_is_audited() {
         "--version",
         "7",
         "--login",
-        "root",
+        iks_e2e::sshd::USER,
     ]);
     lines.push(check("T-1001+lite-gw", "access refused: T-1001: "));
     assert!(lines.last().unwrap().contains("IKS Lite"), "{:?}", lines.last());
@@ -153,9 +153,16 @@ fn a_box_presenting_another_host_key_is_refused() {
     assert!(lines[0].starts_with(want), "expected a line starting with\n  {want:?}\ngot\n  {:?}", lines[0]);
 }
 
+/// Each refused key costs the gateway's `auth_rejection_time` (50 ms, ssh/mod.rs), not
+/// russh's default second: three of them cost less than 2 s more than a plain login on the
+/// same machine at the same moment (a slow machine slows both).
 #[test]
 fn unknown_keys_fail_authentication_quickly() {
+    const REJECTIONS_AT_MOST: Duration = Duration::from_secs(2);
     let s = Scenario::ready();
+    let plain = s.engineer.ssh_timed(TICKET, &[], "echo in", None);
+    assert_eq!(plain.run.stdout, "in\n", "{:?}", plain.run);
+    let bound = plain.elapsed + REJECTIONS_AT_MOST;
     let dir = s.gw.path("strangers");
     let strangers: Vec<Key> = (1..=3).map(|i| Key::generate(&dir, &format!("stranger{i}"))).collect();
     let identities = |with_ivanov: bool| {
@@ -180,17 +187,17 @@ fn unknown_keys_fail_authentication_quickly() {
     assert_eq!(denied.run.code, Some(255), "{:?}", denied.run);
     assert!(denied.run.stderr.contains("Permission denied"), "{:?}", denied.run);
     assert_eq!(denied.run.stdout, "");
-    println!("3 unknown keys refused in {:?}", denied.elapsed);
-    assert!(denied.elapsed < Duration::from_secs(5), "refusing 3 keys took {:?}", denied.elapsed);
+    println!("3 unknown keys refused in {:?} (a plain login: {:?})", denied.elapsed, plain.elapsed);
+    assert!(denied.elapsed < bound, "refusing 3 keys took {:?}, a login {:?}", denied.elapsed, plain.elapsed);
 
     let extra = identities(true);
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let accepted = stranger.ssh_timed(TICKET, &extra, "echo in", None);
     assert_eq!(accepted.run.stdout, "in\n", "{:?}", accepted.run);
     println!("3 unknown keys then the right one: in after {:?}", accepted.elapsed);
-    assert!(accepted.elapsed < Duration::from_secs(5), "3 wrong keys first cost {:?}", accepted.elapsed);
+    assert!(accepted.elapsed < bound, "3 wrong keys first: {:?}, a login {:?}", accepted.elapsed, plain.elapsed);
     let sessions = s.sessions();
-    assert_eq!(sessions.len(), 1, "no session for the refused keys: {sessions:#?}");
+    assert_eq!(sessions.len(), 2, "no session for the refused keys: {sessions:#?}");
 }
 
 #[test]

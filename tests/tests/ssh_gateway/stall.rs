@@ -16,9 +16,10 @@ const TRANSFER_LIMIT: Duration = Duration::from_secs(90);
 fn twenty_pipelined_sftp_downloads_complete_intact() {
     let s = Scenario::ready();
     let _bulk = super::bulk();
-    let small = s.gw.path("small.bin");
+    // On the box, which reads them as its own user.
+    let small = s.sshd.files().join("small.bin");
     process::random_file(&small, 8 << 20);
-    let big = s.gw.path("big.bin");
+    let big = s.sshd.files().join("big.bin");
     process::random_file(&big, 20 << 20);
     let (small_sum, big_sum) = (process::sha256_file(&small), process::sha256_file(&big));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/paramiko_client.py");

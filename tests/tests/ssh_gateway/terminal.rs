@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use iks_e2e::engineer::Tmux;
 use iks_e2e::scenario::{Scenario, TICKET, end_reason, read_cast};
+use iks_e2e::sshd;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -13,12 +14,8 @@ const WAIT: Duration = Duration::from_secs(15);
 fn terminal(s: &Scenario, cols: u16, rows: u16) -> Tmux {
     let command = format!("ssh -t {} {TICKET}@127.0.0.1; echo SSH-EXIT=$?; sleep 600", s.engineer.options_line());
     let tmux = Tmux::start(&s.gw.path("tmux"), cols, rows, &command);
-    tmux.wait_line("the box's shell prompt", WAIT, is_prompt);
+    tmux.wait_line("the box's shell prompt", WAIT, sshd::is_prompt);
     tmux
-}
-
-fn is_prompt(line: &str) -> bool {
-    line.starts_with("root@") && line.ends_with('#')
 }
 
 #[test]

@@ -15,12 +15,11 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 fn with_file() -> (Scenario, PathBuf, String, PathBuf) {
     let s = Scenario::ready();
     let local = s.gw.path("local");
-    let remote = s.gw.path("remote");
     std::fs::create_dir_all(&local).unwrap();
-    std::fs::create_dir_all(&remote).unwrap();
     let file = local.join("up.bin");
     process::random_file(&file, SIZE);
     let sha = process::sha256_file(&file);
+    let remote = s.sshd.files().to_path_buf();
     (s, file, sha, remote)
 }
 
@@ -100,9 +99,8 @@ fn sftp_batch_puts_and_gets_100_mb_intact_and_recorded() {
 fn rsync_over_the_gateway_copies_files() {
     let s = Scenario::ready();
     let local = s.gw.path("local");
-    let remote = s.gw.path("remote");
+    let remote = s.sshd.files();
     std::fs::create_dir_all(&local).unwrap();
-    std::fs::create_dir_all(&remote).unwrap();
     let file = local.join("data.bin");
     process::random_file(&file, 5 * 1024 * 1024);
     let sha = process::sha256_file(&file);
