@@ -31,16 +31,15 @@ pub(super) const AUTOCLOSE_EVERY: Duration = Duration::from_secs(60);
 pub(super) const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// A session's transcript is searchable this soon after it ends.
 pub(super) const INDEX_EVERY: Duration = Duration::from_secs(1);
-/// The checkpoint job looks whether a checkpoint is due at least this often …
+/// The checkpoint job looks whether a checkpoint is due at least this often.
 const CHECKPOINT_LOOK_MAX: Duration = Duration::from_secs(5);
-/// … and at most this often, whatever the configured interval.
-const CHECKPOINT_LOOK_MIN: Duration = Duration::from_millis(100);
 
 /// How often the checkpoint job looks: a quarter of `[audit] checkpoint_interval`, so a
-/// checkpoint comes well before the previous one's promise runs out.
+/// checkpoint comes well before the previous one's promise runs out. Never zero: the
+/// configured interval is at least a second.
 pub(super) fn checkpoint_period(config: &AuditConfig) -> Duration {
     let interval = config.checkpoint_interval().to_std().unwrap_or(CHECKPOINT_LOOK_MAX);
-    (interval / 4).clamp(CHECKPOINT_LOOK_MIN, CHECKPOINT_LOOK_MAX)
+    (interval / 4).min(CHECKPOINT_LOOK_MAX)
 }
 
 /// What the jobs share.
