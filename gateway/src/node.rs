@@ -134,7 +134,7 @@ impl Job {
 }
 
 /// A job's clock: a round at once, then one every period, until the node stops.
-pub(crate) struct Every {
+struct Every {
     tick: tokio::time::Interval,
     stop: watch::Receiver<bool>,
 }
@@ -148,7 +148,7 @@ impl Every {
     }
 
     /// Waits for the next round; `false` once the node is stopping.
-    pub(crate) async fn next(&mut self) -> bool {
+    async fn next(&mut self) -> bool {
         tokio::select! {
             biased;
             () = crate::sync::until_set(&mut self.stop) => false,
@@ -157,7 +157,7 @@ impl Every {
     }
 
     /// Whether the node is stopping: a round working through a queue ends early.
-    pub(crate) fn stopping(&self) -> bool {
+    fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
 }
@@ -206,7 +206,10 @@ impl Node {
         } else {
             None
         };
-        let cx = Arc::new(jobs::Context::new(app.clone(), signer, self.to_index));
+        // Without the indexing job nothing reads the queue: it is dropped, so it cannot grow,
+        // and ended sessions are indexed by a later search.
+        let to_index = jobs.contains(&Job::Indexing).then_some(self.to_index);
+        let cx = Arc::new(jobs::Context::new(app.clone(), signer, to_index));
         let mut running = JoinSet::new();
         for &job in jobs {
             running.spawn(supervise(job, cx.clone()));

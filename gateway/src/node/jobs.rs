@@ -45,14 +45,14 @@ pub(super) fn checkpoint_period(config: &AuditConfig) -> Duration {
 /// What the jobs share.
 pub(super) struct Context {
     pub(super) app: App,
-    /// Only when a job that signs runs.
+    /// Each only when a job that needs it runs.
     signer: Option<Mutex<Signer>>,
-    to_index: Mutex<mpsc::UnboundedReceiver<SessionId>>,
+    to_index: Option<Mutex<mpsc::UnboundedReceiver<SessionId>>>,
 }
 
 impl Context {
-    pub(super) fn new(app: App, signer: Option<Signer>, to_index: mpsc::UnboundedReceiver<SessionId>) -> Self {
-        Self { app, signer: signer.map(Mutex::new), to_index: Mutex::new(to_index) }
+    pub(super) fn new(app: App, signer: Option<Signer>, to_index: Option<mpsc::UnboundedReceiver<SessionId>>) -> Self {
+        Self { app, signer: signer.map(Mutex::new), to_index: to_index.map(Mutex::new) }
     }
 }
 
@@ -94,6 +94,7 @@ async fn rounds<T, E: Display, F: Future<Output = Result<T, E>>>(
 /// A checkpoint whenever `[audit] checkpoint_every` events have accumulated or
 /// `checkpoint_interval` has passed since the newest (each promising the next).
 async fn checkpoints(cx: &Context, mut every: Every) {
+    // Set by `Node::start` whenever this job runs.
     let Some(signer) = &cx.signer else { return };
     let config = &cx.app.config.audit;
     while every.next().await {
@@ -127,7 +128,8 @@ fn serving(config: &AuditConfig) -> Signing {
 /// Indexes the transcripts of the sessions that ended here. One that fails, or is still
 /// queued when the node stops, is left to a later search ([`crate::search::search`]).
 async fn indexing(cx: &Context, mut every: Every) {
-    let mut queue = cx.to_index.lock().await;
+    let Some(queue) = &cx.to_index else { return };
+    let mut queue = queue.lock().await;
     let dir = cx.app.data_dir.recordings_dir();
     while every.next().await {
         while !every.stopping()
