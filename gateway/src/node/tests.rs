@@ -3,6 +3,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
+use crate::audit::{Actor, NewEvent, Subjects};
 use crate::store::tests::TestDb;
 
 /// Shutdown of a node running everything ends within this.
@@ -41,11 +42,19 @@ async fn shutdown_stops_every_listener_and_job() {
         TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("{addr} accepts while running: {e}"));
     }
     assert!(tasks() >= before + 2 + Job::ALL.len(), "listeners and jobs run: {} tasks", tasks());
+    let event = NewEvent::new(&Actor::cli(), "test.event", Subjects::default(), serde_json::json!({}));
+    let store = &running.app().store;
+    store.append_event(event).await.unwrap();
+    let head = store.latest_audit_events(1).await.unwrap()[0].seq;
     tokio::time::timeout(STOPS_WITHIN, running.shutdown()).await.expect("stops in time").unwrap();
     for addr in [ssh_addr, http_addr] {
         assert!(TcpStream::connect(addr).await.is_err(), "{addr} refuses after shutdown");
     }
     assert!(tasks() <= before, "every task of the node ended: {} alive, {before} before", tasks());
+    let store = Store::open(&db.url).await.unwrap();
+    let last = store.audit_checkpoints(None).await.unwrap().pop().expect("a checkpoint");
+    assert_eq!(last.signed.seq, head, "the last checkpoint covers what happened until shutdown");
+    assert_eq!(last.signed.next, None, "and promises no other while the node is stopped");
 }
 
 #[tokio::test]
