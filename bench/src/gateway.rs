@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use iks_gateway::config::Config;
 use iks_gateway::datadir::{DataDir, KeyRole};
-use iks_gateway::state::AppState;
+use iks_gateway::node::{Job, Listeners, Node, NodeParts};
 use iks_gateway::store::Store;
 
 /// Serves SSH on `data_dir` until SIGTERM, printing the `SSH:` line the harness waits for.
@@ -28,13 +28,13 @@ pub async fn serve(data_dir: &Path, unrecorded: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.ssh.listen).await.context("SSH listener")?;
     let addr = listener.local_addr()?;
     let user_ca = data_dir.key(KeyRole::UserCa)?;
-    let app = Arc::new(AppState::new(store, Arc::new(config), data_dir, user_ca, "iks-bench".into()));
+    let parts = NodeParts { store, config: Arc::new(config), data_dir, user_ca, name: "iks-bench".into() };
+    // Only what a session needs: the periodic jobs' work would be measured with it.
+    let node = Node::open(parts).await?.start(Listeners { ssh: Some(listener), http: None }, &[Job::Indexing])?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let what = if unrecorded { "recording OFF (bench only)" } else { "recording on" };
     println!("iks-bench gateway, {what}\n  SSH:              {addr}");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    iks_gateway::ssh::serve(app, listener, async move {
-        term.recv().await;
-    })
-    .await?;
+    term.recv().await;
+    node.shutdown().await?;
     Ok(())
 }

@@ -1,8 +1,6 @@
 //! The gateway's HTTP server: the web panel, with the helpdesk API under `/api/` and
-//! `/metrics` for operators ([`crate::metrics`]). It takes its listener and a shutdown
-//! future, so `serve` binds the configured address and tests bind port 0.
-
-use std::future::Future;
+//! `/metrics` for operators ([`crate::metrics`]). It takes its listener, so `serve` binds
+//! the configured address and tests bind port 0.
 
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -11,15 +9,14 @@ use tower::ServiceExt as _;
 
 use crate::state::App;
 
-/// Serves until `shutdown` resolves, then lets requests in flight finish.
-pub async fn serve(
-    app: App,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+/// Serves until the node stops ([`crate::state::AppState::shutdown`]), then lets requests
+/// in flight finish.
+pub async fn serve(app: App, listener: TcpListener) -> std::io::Result<()> {
+    let mut stop = app.shutdown.subscribe();
+    let stopped = async move { crate::sync::until_set(&mut stop).await };
     // The panel throttles sign-ins per client address, so it needs the peer's address.
     let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, service).with_graceful_shutdown(stopped).await
 }
 
 /// The panel with the API beside it; each keeps its own "not found" (a page, or JSON).

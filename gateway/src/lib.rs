@@ -7,7 +7,7 @@
 //!   products and versions, the working-hours clock, grant windows);
 //! - [`model`]: the records and the checks a new record must pass;
 //! - [`access`] decides whether a session may open; [`recheck`] applies the same decision
-//!   to live sessions, and [`live`]'s watchdog ends them when it no longer holds;
+//!   to live sessions, and the [`node`]'s watchdog ends them when it no longer holds;
 //! - [`store`]: persistence on SQLite or PostgreSQL, every change with its audit event;
 //! - [`audit`]: the hash chain that makes the log tamper-evident, its signed checkpoints,
 //!   verification, exports and retention;
@@ -20,6 +20,7 @@
 //!   the gateway hands out and the hashes it keeps of them. Both depend on nothing above.
 //! - [`recording`] and [`search`]: session recordings, their replay and live view, and
 //!   search across their transcripts.
+//! - [`node`]: a gateway's life: its listeners and periodic jobs, started and stopped together.
 //! - [`fuzzing`]: the fuzz targets' bodies over those of the above that read untrusted input.
 
 // The I/O-free domain, under the names the rest of the crate has always used.
@@ -36,6 +37,7 @@ pub mod grants;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod node;
 pub mod recheck;
 pub mod recording;
 pub mod search;
@@ -44,6 +46,7 @@ pub mod sever;
 pub mod ssh;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod tickets;
 pub mod tunnel;
 pub mod web;

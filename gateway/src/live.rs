@@ -1,6 +1,6 @@
-//! Sessions in progress on this node, and the watchdog that ends them on time.
+//! Sessions in progress on this node, and what the node's watchdog decides about them.
 //!
-//! Every 250 ms the watchdog reads, in one query, the grant and ticket state of every
+//! Every 250 ms the watchdog (`node/watchdog.rs`) reads, in one query, the grant and ticket state of every
 //! live session of this node (see [`crate::store::Store::live_checks`]) and applies
 //! [`review`]: warn the engineer 5 and 1 minutes before the grant ends, end the session
 //! when it does, and at once when the grant is revoked, the ticket leaves the active
@@ -28,6 +28,7 @@ use chrono_tz::Tz;
 use crate::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
 use crate::model::{EndReason, GrantState, TicketState};
 use crate::recording::Recording;
+use crate::sync::lock;
 
 /// What the watchdog knows about a live session, from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,165 +316,6 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// How often the watchdog looks at the store.
-pub const TICK: std::time::Duration = std::time::Duration::from_millis(250);
-/// How often approved grants whose window ended are marked expired.
-const EXPIRE_EVERY: u32 = 20;
-/// How often (in ticks) live sessions are re-checked against every rule of a new
-/// connection ([`crate::recheck`]): a change ends a session within a second.
-const RECHECK_EVERY: u32 = 3;
-
-/// Ends, warns and expires, until `shutdown` resolves.
-pub async fn watchdog(app: crate::state::App, shutdown: impl std::future::Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut n: u32 = 0;
-    let grace = app.config.access.store_grace();
-    // The last state read, applied while the store is away; and since when it is away.
-    let mut last: HashMap<SessionId, LiveCheck> = HashMap::new();
-    let mut lost_since: Option<std::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = &mut shutdown => return,
-        }
-        n = n.wrapping_add(1);
-        crate::tunnel::tick(&app, n).await;
-        if n.is_multiple_of(EXPIRE_EVERY)
-            && let Err(e) = app.store.expire_grants(&crate::audit::Actor::system()).await
-        {
-            tracing::warn!(error = %e, "cannot expire grants");
-        }
-        if app.live.is_empty() {
-            last.clear();
-            lost_since = None;
-            continue;
-        }
-        // Sessions registered before the read must be in it: one that is not was ended in the
-        // store (by a node that took over, by hand) and must not run on unrecorded.
-        let known: Vec<SessionId> = app.live.all().iter().map(|s| s.id).collect();
-        let checks = match app.store.live_checks(&app.node).await {
-            Ok(c) => {
-                let listed: std::collections::HashSet<SessionId> = c.iter().map(|c| c.session).collect();
-                for id in known.iter().filter(|id| !listed.contains(id)) {
-                    if let Some(live) = app.live.get(*id) {
-                        tracing::warn!(session.id = %id, "the store holds a live session as ended; ending it");
-                        live.close(EndReason::EndedInStore, &format!("the store holds session {id} as ended"));
-                    }
-                }
-                if let Some(since) = lost_since.take() {
-                    tracing::info!(after = ?since.elapsed(), "the watchdog reads the store again");
-                }
-                last = c.iter().map(|c| (c.session, c.clone())).collect();
-                c
-            }
-            Err(e) => {
-                let since = *lost_since.get_or_insert_with(|| {
-                    tracing::warn!(error = %e, grace = ?grace, "the watchdog cannot read the store; live sessions go on for the grace");
-                    std::time::Instant::now()
-                });
-                if let Verdict::End { reason, message } = outage(since.elapsed(), grace) {
-                    for live in app.live.all() {
-                        tracing::info!(session.id = %live.id, reason = reason.as_str(), "ending session");
-                        live.close(reason, &message);
-                    }
-                    continue;
-                }
-                last.values().cloned().collect()
-            }
-        };
-        let now = crate::time::now();
-        let warn_before = app.config.access.warn_before();
-        for c in checks {
-            let Some(live) = app.live.get(c.session) else { continue };
-            match review(&c, now, app.tz(), &warn_before, live.warned.load(Ordering::Relaxed)) {
-                Verdict::Continue => {}
-                Verdict::Warn { announced, message } => {
-                    live.warned.store(announced, Ordering::Relaxed);
-                    live.notify(&message);
-                }
-                Verdict::End { reason, message } => {
-                    tracing::info!(session.id = %c.session, reason = reason.as_str(), "ending session");
-                    live.close(reason, &message);
-                }
-            }
-        }
-        // After the review: a revocation or a ticket's close is told in the review's words.
-        if lost_since.is_none() && n.is_multiple_of(RECHECK_EVERY) {
-            recheck_all(&app).await;
-        }
-    }
-}
-
-/// Re-applies every rule of a new connection to each live session, all at once and within
-/// a tick's time: a session whose facts cannot be read now is re-checked next time (a store
-/// outage is [`outage`]'s to handle).
-async fn recheck_all(app: &crate::state::App) {
-    use crate::recheck::{Gathered, Recheck, Subject, recheck};
-    let mut checks = tokio::task::JoinSet::new();
-    for live in app.live.all() {
-        let app = app.clone();
-        checks.spawn(async move {
-            let subject = Subject {
-                operator: live.operator_id,
-                key_fingerprint: &live.key_fingerprint,
-                ticket: live.ticket,
-                iks_box: live.box_id,
-            };
-            let gathered = match Gathered::load(&app.store, &subject).await {
-                Ok(g) => g,
-                Err(e) => return tracing::debug!(session.id = %live.id, error = %e, "cannot re-check a session now"),
-            };
-            match recheck(&gathered, crate::time::now(), app.tz(), &app.config.products) {
-                Recheck::Holds { forwarding } => live.set_forwarding(forwarding),
-                Recheck::End { reason, message } => {
-                    tracing::info!(session.id = %live.id, reason = reason.as_str(), %message, "ending session: a rule no longer holds");
-                    live.close(reason, &message);
-                }
-            }
-        });
-    }
-    let all = async { while checks.join_next().await.is_some() {} };
-    if tokio::time::timeout(TICK * RECHECK_EVERY, all).await.is_err() {
-        tracing::warn!(
-            "re-checking live sessions took longer than {:?}; the rest wait for the next round",
-            TICK * RECHECK_EVERY
-        );
-    }
-}
-
-/// Sessions this node was carrying when it stopped without ending them (a crash): each
-/// is ended with reason "gateway crashed" and its recording hashed as it was left.
-pub async fn end_crashed(app: &crate::state::App) -> Result<usize, crate::store::StoreError> {
-    let filter = crate::store::SessionFilter { live: true, node: Some(app.node.clone()), ..Default::default() };
-    let orphans = app.store.list_sessions(&filter).await?;
-    for s in &orphans {
-        let sha256 = s.recording.as_ref().and_then(|r| {
-            std::fs::read(app.data_dir.recordings_dir().join(r))
-                .ok()
-                .map(|bytes| hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)))
-        });
-        let org = app.store.get_box(s.box_id).await?.org_id;
-        let end = crate::model::SessionEnd {
-            reason: EndReason::GatewayCrashed,
-            bytes_in: s.bytes_in,
-            bytes_out: s.bytes_out,
-            recording: None,
-            recording_sha256: sha256,
-        };
-        app.store.end_session(&crate::audit::Actor::system(), s.id, org, &end).await?;
-        crate::search::index_later(app, s.id);
-        tracing::warn!(session.id = %s.id, "session ended: the gateway had crashed");
-    }
-    Ok(orphans.len())
-}
-
-/// Locks a mutex, recovering from poisoning: the data stays usable after a panic elsewhere.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::datadir::{DataDir, KeyRole};
-    use crate::state::AppState;
+    use crate::node::{Node, NodeParts};
     use crate::store::tests::TestDb;
 
     /// The value of `name` in an exposition, e.g. `iks_gateway_tasks`.
@@ -112,8 +112,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = DataDir::open(&dir.path().join("data")).unwrap();
         let user_ca = data_dir.key(KeyRole::UserCa).unwrap();
-        let app =
-            Arc::new(AppState::new(db.store.clone(), Arc::new(Config::default()), data_dir, user_ca, "test".into()));
+        let parts = NodeParts {
+            store: db.store.clone(),
+            config: Arc::new(Config::default()),
+            data_dir,
+            user_ca,
+            name: "test".into(),
+        };
+        let app = Node::open(parts).await.unwrap().app().clone();
         let held = tokio::spawn(std::future::pending::<()>());
         let response =
             router(app).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.expect("a response");

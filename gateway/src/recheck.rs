@@ -1,7 +1,7 @@
 //! Re-checking a live session against everything its connection was checked for.
 //!
 //! A session is allowed once, when its first channel opens ([`crate::access::decide`]);
-//! what allowed it can change while it runs. The watchdog ([`crate::live::watchdog`])
+//! what allowed it can change while it runs. The node's watchdog
 //! covers the grant and the ticket every tick ([`crate::live::review`], one query for all
 //! sessions). The rest is here, applied several times a second: the engineer's account is
 //! disabled or his key removed, the organisation's category or the box's product version

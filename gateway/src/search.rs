@@ -112,16 +112,13 @@ pub async fn index_session(store: &Store, recordings_dir: &Path, id: SessionId) 
     Ok(lines.len())
 }
 
-/// Indexes a session that just ended, in the background: the session's end is not held
-/// up, and a failure only leaves it to be indexed by a later search.
+/// Hands a session that just ended to the node's indexing job: the session's end is not
+/// held up, and a session left unindexed (the job failed, or the node stopped first) is
+/// indexed by a later search.
 pub fn index_later(app: &App, id: SessionId) {
-    let app = app.clone();
-    tokio::spawn(async move {
-        match index_session(&app.store, &app.data_dir.recordings_dir(), id).await {
-            Ok(lines) => tracing::debug!(session.id = %id, lines, "transcript indexed"),
-            Err(e) => tracing::warn!(session.id = %id, error = %e, "cannot index the transcript"),
-        }
-    });
+    if app.to_index.send(id).is_err() {
+        tracing::debug!(session.id = %id, "no indexing job runs; the transcript waits for a search");
+    }
 }
 
 /// Indexes up to `max` ended sessions that have no index yet; returns how many were.

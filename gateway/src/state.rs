@@ -1,13 +1,17 @@
 //! What the running gateway shares between its parts, passed explicitly (no globals).
+//! Built by the node (`node.rs`), which also runs the jobs and listeners that use it.
 
 use std::sync::Arc;
 
 use russh::keys::PrivateKey;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::ids::SessionId;
 use crate::live::Registry;
 use crate::store::Store;
+use crate::tunnel::registry::Tunnels;
 
 pub struct AppState {
     pub store: Store,
@@ -18,14 +22,17 @@ pub struct AppState {
     /// This node's name in the store, so each node watches its own sessions.
     pub node: String,
     pub live: Registry,
-    /// Set once when the gateway starts shutting down; anything waiting can subscribe.
+    /// The node's one stop signal, set once when it starts shutting down: listeners stop
+    /// accepting, live sessions end, jobs stop; anything waiting can subscribe.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The agents (and their sessions' data connections) this node holds.
-    pub tunnels: crate::tunnel::Tunnels,
+    pub tunnels: Tunnels,
     /// The SSH port's connections that have not authenticated yet: caps and deadlines.
     pub admission: Arc<crate::ssh::admission::Admission>,
     /// How many audit events each agent's reports and reconnects may still cause.
     pub agent_audit: crate::ssh::agent_audit::AgentAudit,
+    /// Ended sessions whose transcripts the node's indexing job is to index.
+    pub to_index: mpsc::UnboundedSender<SessionId>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -35,8 +42,16 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// A node that holds no sessions or agents yet and is not shutting down.
-    pub fn new(store: Store, config: Arc<Config>, data_dir: DataDir, user_ca: PrivateKey, node: String) -> Self {
+    /// A node that holds no sessions or agents yet and is not shutting down; ended sessions
+    /// are handed to `to_index`.
+    pub(crate) fn new(
+        store: Store,
+        config: Arc<Config>,
+        data_dir: DataDir,
+        user_ca: PrivateKey,
+        node: String,
+        to_index: mpsc::UnboundedSender<SessionId>,
+    ) -> Self {
         Self {
             admission: Arc::new(crate::ssh::admission::Admission::new(&config.ssh)),
             agent_audit: crate::ssh::agent_audit::AgentAudit::new(
@@ -50,7 +65,8 @@ impl AppState {
             node,
             live: Registry::default(),
             shutdown: tokio::sync::watch::channel(false).0,
-            tunnels: Default::default(),
+            tunnels: Tunnels::default(),
+            to_index,
         }
     }
 

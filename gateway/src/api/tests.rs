@@ -15,8 +15,8 @@ use crate::audit::Actor;
 use crate::config::Config;
 use crate::datadir::{DataDir, KeyRole};
 use crate::model::{Approval, NewAccessRequest, NewOrg, NewPerson, NewSession, Role};
+use crate::node::{Node, NodeParts};
 use crate::rules::{Inn, OrgFacts};
-use crate::state::AppState;
 use crate::store::EventFilter;
 use crate::store::tests::{TestDb, new_box};
 
@@ -52,7 +52,8 @@ impl Api {
         let (_, scoped) = super::auth::issue(&store, &cli, "ivanov-portal", Some(ivanov.id)).await.unwrap();
         store.create_box(&cli, &new_box(romashka.id, "main-gw")).await.unwrap();
         let user_ca = data_dir.key(KeyRole::UserCa).unwrap();
-        let app = Arc::new(AppState::new(store, Arc::new(Config::default()), data_dir, user_ca, "test".into()));
+        let parts = NodeParts { store, config: Arc::new(Config::default()), data_dir, user_ca, name: "test".into() };
+        let app = Node::open(parts).await.unwrap().app().clone();
         Self { router: router(app.clone()), app, helpdesk, scoped, _db: db, _dir: dir }
     }
 

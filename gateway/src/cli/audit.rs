@@ -1,5 +1,5 @@
 //! `iks-gateway audit …`: verify, export, tail, checkpoints and retention of the
-//! hash-chained audit log, and the log's upkeep while `serve` runs.
+//! hash-chained audit log (while `serve` runs, the node's jobs sign and apply retention).
 //!
 //! The rules and file formats live in the library (`iks_gateway::audit`); this is argument
 //! handling and output. A verification problem is the command's one error line.
@@ -20,9 +20,9 @@ use iks_gateway::audit::verify::recording_state;
 use iks_gateway::audit::verify::{Expectations, RecordingState, Summary};
 use iks_gateway::audit::{Actor, Event};
 use iks_gateway::config::AuditConfig;
-use iks_gateway::datadir::{DataDir, KeyRole, fingerprint};
+use iks_gateway::datadir::{DataDir, KeyRole};
 use iks_gateway::ids::TicketId;
-use iks_gateway::store::{EventFilter, Held, Signing, Store};
+use iks_gateway::store::{EventFilter, Held, Store};
 use iks_gateway::time::{display_seconds, to_db};
 use russh::keys::PublicKey;
 
@@ -357,110 +357,4 @@ fn tail_line(e: &Event, tz: Tz) -> String {
     .collect();
     let subjects = if subjects.is_empty() { "-".to_string() } else { subjects.join(" ") };
     format!("#{}  {}  {}  {}  {subjects}  {}", e.seq, display_seconds(e.at, tz), e.actor, e.action, e.details)
-}
-
-/// The audit log's upkeep while the gateway serves: a checkpoint whenever
-/// `[audit] checkpoint_every` events have accumulated or `checkpoint_interval` has passed
-/// since the newest (each promising the next), the retention policy once a day, and a last
-/// checkpoint, promising nothing, at shutdown. Every checkpoint is copied to the checkpoint
-/// log when one is configured.
-pub struct Upkeep {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// How often the upkeep looks whether a checkpoint is due, at most: a quarter of the
-/// interval, so a checkpoint comes well before the previous one's promise runs out.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-const RETENTION_INTERVAL: Duration = Duration::from_secs(24 * 3600);
-
-impl Upkeep {
-    pub fn start(ctx: &Context, store: &Store) -> anyhow::Result<Self> {
-        let key = ctx.data_dir.key(KeyRole::Audit)?;
-        let (store, config) = (store.clone(), ctx.config.audit.clone());
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let interval = config.checkpoint_interval();
-        let serving = Signing::Serving { every: config.checkpoint_every, interval };
-        let tick_every = UPKEEP_INTERVAL.min(interval.to_std().unwrap_or(UPKEEP_INTERVAL) / 4);
-        let task = tokio::spawn(async move {
-            let mut signer = Signer { store: &store, key: &key, config: &config, last: None };
-            let mut tick = tokio::time::interval(tick_every);
-            let mut retention_due = tokio::time::Instant::now();
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = tick.tick() => {}
-                }
-                signer.sign(serving).await;
-                if let Some(cutoff) = retention::cutoff(config.retention_days, iks_gateway::time::now())
-                    && tokio::time::Instant::now() >= retention_due
-                {
-                    retention_due += RETENTION_INTERVAL;
-                    signer.retention(cutoff, serving).await;
-                }
-            }
-            // Whatever happened since the last checkpoint is signed before the gateway
-            // stops, and the last promise is replaced by none.
-            signer.sign(Signing::Final).await;
-        });
-        Ok(Self { stop, task })
-    }
-
-    /// Stops the upkeep after its last checkpoint.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "audit upkeep failed");
-        }
-    }
-}
-
-/// The serving gateway's signer: remembers the last checkpoint it signed, so that one
-/// deleted from the database stops it signing (see [`Store::checkpoint_audit`]).
-struct Signer<'a> {
-    store: &'a Store,
-    key: &'a russh::keys::PrivateKey,
-    config: &'a AuditConfig,
-    last: Option<Checkpoint>,
-}
-
-impl Signer<'_> {
-    async fn sign(&mut self, signing: Signing) {
-        match self.store.checkpoint_audit_if_due(self.key, signing, self.last.as_ref()).await {
-            Ok(Some(c)) => {
-                tracing::info!(
-                    checkpoint = c.id,
-                    seq = c.signed.seq,
-                    key = %fingerprint(self.key),
-                    "audit checkpoint signed"
-                );
-                self.signed(c);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
-        }
-    }
-
-    async fn retention(&mut self, cutoff: DateTime<Utc>, signing: Signing) {
-        match self.store.apply_audit_retention(&Actor::system(), self.key, cutoff, signing.promise()).await {
-            Ok(Some(r)) => {
-                tracing::info!(
-                    deleted = r.details.deleted,
-                    first = r.details.first_seq,
-                    checkpoint = r.checkpoint.id,
-                    "audit retention applied"
-                );
-                self.signed(r.checkpoint);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "audit retention failed"),
-        }
-    }
-
-    fn signed(&mut self, c: Checkpoint) {
-        if let Err(e) = copy_to_log(self.config, &c) {
-            tracing::error!(checkpoint = c.id, error = %format!("{e:#}"), "audit checkpoint log failed");
-        }
-        self.last = Some(c);
-    }
 }

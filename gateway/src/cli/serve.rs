@@ -4,10 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use iks_gateway::datadir::{KeyRole, fingerprint};
-use iks_gateway::live;
 use iks_gateway::model::Role;
-use iks_gateway::state::AppState;
-use tokio::sync::watch;
+use iks_gateway::node::{Job, Listeners, Node, NodeParts};
 
 use super::Context;
 
@@ -28,10 +26,12 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
     let root = ctx.data_dir.root().display().to_string();
     let ca_line = iks_gateway::ca::trusted_ca_line(&user_ca)?;
-    let app = Arc::new(AppState::new(store.clone(), config.clone(), ctx.data_dir.clone(), user_ca, node.clone()));
-    let crashed = live::end_crashed(&app).await?;
-    // Agents this node held before it stopped without saying so reconnect on their own.
-    let stale_agents = store.agents_offline_on_node(&node, "gateway restarted").await?;
+    let parts =
+        NodeParts { store: store.clone(), config: config.clone(), data_dir: ctx.data_dir.clone(), user_ca, name: node };
+    // Opening ends what a crash left open before anyone can connect.
+    let gateway = Node::open(parts).await?;
+    let node = &gateway.app().node;
+    let recovered = gateway.recovered();
     out!("iks-gateway {} serving from {root} (node {node})", env!("CARGO_PKG_VERSION"));
     out!("  store:            {}", store.backend().name());
     out!("  SSH:              {ssh_addr} (engineers: ssh -p {} T-<ticket>@{})", ssh_addr.port(), ssh_addr.ip());
@@ -41,11 +41,11 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     out!("  user CA:          {ca_line}");
     out!("  audit key:        {}", fingerprint(&ctx.data_dir.key(KeyRole::Audit)?));
     out!("                    (put this line in each box's TrustedUserCAKeys file)");
-    if crashed > 0 {
-        out!("  ended {crashed} session(s) left open by a crash");
+    if recovered.sessions > 0 {
+        out!("  ended {} session(s) left open by a crash", recovered.sessions);
     }
-    if stale_agents > 0 {
-        out!("  marked {stale_agents} agent(s) offline that a crash left online");
+    if recovered.agents > 0 {
+        out!("  marked {} agent(s) offline that a crash left online", recovered.agents);
     }
     if let Some(path) = iks_gateway::web::auth::setup_link(&store).await? {
         out!("");
@@ -55,31 +55,11 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     if store.list_people(Some(Role::Admin), None).await?.is_empty() && store.list_orgs().await?.is_empty() {
         print_first_steps(&root);
     }
-    let audit = super::audit::Upkeep::start(ctx, &store)?;
     tracing::info!(store = store.backend().name(), %ssh_addr, %http_addr, node, "gateway started");
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let watchdog = tokio::spawn(live::watchdog(app.clone(), stopped(app.shutdown.subscribe())));
-    let autoclose = tokio::spawn(iks_gateway::tickets::autoclose_job(
-        store.clone(),
-        app.config.clone(),
-        stopped(app.shutdown.subscribe()),
-    ));
-    let ssh = tokio::spawn(iks_gateway::ssh::serve(app.clone(), listener, stopped(app.shutdown.subscribe())));
-    let http = tokio::spawn(iks_gateway::http::serve(app.clone(), http_listener, stopped(app.shutdown.subscribe())));
+    let running = gateway.start(Listeners { ssh: Some(listener), http: Some(http_listener) }, &Job::ALL)?;
     shutdown_signal().await;
     tracing::info!("shutting down");
-    app.shutdown.send_replace(true);
-    ssh.await??;
-    http.await?.context("HTTP server")?;
-    let _ = watchdog.await;
-    audit.shutdown().await;
-    let _ = autoclose.await;
-    if let Err(e) = store.agents_offline_on_node(&node, "gateway shutdown").await {
-        tracing::warn!(error = %e, "cannot mark the agents offline");
-    }
-    store.close().await;
+    running.shutdown().await?;
     Ok(())
 }
 

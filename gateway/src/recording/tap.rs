@@ -12,8 +12,9 @@ use ring::digest::{Context, SHA256};
 use serde_json::{Value, json};
 
 use super::transfer::{FileOp, ScpMode, ScpTracker, SftpTracker};
-use crate::live::{LiveSession, lock};
+use crate::live::LiveSession;
 use crate::model::SessionEvent;
+use crate::sync::lock;
 
 /// A file-transfer protocol recognised on the channel.
 enum Transfer {

@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::config::SshConfig;
-use crate::live::lock;
 use crate::sever::Severer;
+use crate::sync::lock;
 
 /// Where unauthenticated connections are counted together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

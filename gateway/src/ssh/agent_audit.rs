@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::ids::AgentId;
-use crate::live::lock;
+use crate::sync::lock;
 
 /// How long after its window a held-back report is tried again (the summary goes first).
 pub const RETRY: Duration = Duration::from_secs(1);

@@ -30,12 +30,13 @@ use crate::audit::{Actor, Subjects};
 use crate::ca::{self, CertRequest};
 use crate::datadir::KeyRole;
 use crate::ids::PersonId;
-use crate::live::{LiveSession, lock};
+use crate::live::LiveSession;
 use crate::model::{BoxAuth, EndReason, IksBox, NewSession, Person, SessionEnd, SessionEvent};
 use crate::recording::Recording;
 use crate::sever::{DISCONNECT_WAIT, Severer};
 use crate::state::App;
 use crate::store::{GrantFilter, StoreError};
+use crate::sync::lock;
 
 /// How long a closed session's client has, after its channels were closed with the
 /// reason, to leave on its own before it is disconnected (and, at

@@ -17,7 +17,6 @@ mod policy;
 pub use iks_domain::target;
 pub mod upstream;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,11 +68,12 @@ fn server_config(app: &App) -> Result<Config, SshError> {
     })
 }
 
-/// Accepts engineers' connections until `shutdown` resolves, then closes every live
-/// session with reason "gateway shutdown" and waits (briefly) for their ends to be written.
-pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), SshError> {
+/// Accepts engineers' connections until the node stops ([`crate::state::AppState::shutdown`]),
+/// then closes every live session with reason "gateway shutdown" and waits (briefly) for
+/// their ends to be written.
+pub async fn serve(app: App, listener: TcpListener) -> Result<(), SshError> {
     let config = Arc::new(server_config(&app)?);
-    tokio::pin!(shutdown);
+    let mut stop = app.shutdown.subscribe();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -92,7 +92,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
                 }
             },
             Some(_) = connections.join_next() => {}
-            () = &mut shutdown => break,
+            () = crate::sync::until_set(&mut stop) => break,
         }
     }
     drop(listener);

@@ -31,7 +31,7 @@ impl client::Handler for Upstream {
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let presented = key.public_key();
-        *crate::live::lock(&self.seen) = Some(presented.fingerprint(HashAlg::Sha256).to_string());
+        *crate::sync::lock(&self.seen) = Some(presented.fingerprint(HashAlg::Sha256).to_string());
         Ok(presented.key_data() == self.pinned.key_data())
     }
 
@@ -174,7 +174,7 @@ where
     {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
-            if let Some(got) = crate::live::lock(&seen).clone() {
+            if let Some(got) = crate::sync::lock(&seen).clone() {
                 let want = pinned.fingerprint(HashAlg::Sha256);
                 if got != want.to_string() {
                     return Err(gateway_refusal(

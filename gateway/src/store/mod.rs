@@ -107,7 +107,7 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// what happened inside it) are written this way: while the database is out of reach the
 /// write is tried again, pausing 0.25 s doubling to 5 s. It gives up only when `shutdown`
 /// is set (returning the last error): a session still unended then is ended at the next
-/// start by [`crate::live::end_crashed`]. Memory stays bounded by the callers, each of
+/// start, when the node opens on the store again. Memory stays bounded by the callers, each of
 /// which holds one pending write.
 pub async fn until_stored<T, F, Fut>(shutdown: &tokio::sync::watch::Sender<bool>, what: &str, mut write: F) -> Result<T>
 where

@@ -209,25 +209,6 @@ pub async fn autoclose(store: &Store, config: &Config, now: DateTime<Utc>) -> Re
     Ok(closed)
 }
 
-/// How often [`autoclose_job`] runs.
-pub const AUTOCLOSE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Runs [`autoclose`] at once and then every minute, until `shutdown` resolves.
-pub async fn autoclose_job(store: Store, config: std::sync::Arc<Config>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(AUTOCLOSE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = &mut shutdown => return,
-        }
-        if let Err(e) = autoclose(&store, &config, crate::time::now()).await {
-            tracing::warn!(error = %e, "cannot auto-close silent tickets");
-        }
-    }
-}
-
 /// One ticket in the queue, with its clock.
 #[derive(Debug, Clone, Serialize)]
 pub struct Queued {

@@ -62,11 +62,11 @@ const MAX_OPENED: usize = 10_000;
 
 impl Opened {
     pub fn contains(&self, web_session: i64, id: SessionId) -> bool {
-        crate::live::lock(&self.0).contains(&(web_session, id))
+        crate::sync::lock(&self.0).contains(&(web_session, id))
     }
 
     pub fn insert(&self, web_session: i64, id: SessionId) {
-        let mut set = crate::live::lock(&self.0);
+        let mut set = crate::sync::lock(&self.0);
         if set.len() >= MAX_OPENED {
             set.clear();
         }

@@ -19,8 +19,9 @@ use crate::config::Config;
 use crate::datadir::{DataDir, KeyRole};
 use crate::ids::{BoxId, OrgId, TicketId};
 use crate::model::{NewOrg, NewPerson, Role};
+use crate::node::{Node, NodeParts};
 use crate::rules::{Inn, OrgFacts};
-use crate::state::{App, AppState};
+use crate::state::App;
 use crate::store::tests::{TestDb, new_box, new_ticket};
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -104,7 +105,8 @@ impl TestPanel {
             add_person(&store, login, role, None).await;
         }
         let user_ca = data_dir.key(KeyRole::UserCa).unwrap();
-        let app = Arc::new(AppState::new(store, Arc::new(config), data_dir, user_ca, "test".into()));
+        let parts = NodeParts { store, config: Arc::new(config), data_dir, user_ca, name: "test".into() };
+        let app = Node::open(parts).await.unwrap().app().clone();
         let b = orgs.pop().unwrap();
         let a = orgs.pop().unwrap();
         Self { router: crate::http::router(app.clone()), app, a, b, _db: db, _dir: dir }

@@ -85,7 +85,7 @@ impl Throttle {
     }
 
     fn attempt_at(&self, keys: &[Key], now: Instant) -> Result<Attempt<'_>, Duration> {
-        let mut map = crate::live::lock(&self.failures);
+        let mut map = crate::sync::lock(&self.failures);
         if let Some(wait) = keys.iter().filter_map(|k| map.get(k).and_then(|f| wait(f, k.limit(), now))).max() {
             return Err(wait);
         }
@@ -116,7 +116,7 @@ impl Attempt<'_> {
     /// address keeps its earlier failures (one good sign-in from an address does not
     /// excuse its guessing at other accounts), only this try is taken back.
     pub fn succeeded(self) {
-        let mut map = crate::live::lock(&self.throttle.failures);
+        let mut map = crate::sync::lock(&self.throttle.failures);
         for k in &self.keys {
             match k {
                 Key::Account(_) | Key::SecondFactor(_) => {
@@ -185,7 +185,7 @@ mod tests {
         t.attempt_at(&keys, now).unwrap().succeeded();
         fail(&t, &keys, now, 4);
         assert!(t.attempt_at(&keys[..1], now).is_ok(), "the count started again after the success");
-        let map = crate::live::lock(&t.failures);
+        let map = crate::sync::lock(&t.failures);
         assert_eq!(map[&keys[1]].len(), 8, "the address keeps its failures, not the success");
     }
 

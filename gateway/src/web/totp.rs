@@ -42,7 +42,7 @@ impl Totp {
     fn accept_at(&self, person: i64, secret: &str, code: &str, now: u64) -> bool {
         let Ok(bytes) = Secret::Encoded(secret.to_string()).to_bytes() else { return false };
         let Ok(totp) = TOTP::new(Algorithm::SHA1, 6, 1, STEP, bytes) else { return false };
-        let mut used = crate::live::lock(&self.used);
+        let mut used = crate::sync::lock(&self.used);
         let last = used.get(&person).copied().unwrap_or(0);
         let step = [now.saturating_sub(STEP), now, now + STEP]
             .into_iter()

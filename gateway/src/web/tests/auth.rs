@@ -173,13 +173,7 @@ async fn the_setup_link_creates_the_first_admin_once() {
     let p = TestPanel::new().await;
     assert!(crate::web::auth::setup_link(&p.app.store).await.unwrap().is_none(), "a store with people gets none");
     // Use the first store's link against a panel on that store.
-    let panel = TestPanel {
-        router: crate::http::router(std::sync::Arc::new(crate::state::AppState {
-            store: db.store.clone(),
-            ..clone_state(&p)
-        })),
-        ..p
-    };
+    let panel = TestPanel { router: crate::http::router(node_on(db.store.clone(), &p).await), ..p };
     let mut b = Browser::default();
     let form = panel.get(&mut b, &path).await;
     assert_eq!(form.status, StatusCode::OK);
@@ -203,14 +197,16 @@ async fn the_setup_link_creates_the_first_admin_once() {
     assert!(db.store.credentials("admin").await.unwrap().unwrap().password_hash.unwrap().starts_with("$argon2id$"));
 }
 
-fn clone_state(p: &TestPanel) -> crate::state::AppState {
-    crate::state::AppState::new(
-        p.app.store.clone(),
-        p.app.config.clone(),
-        p.app.data_dir.clone(),
-        p.app.user_ca.clone(),
-        p.app.node.clone(),
-    )
+/// A node like the panel's, on `store`.
+async fn node_on(store: crate::store::Store, p: &TestPanel) -> crate::state::App {
+    let parts = crate::node::NodeParts {
+        store,
+        config: p.app.config.clone(),
+        data_dir: p.app.data_dir.clone(),
+        user_ca: p.app.user_ca.clone(),
+        name: p.app.node.clone(),
+    };
+    crate::node::Node::open(parts).await.unwrap().app().clone()
 }
 
 #[tokio::test]
