@@ -152,10 +152,19 @@ mod tests {
     #[test]
     fn placeholders_are_filled_once_and_unknown_ones_stay() {
         let args = [("ticket", "T-1"), ("box", "{ticket}")];
-        assert_eq!(fill(Lang::En, "refusal.box_offline", &[("since", "noon"), ("ticket", "T-1"), ("box", "gw")]), "T-1: box gw is offline since noon");
+        assert_eq!(
+            fill(Lang::En, "refusal.box_offline", &[("since", "noon"), ("ticket", "T-1"), ("box", "gw")]),
+            "T-1: box gw is offline since noon"
+        );
         assert_eq!(fill(Lang::Ru, "refusal.other_operator", &args), "T-1: доступ выдан другому инженеру");
-        assert_eq!(fill(Lang::En, "refusal.no_agent", &args), "T-1: box {ticket} has no agent connected (enrol it with: iks-gateway box enroll-token {ticket})");
-        assert_eq!(fill(Lang::En, "refusal.pending", &args), "T-1: access request {grant} is waiting for the customer's approval");
+        assert_eq!(
+            fill(Lang::En, "refusal.no_agent", &args),
+            "T-1: box {ticket} has no agent connected (enrol it with: iks-gateway box enroll-token {ticket})"
+        );
+        assert_eq!(
+            fill(Lang::En, "refusal.pending", &args),
+            "T-1: access request {grant} is waiting for the customer's approval"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   first-response deadline they give a ticket;
 //! - [`model`]: the records the gateway keeps and the checks a new record must pass;
 //! - [`target`]: what an engineer types as the SSH user name;
-//! - [`access`]: whether an engineer may reach a box now, and why not;
+//! - [`access`]: whether an engineer may reach a box now, and why not; [`review`]: whether a
+//!   live session may go on;
 //! - [`audit`]: who did what, and the hash chain that makes the log tamper-evident;
 //! - [`i18n`]: every text shown to people, in Russian and English, and [`text`]: making
 //!   untrusted text safe to show.
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod i18n;
 pub mod ids;
 pub mod model;
+pub mod review;
 pub mod rules;
 pub mod sla;
 pub mod target;

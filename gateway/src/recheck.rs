@@ -2,7 +2,7 @@
 //!
 //! A session is allowed once, when its first channel opens ([`crate::access::decide`]);
 //! what allowed it can change while it runs. The node's watchdog
-//! covers the grant and the ticket every tick ([`crate::live::review`], one query for all
+//! covers the grant and the ticket every tick ([`iks_domain::review::review`], one query for all
 //! sessions). The rest is here, applied several times a second: the engineer's account is
 //! disabled or his key removed, the organisation's category or the box's product version
 //! no longer allow remote SSH ([`crate::access::eligible`], the same rule a new connection

@@ -1,15 +1,15 @@
 //! The watchdog: ends, warns and re-checks the live sessions of this node, applying
-//! [`crate::live::review`] to what the store says of them every [`TICK`], and
-//! [`crate::live::outage`] while the store cannot be read (the policy is described in
+//! [`iks_domain::review::review`] to what the store says of them every [`TICK`], and
+//! [`iks_domain::review::outage`] while the store cannot be read (the policy is described in
 //! [`crate::live`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use crate::ids::SessionId;
-use crate::live::{LiveCheck, Verdict, outage, review};
 use crate::model::EndReason;
 use crate::state::App;
+use iks_domain::review::{LiveCheck, Verdict, outage, review};
 
 use super::Every;
 

@@ -202,7 +202,7 @@ impl Store {
     }
 
     /// The state behind every live session of `node`, for the watchdog: one query.
-    pub async fn live_checks(&self, node: &str) -> Result<Vec<crate::live::LiveCheck>> {
+    pub async fn live_checks(&self, node: &str) -> Result<Vec<iks_domain::review::LiveCheck>> {
         sqlx::query(
             "SELECT s.id, s.ticket_id, s.kill_requested_by, g.state AS grant_state, g.ends_at, g.revoked_at, \
              p.login AS revoked_by, t.state AS ticket_state FROM sessions s \
@@ -214,7 +214,7 @@ impl Store {
         .await?
         .iter()
         .map(|r| {
-            Ok(crate::live::LiveCheck {
+            Ok(iks_domain::review::LiveCheck {
                 session: SessionId(r.int("id")?),
                 ticket: TicketId(r.int("ticket_id")?),
                 grant_state: super::parse_enum(

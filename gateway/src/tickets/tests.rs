@@ -6,12 +6,12 @@ use chrono::{Duration, NaiveDate};
 use super::*;
 use crate::config::Config;
 use crate::grants::{self, GrantError};
-use crate::live::{LiveCheck, Verdict, review};
 use crate::model::{
     Approval, EndReason, GrantState, NewAccessRequest, NewOrg, NewPerson, NewSession, Organisation, TicketState,
 };
 use crate::rules::{Inn, OrgFacts};
 use crate::store::tests::{TestDb, backdate_ticket, new_box, story};
+use iks_domain::review::{LiveCheck, Verdict, review};
 
 story!(opening_and_refusals);
 story!(moves_comments_and_history);
