@@ -24,6 +24,7 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod ca;
+pub mod ciphers;
 pub mod config;
 pub mod datadir;
 pub mod enrollment;

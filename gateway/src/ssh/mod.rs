@@ -10,7 +10,6 @@ pub mod admission;
 pub(crate) mod agent;
 pub mod agent_audit;
 mod bridge;
-pub mod ciphers;
 mod conn;
 mod front;
 mod policy;
@@ -62,7 +61,7 @@ fn server_config(app: &App) -> Result<Config, SshError> {
         keepalive_max: 4,
         nodelay: true,
         preferred: russh::Preferred {
-            cipher: ciphers::engineer_leg(&app.config.ssh.ciphers).map_err(SshError::Ciphers)?.into(),
+            cipher: crate::ciphers::engineer_leg(&app.config.ssh.ciphers).map_err(SshError::Ciphers)?.into(),
             ..Default::default()
         },
         ..Default::default()
