@@ -1,5 +1,5 @@
 //! Bridging one of the engineer's channels to a channel on the box: the plumbing under a
-//! session's channels ([`super::engineer`] decides what runs on them).
+//! session's channels (the engineer's connection decides what runs on them).
 //!
 //! Setup is sequential: collect the channel's PTY and environment requests until the
 //! shell/exec/subsystem request ([`collect`]), establish the session (the one access

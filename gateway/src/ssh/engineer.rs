@@ -24,7 +24,7 @@ use super::bridge::{self, Inbox, pump_in, pump_out, refuse, relay, replay};
 use super::established::Established;
 use super::opening::{Opening, store_unavailable};
 use super::peer::Login;
-use super::session::{ChannelRefusal, Channels, Ending, Lines, may_start};
+use super::session::{ChannelRefusal, Channels, ENDING_WITHIN, Ending, Lines, may_start};
 use crate::access::Refusal;
 use crate::live::lock;
 use crate::model::{EndReason, SessionEvent};
@@ -34,7 +34,7 @@ use crate::state::App;
 
 /// How long a closed session's client has, after its channels were closed with the
 /// reason, to leave on its own before it is disconnected (and, at
-/// [`super::ENDING_WITHIN`], cut).
+/// [`ENDING_WITHIN`], cut).
 const CLIENT_LEAVES: Duration = Duration::from_millis(500);
 
 /// A `-L` forward's destination, as the engineer's client asked.
@@ -107,12 +107,12 @@ impl EngineerConn {
         }
     }
 
-    /// Access ends now, unconditionally, within [`super::ENDING_WITHIN`]: the box's leg is
+    /// Access ends now, unconditionally, within [`ENDING_WITHIN`]: the box's leg is
     /// cut at once; the engineer's channels were closed with the reason (see
     /// [`crate::live::LiveSession::close`]), so the client prints it and leaves on its own,
     /// or is disconnected, or — when its connection takes nothing any more — cut.
     async fn end_both_legs<F: Future + Unpin>(&self, running: &mut F, message: &str) {
-        let deadline = tokio::time::Instant::now() + super::ENDING_WITHIN;
+        let deadline = tokio::time::Instant::now() + ENDING_WITHIN;
         if let Some(est) = self.established() {
             est.cut_box().await;
         }
@@ -125,7 +125,7 @@ impl EngineerConn {
         if tokio::time::timeout_at(deadline, &mut *running).await.is_err() {
             warn!("the engineer's connection did not end; cutting it");
             self.severer.sever();
-            let _ = tokio::time::timeout(super::ENDING_WITHIN, running).await;
+            let _ = tokio::time::timeout(ENDING_WITHIN, running).await;
         }
     }
 

@@ -44,7 +44,7 @@ pub struct Established {
     tunnel: Option<crate::tunnel::DataLink>,
     /// Cuts the box's TCP connection, for a box reached directly.
     box_severer: Option<Severer>,
-    /// Bounds what the box's channels hold between russh and the pumps ([`super::bridge`]).
+    /// Bounds what the box's channels hold between russh and the pumps.
     pub inbox_budget: Arc<Semaphore>,
     /// Session events on their way to the store; taken (closed) when the session ends.
     events: Mutex<Option<mpsc::Sender<SessionEvent>>>,
@@ -53,7 +53,7 @@ pub struct Established {
 
 impl Established {
     /// Starts the session's event writer; to be called inside the session's span.
-    /// `inbox_budget` bounds what the box's channels hold ([`super::bridge::budget`]).
+    /// `inbox_budget` bounds what the box's channels hold.
     pub fn new(app: &App, live: Arc<LiveSession>, iks_box: IksBox, leg: BoxLeg, inbox_budget: Arc<Semaphore>) -> Self {
         let (events, mut queue) = mpsc::channel::<SessionEvent>(EVENT_QUEUE);
         let app = app.clone();

@@ -27,6 +27,8 @@ mod session;
 pub mod target;
 pub mod upstream;
 
+pub use session::ENDING_WITHIN;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,10 +51,6 @@ pub enum SshError {
     #[error("[ssh] ciphers: {0}")]
     Ciphers(String),
 }
-
-/// Kill, revocation, expiry, shutdown: both legs of a session are closed within this,
-/// whatever its tasks are blocked on (a peer that stopped reading included).
-pub const ENDING_WITHIN: Duration = Duration::from_secs(1);
 
 /// How long shutdown waits for sessions to write their end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

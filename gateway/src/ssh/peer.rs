@@ -384,7 +384,7 @@ mod tests {
             (
                 Request::SocketForward("/tmp/s\x1b"),
                 false,
-                Some("remote socket forwarding (/tmp/s\\u{1b}) is refused by the gateway"),
+                Some("remote socket forwarding (/tmp/s^[) is refused by the gateway"),
             ),
         ];
         for (request, may, notice) in cases {

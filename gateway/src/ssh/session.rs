@@ -2,10 +2,16 @@
 //! channel may start, the line a refused one prints, the notices and the one terminal its
 //! connection shares, and the closing/ending state every pump watches.
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 
 use crate::access::Refusal;
 use crate::recording::tap::Kind;
+
+/// Kill, revocation, expiry, shutdown: both legs of a session are closed within this,
+/// whatever its tasks are blocked on (a peer that stopped reading included).
+pub const ENDING_WITHIN: Duration = Duration::from_secs(1);
 
 /// What an engineer's session channel asked to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +222,7 @@ mod tests {
         let cases = [
             (false, &box_start, "the box refused to start (ls)\n"),
             (true, &box_start, "the box refused to start (ls)\r\n"),
-            (false, &ChannelRefusal::BoxChannel("closed\x1b".into()), "the box refused a new channel: closed\\u{1b}\n"),
+            (false, &ChannelRefusal::BoxChannel("closed\x1b".into()), "the box refused a new channel: closed^[\n"),
             (
                 true,
                 &ChannelRefusal::SecondTerminal,
