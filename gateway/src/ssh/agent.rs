@@ -135,8 +135,8 @@ impl AgentConn {
 
     /// Whether a channel may open; the one session channel an enrolment or control
     /// connection may open starts its task.
-    pub fn channel_opened(&self, open: Open, channel: Channel<Msg>) -> bool {
-        let first = open == Open::Session && !self.channel_taken.swap(true, Ordering::SeqCst);
+    pub fn channel_opened(&self, open: &Open, channel: Channel<Msg>) -> bool {
+        let first = *open == Open::Session && !self.channel_taken.swap(true, Ordering::SeqCst);
         if !self.peer.may_open(open, first) {
             return false;
         }

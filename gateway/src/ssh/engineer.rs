@@ -23,7 +23,7 @@ use tracing::{Instrument as _, warn};
 use super::bridge::{self, Inbox, pump_in, pump_out, refuse, relay, replay};
 use super::established::Established;
 use super::opening::{Opening, store_unavailable};
-use super::peer::Login;
+use super::peer::{Forward, Login};
 use super::session::{ChannelRefusal, Channels, ENDING_WITHIN, Ending, Lines, may_start};
 use crate::access::Refusal;
 use crate::live::lock;
@@ -36,14 +36,6 @@ use crate::state::App;
 /// reason, to leave on its own before it is disconnected (and, at
 /// [`ENDING_WITHIN`], cut).
 const CLIENT_LEAVES: Duration = Duration::from_millis(500);
-
-/// A `-L` forward's destination, as the engineer's client asked.
-pub struct Forward {
-    pub host: String,
-    pub port: u32,
-    pub originator: String,
-    pub originator_port: u32,
-}
 
 pub struct EngineerConn {
     app: App,

@@ -21,8 +21,8 @@ use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::agent::{self, AgentConn};
-use super::engineer::{EngineerConn, Forward};
-use super::peer::{self, Authenticating, EngineerOpen, Identity, KeyLookup, Open, Request};
+use super::engineer::EngineerConn;
+use super::peer::{self, Authenticating, Forward, Identity, KeyLookup, Open, Request};
 use crate::sever::Severer;
 use crate::state::App;
 
@@ -231,7 +231,7 @@ impl Handler for Front {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channel_open(Open::Session, channel, reply, None).await;
+        self.channel_open(Open::Session, channel, reply).await;
         Ok(())
     }
 
@@ -246,7 +246,7 @@ impl Handler for Front {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let to = Forward { host: host.to_string(), port, originator: originator.to_string(), originator_port };
-        self.channel_open(Open::DirectTcpip, channel, reply, Some(to)).await;
+        self.channel_open(Open::DirectTcpip(to), channel, reply).await;
         Ok(())
     }
 
@@ -258,7 +258,7 @@ impl Handler for Front {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channel_open(Open::X11, channel, reply, None).await;
+        self.channel_open(Open::X11, channel, reply).await;
         Ok(())
     }
 
@@ -342,24 +342,17 @@ impl Front {
     /// A channel the peer opens: accepted, refused, or (a forward) decided in a task once
     /// the session is known — deciding needs the store and maybe the box, never inside the
     /// callback.
-    async fn channel_open(&self, open: Open, channel: Channel<Msg>, reply: ChannelOpenHandle, to: Option<Forward>) {
-        match &self.peer {
-            Peer::Engineer(conn) => match (peer::engineer_opens(open), to) {
-                (EngineerOpen::Accept, _) => {
-                    reply.accept().await;
-                    tokio::spawn(conn.clone().session_channel(channel));
-                }
-                (EngineerOpen::AfterSession, Some(to)) => {
-                    tokio::spawn(conn.clone().direct_tcpip(channel, to, reply));
-                }
-                (EngineerOpen::AfterSession | EngineerOpen::Reject, _) => {
-                    reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
-                }
-            },
-            Peer::Agent(conn) if conn.channel_opened(open, channel) => reply.accept().await,
-            Peer::Agent(_) | Peer::Authenticating(_) | Peer::Nobody => {
-                reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+    async fn channel_open(&self, open: Open, channel: Channel<Msg>, reply: ChannelOpenHandle) {
+        match (&self.peer, open) {
+            (Peer::Engineer(conn), Open::Session) => {
+                reply.accept().await;
+                tokio::spawn(conn.clone().session_channel(channel));
             }
+            (Peer::Engineer(conn), Open::DirectTcpip(to)) => {
+                tokio::spawn(conn.clone().direct_tcpip(channel, to, reply));
+            }
+            (Peer::Agent(conn), open) if conn.channel_opened(&open, channel) => reply.accept().await,
+            _ => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
         }
     }
 }

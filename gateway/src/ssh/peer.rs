@@ -162,31 +162,24 @@ pub fn engineer_may(config: &SshConfig, request: &Request<'_>) -> bool {
     }
 }
 
-/// A channel a peer opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A `-L` forward's destination, as the engineer's client asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub host: String,
+    pub port: u32,
+    pub originator: String,
+    pub originator_port: u32,
+}
+
+/// A channel a peer opens. An engineer's session channel is accepted at once (its start
+/// request asks for the session); his forward is decided once the session and the box's
+/// forwarding policy are known; X11 is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Open {
     Session,
     /// `ssh -L`.
-    DirectTcpip,
+    DirectTcpip(Forward),
     X11,
-}
-
-/// What happens to a channel an engineer opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineerOpen {
-    /// Accepted now; the session is asked for by its start request.
-    Accept,
-    /// Decided once the session is established and the box's forwarding policy is known.
-    AfterSession,
-    Reject,
-}
-
-pub fn engineer_opens(open: Open) -> EngineerOpen {
-    match open {
-        Open::Session => EngineerOpen::Accept,
-        Open::DirectTcpip => EngineerOpen::AfterSession,
-        Open::X11 => EngineerOpen::Reject,
-    }
 }
 
 impl AgentPeer {
@@ -206,8 +199,8 @@ impl AgentPeer {
 
     /// Whether a channel may open: an enrolment or a control connection opens one session
     /// channel, its `first`; a data connection opens none (the gateway opens its tunnel).
-    pub fn may_open(&self, open: Open, first: bool) -> bool {
-        open == Open::Session && first && !matches!(self, Self::Data { .. })
+    pub fn may_open(&self, open: &Open, first: bool) -> bool {
+        *open == Open::Session && first && !matches!(self, Self::Data { .. })
     }
 
     /// For the log.
@@ -397,13 +390,6 @@ mod tests {
     }
 
     #[test]
-    fn what_an_engineer_may_open() {
-        assert_eq!(engineer_opens(Open::Session), EngineerOpen::Accept);
-        assert_eq!(engineer_opens(Open::DirectTcpip), EngineerOpen::AfterSession);
-        assert_eq!(engineer_opens(Open::X11), EngineerOpen::Reject);
-    }
-
-    #[test]
     fn an_agent_does_one_thing_on_one_channel() {
         let enroll = format!("{} token", iks_proto::ENROLL_COMMAND);
         let control = iks_proto::CONTROL_COMMAND;
@@ -424,10 +410,12 @@ mod tests {
                     granted.push(format!("{request:?}"));
                 }
             }
+            let forward =
+                Forward { host: "localhost".into(), port: 22, originator: "127.0.0.1".into(), originator_port: 5 };
             let opens: Vec<bool> =
-                [(Open::Session, true), (Open::Session, false), (Open::DirectTcpip, true), (Open::X11, true)]
-                    .into_iter()
-                    .map(|(open, first)| peer.may_open(open, first))
+                [(Open::Session, true), (Open::Session, false), (Open::DirectTcpip(forward), true), (Open::X11, true)]
+                    .iter()
+                    .map(|(open, first)| peer.may_open(open, *first))
                     .collect();
             match name {
                 "enrolling" => {
