@@ -60,7 +60,7 @@ pub struct SshConfig {
     /// print it in `ssh` and `iks-agent enroll` commands; empty means the listen address.
     /// It differs from `listen` behind NAT or a port forward.
     pub public_address: String,
-    /// The ciphers engineers' clients may choose from (see [`crate::ssh::ciphers`]).
+    /// The ciphers engineers' clients may choose from (see [`crate::ciphers`]).
     pub ciphers: Vec<String>,
     /// A connection that has not begun to authenticate this long after it was accepted is
     /// closed, e.g. "10s" (key exchange takes milliseconds).
@@ -86,7 +86,7 @@ impl Default for SshConfig {
             env: vec!["LANG".into(), "LC_*".into()],
             node: String::new(),
             public_address: String::new(),
-            ciphers: crate::ssh::ciphers::DEFAULT.iter().map(|c| c.as_ref().to_string()).collect(),
+            ciphers: crate::ciphers::DEFAULT.iter().map(|c| c.as_ref().to_string()).collect(),
             handshake_timeout: "10s".into(),
             login_grace_time: "120s".into(),
             max_unauthenticated: 256,
@@ -417,7 +417,7 @@ impl Config {
             let message = format!("'{}' must be host:port, e.g. gw.example.ru:2222", self.ssh.public_address);
             return Err(invalid("ssh.public_address", message));
         }
-        crate::ssh::ciphers::engineer_leg(&self.ssh.ciphers).map_err(|e| invalid("ssh.ciphers", e))?;
+        crate::ciphers::engineer_leg(&self.ssh.ciphers).map_err(|e| invalid("ssh.ciphers", e))?;
         let handshake =
             positive_duration(&self.ssh.handshake_timeout).map_err(|e| invalid("ssh.handshake_timeout", e))?;
         let grace = positive_duration(&self.ssh.login_grace_time).map_err(|e| invalid("ssh.login_grace_time", e))?;

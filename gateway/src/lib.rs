@@ -29,6 +29,7 @@ pub use iks_domain::{access, i18n, ids, model, rules, text, time};
 pub mod api;
 pub mod audit;
 pub mod ca;
+pub mod ciphers;
 pub mod config;
 pub mod datadir;
 pub mod enrollment;

@@ -1,25 +1,29 @@
-//! Re-checking a live session against everything its connection was checked for.
+//! The facts about a session, gathered from the store in one place, and the re-check of a
+//! live session against them.
 //!
-//! A session is allowed once, when its first channel opens ([`crate::access::decide`]);
-//! what allowed it can change while it runs. The node's watchdog
-//! covers the grant and the ticket every tick ([`iks_domain::review::review`], one query for all
-//! sessions). The rest is here, applied several times a second: the engineer's account is
+//! A session is allowed once, when its first channel opens ([`crate::access::decide`] over
+//! [`Gathered::facts`], gathered by [`gather`]); what allowed it can change while it runs.
+//! The node's watchdog covers the grant and the ticket every tick
+//! ([`iks_domain::review::review`], one query for all sessions). The rest is here, applied several
+//! times a second over the same gathering ([`Gathered::load`]): the engineer's account is
 //! disabled or his key removed, the organisation's category or the box's product version
 //! no longer allow remote SSH ([`crate::access::eligible`], the same rule a new connection
 //! meets, so the two cannot drift apart), the box's forwarding policy changed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::access::{self, Facts, Refusal};
+use crate::audit::Subjects;
 use crate::ids::{BoxId, PersonId, TicketId};
-use crate::model::{EndReason, IksBox, Organisation, Person, Ticket};
+use crate::model::{EndReason, Grant, IksBox, Organisation, Person, Ticket};
 use crate::rules::ProductCatalog;
-use crate::store::{Store, StoreError};
+use crate::store::{GrantFilter, Store, StoreError};
 
-/// The facts about one live session, as the store holds them now.
+/// The facts about one session, as the store holds them now: everything the access
+/// decision and the re-check read.
 pub struct Gathered {
     pub person: Person,
     /// Whether the key the engineer signed in with still belongs to an enabled operator: him.
@@ -27,9 +31,22 @@ pub struct Gathered {
     pub ticket: Ticket,
     pub org: Organisation,
     pub iks_box: IksBox,
+    /// The ticket's grants for this box, in any state.
+    pub grants: Vec<Grant>,
+    /// Logins of the people named in the grants (deciders, revokers).
+    pub names: HashMap<PersonId, String>,
 }
 
-/// Who is connected where, for [`Gathered::load`].
+/// Which box the facts are about.
+#[derive(Debug, Clone, Copy)]
+pub enum BoxChoice<'a> {
+    /// A running session's box.
+    Id(BoxId),
+    /// The box an engineer named, or (`None`) the one box the ticket's grants cover.
+    Named(Option<&'a str>),
+}
+
+/// Who is connected where, for [`gather`].
 pub struct Subject<'a> {
     pub operator: PersonId,
     /// The key the engineer authenticated with.
@@ -38,14 +55,107 @@ pub struct Subject<'a> {
     pub iks_box: BoxId,
 }
 
+/// Why the facts could not be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum NotGathered {
+    /// The store cannot be asked now: no decision without it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// What was asked for does not exist (no such ticket or box, no box or several): a
+    /// refusal about what `subjects` names.
+    #[error("{refusal}")]
+    Refused { refusal: Refusal, subjects: Subjects },
+}
+
+/// Gathers a session's facts from the store: the one gathering behind the decision when a
+/// session opens and the re-check while it runs.
+pub async fn gather(
+    store: &Store,
+    operator: PersonId,
+    key_fingerprint: &str,
+    ticket: TicketId,
+    iks_box: BoxChoice<'_>,
+) -> Result<Gathered, NotGathered> {
+    let refused = |refusal, subjects| NotGathered::Refused { refusal, subjects };
+    let person = store.person(operator).await?;
+    let key_valid = store.operator_by_key_fingerprint(key_fingerprint).await?.is_some_and(|p| p.id == operator);
+    let ticket = match store.ticket(ticket).await {
+        Ok(t) => t,
+        Err(StoreError::NotFound { .. }) => return Err(refused(Refusal::NoTicket(ticket), Subjects::default())),
+        Err(e) => return Err(e.into()),
+    };
+    let org = store.org(ticket.org_id).await?;
+    let subjects = Subjects { org: Some(org.id), ticket: Some(ticket.id), ..Default::default() };
+    let ticket_grants = store.list_grants(&GrantFilter { ticket: Some(ticket.id), ..Default::default() }).await?;
+    let iks_box = match iks_box {
+        BoxChoice::Id(id) => store.get_box(id).await?,
+        BoxChoice::Named(Some(name)) => match store.box_by_name(org.id, name).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => {
+                let refusal = Refusal::NoSuchBox { ticket: ticket.id, name: name.to_string(), org: org.name.clone() };
+                return Err(refused(refusal, subjects));
+            }
+            Err(e) => return Err(e.into()),
+        },
+        BoxChoice::Named(None) => {
+            let ids: Vec<_> = ticket_grants.iter().map(|g| g.box_id).collect::<HashSet<_>>().into_iter().collect();
+            match ids.as_slice() {
+                [] => return Err(refused(Refusal::NoBoxRequested { ticket: ticket.id }, subjects)),
+                [one] => store.get_box(*one).await?,
+                several => {
+                    let mut names = Vec::new();
+                    for id in several {
+                        names.push(store.get_box(*id).await?.name);
+                    }
+                    names.sort();
+                    return Err(refused(Refusal::SeveralBoxes { ticket: ticket.id, names }, subjects));
+                }
+            }
+        }
+    };
+    let grants: Vec<_> = ticket_grants.into_iter().filter(|g| g.box_id == iks_box.id).collect();
+    let mut names = HashMap::new();
+    let named: Vec<PersonId> = grants.iter().flat_map(|g| [g.decided_by, g.revoked_by]).flatten().collect();
+    for id in named {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+            slot.insert(store.person(id).await.map(|p| p.login).unwrap_or_else(|_| format!("person {id}")));
+        }
+    }
+    Ok(Gathered { person, key_valid, ticket, org, iks_box, grants, names })
+}
+
 impl Gathered {
-    pub async fn load(store: &Store, s: &Subject<'_>) -> Result<Self, StoreError> {
-        let person = store.person(s.operator).await?;
-        let key_valid = store.operator_by_key_fingerprint(s.key_fingerprint).await?.is_some_and(|p| p.id == s.operator);
-        let ticket = store.ticket(s.ticket).await?;
-        let org = store.org(ticket.org_id).await?;
-        let iks_box = store.get_box(s.iks_box).await?;
-        Ok(Self { person, key_valid, ticket, org, iks_box })
+    /// A running session's facts, for the re-check.
+    pub async fn load(store: &Store, s: &Subject<'_>) -> Result<Self, NotGathered> {
+        gather(store, s.operator, s.key_fingerprint, s.ticket, BoxChoice::Id(s.iks_box)).await
+    }
+
+    /// The facts as the access decision reads them, at `now`.
+    pub fn facts<'a>(&'a self, now: DateTime<Utc>, tz: Tz, catalog: &'a ProductCatalog) -> Facts<'a> {
+        Facts {
+            now,
+            tz,
+            operator: &self.person,
+            ticket: &self.ticket,
+            org: &self.org,
+            iks_box: &self.iks_box,
+            grants: &self.grants,
+            names: &self.names,
+            catalog,
+        }
+    }
+
+    /// Whether the engineer may still act as himself: his account enabled, his key his.
+    /// Checked at authentication, again when the session opens and while it runs.
+    pub fn operator_holds(&self) -> Result<(), String> {
+        let login = &self.person.login;
+        if self.person.disabled_at.is_some() {
+            return Err(format!("the account of engineer {login} was disabled"));
+        }
+        if !self.key_valid {
+            return Err(format!("the key engineer {login} signed in with was removed"));
+        }
+        Ok(())
     }
 }
 
@@ -62,30 +172,13 @@ pub enum Recheck {
     },
 }
 
-/// Applies to a running session the rules of a new connection that the review does not.
+/// Applies to a running session the rules of a new connection that the review does not
+/// (the grants are the review's).
 pub fn recheck(g: &Gathered, now: DateTime<Utc>, tz: Tz, catalog: &ProductCatalog) -> Recheck {
-    let login = &g.person.login;
-    if g.person.disabled_at.is_some() {
-        let message = format!("the account of engineer {login} was disabled");
+    if let Err(message) = g.operator_holds() {
         return Recheck::End { reason: EndReason::OperatorDisabled, message };
     }
-    if !g.key_valid {
-        let message = format!("the key engineer {login} signed in with was removed");
-        return Recheck::End { reason: EndReason::OperatorDisabled, message };
-    }
-    let names = HashMap::new();
-    let facts = Facts {
-        now,
-        tz,
-        operator: &g.person,
-        ticket: &g.ticket,
-        org: &g.org,
-        iks_box: &g.iks_box,
-        grants: &[],
-        names: &names,
-        catalog,
-    };
-    match access::eligible(&facts) {
+    match access::eligible(&g.facts(now, tz, catalog)) {
         Ok(()) => Recheck::Holds { forwarding: g.iks_box.allow_forwarding },
         Err(refusal) => {
             let reason = match refusal {
@@ -112,6 +205,8 @@ mod tests {
             ticket: ticket(TicketState::InProgress),
             org: org(active_module()),
             iks_box: iks_box("iks-standard", "7"),
+            grants: Vec::new(),
+            names: HashMap::new(),
         }
     }
 

@@ -1,42 +1,30 @@
 //! Agents on the SSH front: the same port as engineers, told apart by the SSH user name
 //! (`iks_proto::AgentUser`). An agent connection can do exactly one thing — enrol, hold
-//! the control channel, or carry one session's tunnel — and every other request is refused.
+//! the control channel, or carry one session's tunnel — and every other request is refused
+//! ([`AgentPeer`]'s rules).
 //!
-//! The callbacks here run inside the connection's loop, so they only look things up and
+//! The lookups here run inside the connection's loop, so they only look things up and
 //! reply; the enrolment and the control channel run in tasks of their own.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use iks_proto::{AgentMsg, AgentState, AgentUser, CONTROL_COMMAND, DialRefusal, LineBuffer};
 use russh::keys::{HashAlg, PublicKey};
 use russh::server::{Handle, Msg};
 use russh::{Channel, ChannelMsg};
+use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::agent_audit::Verdict;
-use super::conn::Conn;
+use super::peer::{AgentPeer, Open, Request};
 use crate::ids::AgentId;
 use crate::model::{Agent, AgentReport, EndReason};
+use crate::sever::Severer;
 use crate::state::App;
 use crate::store::StoreError;
 use crate::tunnel::{COMMAND_QUEUE, Link};
-
-/// What an authenticated agent connection is for.
-#[derive(Debug)]
-pub enum AgentPeer {
-    /// Enrolling with this (new) key.
-    Enrolling(PublicKey),
-    Control {
-        agent: Agent,
-        box_name: String,
-    },
-    Data {
-        agent: Agent,
-        box_name: String,
-        dial: String,
-    },
-}
 
 /// How long an agent has, after logging in, to say what it wants.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,9 +33,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// present its token: anyone may log in to enrol, so it gets no more than it needs.
 const ENROLL_WITHIN: Duration = Duration::from_secs(10);
 
-async fn active_agent(conn: &Conn, key: &PublicKey) -> Option<Agent> {
+async fn active_agent(app: &App, key: &PublicKey) -> Option<Agent> {
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-    match conn.app.store.active_agent_by_key(&fingerprint).await {
+    match app.store.active_agent_by_key(&fingerprint).await {
         Ok(found) => found,
         Err(e) => {
             // Fail closed, as for engineers.
@@ -58,112 +46,122 @@ async fn active_agent(conn: &Conn, key: &PublicKey) -> Option<Agent> {
 }
 
 /// Whether the offered key may try to log in as `user` (before its signature).
-pub async fn offered(conn: &Conn, user: &AgentUser, key: &PublicKey) -> bool {
+pub async fn offered(app: &App, user: &AgentUser, key: &PublicKey) -> bool {
     match user {
         // Any key: enrolling registers it, and the signature that follows proves possession.
         AgentUser::Enroll => true,
-        AgentUser::Control => active_agent(conn, key).await.is_some(),
-        AgentUser::Data(dial) => active_agent(conn, key).await.is_some_and(|a| conn.app.tunnels.expects(dial, a.id)),
+        AgentUser::Control => active_agent(app, key).await.is_some(),
+        AgentUser::Data(dial) => active_agent(app, key).await.is_some_and(|a| app.tunnels.expects(dial, a.id)),
     }
 }
 
-/// The signature checked out: decide, and remember what the connection is for.
-pub async fn authenticated(conn: &Conn, user: AgentUser, key: &PublicKey) -> bool {
+/// The signature checked out: what the connection is for, if it may log in.
+pub async fn authenticated(app: &App, user: AgentUser, key: &PublicKey) -> Option<AgentPeer> {
     let peer = match user {
         AgentUser::Enroll => AgentPeer::Enrolling(key.clone()),
         AgentUser::Control | AgentUser::Data(_) => {
-            let Some(agent) = active_agent(conn, key).await else { return false };
-            let box_name = match conn.app.store.get_box(agent.box_id).await {
+            let agent = active_agent(app, key).await?;
+            let box_name = match app.store.get_box(agent.box_id).await {
                 Ok(b) => b.name,
                 Err(e) => {
                     warn!(error = %e, "cannot look up an agent's box");
-                    return false;
+                    return None;
                 }
             };
             match user {
-                AgentUser::Data(dial) if conn.app.tunnels.expects(&dial, agent.id) => {
+                AgentUser::Data(dial) if app.tunnels.expects(&dial, agent.id) => {
                     AgentPeer::Data { agent, box_name, dial }
                 }
-                AgentUser::Data(_) => return false,
+                AgentUser::Data(_) => return None,
                 _ => AgentPeer::Control { agent, box_name },
             }
         }
     };
-    info!(peer = ?peer_kind(&peer), "agent authenticated");
-    conn.agent.set(peer).is_ok()
+    info!(peer = %peer.describe(), "agent authenticated");
+    Some(peer)
 }
 
-fn peer_kind(p: &AgentPeer) -> String {
-    match p {
-        AgentPeer::Enrolling(_) => "enrolment".into(),
-        AgentPeer::Control { agent, box_name } => {
-            format!("control of {agent_id} (box {box_name})", agent_id = agent.id)
-        }
-        AgentPeer::Data { agent, box_name, .. } => format!("data of {agent_id} (box {box_name})", agent_id = agent.id),
-    }
+/// An agent's connection, settled at authentication.
+pub struct AgentConn {
+    app: App,
+    peer: AgentPeer,
+    handle: Handle,
+    /// An agent connection opens at most one channel.
+    channel_taken: AtomicBool,
 }
 
-/// After authentication: a data connection is handed to the session that asked for it; an
-/// enrolling one must open its channel within [`ENROLL_WITHIN`] or is cut off.
-pub fn succeeded(conn: &Arc<Conn>, handle: Handle) {
-    match conn.agent.get() {
-        Some(AgentPeer::Data { dial, box_name, .. })
-            if !conn.app.tunnels.deliver(
-                dial,
-                box_name,
-                handle.clone(),
-                conn.ended.subscribe(),
-                conn.severer.clone(),
-            ) =>
-        {
-            // The session gave up waiting; the connection is useless and the agent will close it.
-            info!(dial, "a data connection arrived after its session gave up");
-        }
-        Some(AgentPeer::Enrolling(_)) => {
-            let conn = conn.clone();
-            tokio::spawn(
-                async move {
-                    tokio::time::sleep(ENROLL_WITHIN).await;
-                    if !conn.agent_channel_taken.load(std::sync::atomic::Ordering::SeqCst) {
-                        info!("no enrolment request in time: disconnecting");
-                        let why = "no enrolment request in time".to_string();
-                        let _ = handle.disconnect(russh::Disconnect::ByApplication, why, "en".into()).await;
+impl AgentConn {
+    /// After authentication: a data connection is handed to the session that asked for it
+    /// (`ended` and `severer` let that session follow and cut it); an enrolling one must
+    /// open its channel within [`ENROLL_WITHIN`] or is cut off.
+    pub fn start(
+        app: App,
+        peer: AgentPeer,
+        handle: Handle,
+        ended: watch::Receiver<bool>,
+        severer: Severer,
+    ) -> Arc<Self> {
+        let conn = Arc::new(Self { app, peer, handle, channel_taken: AtomicBool::new(false) });
+        match &conn.peer {
+            AgentPeer::Data { dial, box_name, .. }
+                if !conn.app.tunnels.deliver(dial, box_name, conn.handle.clone(), ended, severer) =>
+            {
+                // The session gave up waiting; the connection is useless and the agent will close it.
+                info!(dial, "a data connection arrived after its session gave up");
+            }
+            AgentPeer::Enrolling(_) => {
+                let waiting = conn.clone();
+                tokio::spawn(
+                    async move {
+                        tokio::time::sleep(ENROLL_WITHIN).await;
+                        if !waiting.channel_taken.load(Ordering::SeqCst) {
+                            info!("no enrolment request in time: disconnecting");
+                            let why = "no enrolment request in time".to_string();
+                            let _ = waiting.handle.disconnect(russh::Disconnect::ByApplication, why, "en".into()).await;
+                        }
                     }
-                }
-                .in_current_span(),
-            );
+                    .in_current_span(),
+                );
+            }
+            _ => {}
         }
-        _ => {}
+        conn
     }
-}
 
-/// Accepts the one session channel an enrolment or control connection may open.
-pub fn channel_opened(conn: &Arc<Conn>, peer: &AgentPeer, channel: Channel<Msg>) -> bool {
-    if conn.agent_channel_taken.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return false;
+    /// Whether the connection may have `request` (its one exec).
+    pub fn may(&self, request: &Request<'_>) -> bool {
+        self.peer.may(request)
     }
-    let Some(handle) = conn.handle.get().cloned() else { return false };
-    let app = conn.app.clone();
-    match peer {
-        AgentPeer::Enrolling(key) => {
-            tokio::spawn(enroll(app, key.clone(), channel, handle).instrument(info_span!("enrolment")));
-            true
-        }
-        AgentPeer::Control { agent, box_name } => {
-            let span = info_span!("agent", agent = %agent.id, r#box = %box_name);
-            tokio::spawn(control(app, agent.clone(), box_name.clone(), channel, handle).instrument(span));
-            true
-        }
-        AgentPeer::Data { .. } => false,
-    }
-}
 
-/// Whether an exec on the agent's channel is the one it may send.
-pub fn exec_allowed(peer: &AgentPeer, command: &[u8]) -> bool {
-    match peer {
-        AgentPeer::Enrolling(_) => command.starts_with(iks_proto::ENROLL_COMMAND.as_bytes()),
-        AgentPeer::Control { .. } => command == CONTROL_COMMAND.as_bytes(),
-        AgentPeer::Data { .. } => false,
+    /// Whether a channel may open; the one session channel an enrolment or control
+    /// connection may open starts its task.
+    pub fn channel_opened(&self, open: &Open, channel: Channel<Msg>) -> bool {
+        let first = *open == Open::Session && !self.channel_taken.swap(true, Ordering::SeqCst);
+        if !self.peer.may_open(open, first) {
+            return false;
+        }
+        let (app, handle) = (self.app.clone(), self.handle.clone());
+        match &self.peer {
+            AgentPeer::Enrolling(key) => {
+                tokio::spawn(enroll(app, key.clone(), channel, handle).instrument(info_span!("enrolment")));
+            }
+            AgentPeer::Control { agent, box_name } => {
+                let span = info_span!("agent", agent = %agent.id, r#box = %box_name);
+                tokio::spawn(control(app, agent.clone(), box_name.clone(), channel, handle).instrument(span));
+            }
+            AgentPeer::Data { .. } => return false,
+        }
+        true
+    }
+
+    /// The connection ended: for a data connection, the session it carried ends with it.
+    pub async fn ended(&self) {
+        let AgentPeer::Data { dial, .. } = &self.peer else { return };
+        if let Some((session, box_name)) = self.app.tunnels.data_ended(dial)
+            && let Some(live) = self.app.live.get(session)
+        {
+            live.close(EndReason::AgentDisconnected, &format!("the agent of box {box_name} disconnected"));
+        }
     }
 }
 
@@ -443,15 +441,5 @@ async fn remote_access_disabled(app: &App, agent: AgentId, box_name: &str) {
                 &format!("the customer disabled remote access on box {box_name}"),
             );
         }
-    }
-}
-
-/// A data connection ended: the session it carried ends with it.
-pub async fn data_ended(app: &App, peer: &AgentPeer) {
-    let AgentPeer::Data { dial, .. } = peer else { return };
-    if let Some((session, box_name)) = app.tunnels.data_ended(dial)
-        && let Some(live) = app.live.get(session)
-    {
-        live.close(EndReason::AgentDisconnected, &format!("the agent of box {box_name} disconnected"));
     }
 }

@@ -1,73 +1,189 @@
-//! russh's server callbacks. They run inside the connection's loop, so they never wait
-//! for anything slow: channel work goes to tasks ([`super::bridge`]), and every request
-//! that asks for a reply gets one here. Agents share the port; their connections are
-//! told apart by the user name and handled by [`super::agent`].
+//! The top of the SSH front: one task per connection runs russh's server session with
+//! [`Front`] as its handler, whose state moves once, at authentication, from
+//! [`Peer::Authenticating`] to an engineer's connection ([`EngineerConn`]) or an agent's
+//! ([`AgentConn`]); each kind sees only its own state.
+//!
+//! russh's callbacks run inside the connection's loop, so they never wait for anything
+//! slow: channel work goes to tasks, and every request that asks for a reply gets one here
+//! from the rules in [`super::peer`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
+use iks_proto::read_ahead::ReadAhead;
 use russh::keys::HashAlg;
-use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::server::{
+    self, Auth, ChannelOpenHandle, Config, Handler, Msg, PublicKeyOffer, RunningSession, Session, VerifiedPublicKey,
+};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
-use tracing::{debug, info, warn};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::agent::{self, AgentPeer};
-use super::conn::Conn;
-use super::policy;
+use super::agent::{self, AgentConn};
+use super::engineer::EngineerConn;
+use super::peer::{self, Authenticating, Forward, Identity, KeyLookup, Open, Request};
+use crate::sever::Severer;
+use crate::state::App;
+
+/// What a connection became, told to its task ([`run`]) so it can end it properly.
+enum Settled {
+    Engineer(Arc<EngineerConn>),
+    Agent(Arc<AgentConn>),
+}
+
+/// What the connection's handler knows before authentication, and what it needs to
+/// become either kind of peer.
+struct Pending {
+    auth: Authenticating,
+    severer: Severer,
+    ended: watch::Receiver<bool>,
+    settled: oneshot::Sender<Settled>,
+}
+
+/// The handler's state: it moves by value, once.
+enum Peer {
+    Authenticating(Box<Pending>),
+    Engineer(Arc<EngineerConn>),
+    Agent(Arc<AgentConn>),
+    /// Authentication succeeded with nothing accepted (not expected): nothing is allowed.
+    Nobody,
+}
 
 pub struct Front {
-    pub conn: Arc<Conn>,
+    app: App,
+    peer_addr: SocketAddr,
+    peer: Peer,
+}
+
+/// Serves one TCP connection until it ends, then ends what it carried.
+pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, severer: Severer, peer_addr: SocketAddr) {
+    let (ended, ended_rx) = watch::channel(false);
+    let (settled_tx, settled_rx) = oneshot::channel();
+    let pending = Pending { auth: Authenticating::default(), severer, ended: ended_rx, settled: settled_tx };
+    let front = Front { app, peer_addr, peer: Peer::Authenticating(Box::new(pending)) };
+    async {
+        let settled = match server::run_stream(config, ReadAhead::new(stream), front).await {
+            Ok(running) => drive(running, settled_rx).await,
+            Err(e) => {
+                debug!(error = %e, "SSH handshake failed");
+                None
+            }
+        };
+        // Gone before the session's end is written: every pump still waiting stops now.
+        ended.send_replace(true);
+        match settled {
+            Some(Settled::Engineer(conn)) => conn.finish().await,
+            Some(Settled::Agent(conn)) => conn.ended().await,
+            None => {}
+        }
+    }
+    .instrument(info_span!("ssh", peer = %peer_addr))
+    .await;
+}
+
+/// Runs the session to its end; an engineer's is also ended when his session is closed.
+async fn drive(mut running: RunningSession<Front>, mut settled: oneshot::Receiver<Settled>) -> Option<Settled> {
+    let first = tokio::select! {
+        _ = &mut running => return settled.try_recv().ok(),
+        s = &mut settled => s,
+    };
+    let Ok(peer) = first else {
+        // The handler is gone without settling: so is the session.
+        let _ = running.await;
+        return None;
+    };
+    match &peer {
+        Settled::Engineer(conn) => conn.serve(running).await,
+        Settled::Agent(_) => {
+            let _ = running.await;
+        }
+    }
+    Some(peer)
 }
 
 impl Front {
-    /// What the connection is for, when it is an agent's.
-    fn agent(&self) -> Option<&AgentPeer> {
-        self.conn.agent.get()
-    }
-
-    /// Whether `key` may authenticate: it is an enabled operator's (then remembered when
-    /// `verified`), or the store cannot say. Without the store nobody is recognised: the
-    /// connection is let in as no one ([`Conn::store_down`]), so its channels can be
-    /// refused with "store unavailable" rather than a bare "Permission denied".
-    async fn operator_key(&self, user: &str, key: &russh::keys::PublicKey, verified: bool) -> bool {
-        if self.conn.store_down.load(Ordering::SeqCst) {
-            return true;
-        }
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        match self.conn.app.store.operator_by_key_fingerprint(&fingerprint).await {
-            Ok(Some(operator)) => {
-                if verified {
-                    info!(operator = %operator.login, user, "operator authenticated");
-                    let _ = self.conn.user.set(user.to_string());
-                    let _ = self.conn.operator.set(operator);
-                    let _ = self.conn.key_fingerprint.set(fingerprint);
-                }
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                warn!(error = %e, "cannot look up an offered key: store unavailable");
-                self.conn.store_down.store(true, Ordering::SeqCst);
-                true
-            }
+    fn authenticating(&mut self) -> Option<&mut Authenticating> {
+        match &mut self.peer {
+            Peer::Authenticating(pending) => Some(&mut pending.auth),
+            _ => None,
         }
     }
 
     /// The client's first authentication request: its key exchange is done.
     fn began_authentication(&self) {
-        self.conn.app.admission.authenticating(self.conn.peer);
+        self.app.admission.authenticating(Some(self.peer_addr));
     }
 
-    /// Keeps a refused request's notice for the engineer's first channel. An agent's
-    /// connection prints nothing, so its requests leave nothing behind; an engineer's
-    /// notices are few and short ([`Conn::add_notice`] keeps the first ones).
-    fn notice(&self, text: String) {
-        if self.agent().is_some() {
-            debug!(notice = %text, "agent request refused");
+    /// Whether an engineer's `key` may authenticate: it is an enabled operator's, or the
+    /// store cannot say. Without the store nobody is recognised: the connection is let in
+    /// as no one ([`peer::Login::StoreDown`]), so its channels can be refused with "store
+    /// unavailable" rather than a bare "Permission denied".
+    async fn engineer_key(&mut self, user: &str, key: &russh::keys::PublicKey, verified: bool) -> bool {
+        let Some(store_down) = self.authenticating().map(|auth| auth.store_down()) else { return false };
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        let lookup = if store_down {
+            KeyLookup::StoreDown
         } else {
-            // Shown as the client sent it, controls visible (it may carry any bytes).
-            self.conn.add_notice(crate::text::one_line(&text));
+            match self.app.store.operator_by_key_fingerprint(&fingerprint).await {
+                Ok(Some(operator)) => {
+                    if verified {
+                        info!(operator = %operator.login, user, "operator authenticated");
+                    }
+                    KeyLookup::Operator(operator)
+                }
+                Ok(None) => KeyLookup::Unknown,
+                Err(e) => {
+                    warn!(error = %e, "cannot look up an offered key: store unavailable");
+                    KeyLookup::StoreDown
+                }
+            }
+        };
+        self.authenticating().is_some_and(|auth| auth.engineer_key(user, fingerprint, lookup, verified))
+    }
+
+    /// Authentication succeeded: the connection becomes what its accepted key said.
+    fn settle(&mut self, handle: server::Handle) {
+        let Peer::Authenticating(pending) = std::mem::replace(&mut self.peer, Peer::Nobody) else { return };
+        let Pending { auth, severer, ended, settled } = *pending;
+        let Some(identity) = auth.settle() else { return };
+        if identity.is_working() {
+            self.app.admission.authenticated(Some(self.peer_addr));
         }
+        let (peer, told) = match identity {
+            Identity::Engineer(login) => {
+                let conn = Arc::new(EngineerConn::new(self.app.clone(), self.peer_addr, login, handle, ended, severer));
+                (Peer::Engineer(conn.clone()), Settled::Engineer(conn))
+            }
+            Identity::Agent(agent_peer) => {
+                let conn = AgentConn::start(self.app.clone(), agent_peer, handle, ended, severer);
+                (Peer::Agent(conn.clone()), Settled::Agent(conn))
+            }
+        };
+        let _ = settled.send(told);
+        self.peer = peer;
+    }
+
+    /// Answers a request from the peer's rules; a refused one the gateway refuses everyone
+    /// is told to an engineer on his next channel.
+    fn answer(&self, request: Request<'_>) -> bool {
+        let granted = match &self.peer {
+            Peer::Engineer(_) => peer::engineer_may(&self.app.config.ssh, &request),
+            Peer::Agent(conn) => conn.may(&request),
+            Peer::Authenticating(_) | Peer::Nobody => false,
+        };
+        if !granted {
+            match (&self.peer, request.notice()) {
+                (Peer::Engineer(conn), Some(notice)) => conn.note(notice),
+                (_, Some(notice)) => debug!(%notice, "agent request refused"),
+                (_, None) => debug!(?request, "request refused"),
+            }
+        }
+        granted
+    }
+
+    fn reply(&self, channel: ChannelId, request: Request<'_>, session: &mut Session) -> Result<(), russh::Error> {
+        if self.answer(request) { session.channel_success(channel) } else { session.channel_failure(channel) }
     }
 }
 
@@ -87,31 +203,25 @@ impl Handler for Front {
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
         self.began_authentication();
         let known = match iks_proto::AgentUser::parse(user) {
-            Some(agent_user) => agent::offered(&self.conn, &agent_user, offer.public_key).await,
-            None => self.operator_key(user, offer.public_key, false).await,
+            Some(agent_user) => agent::offered(&self.app, &agent_user, offer.public_key).await,
+            None => self.engineer_key(user, offer.public_key, false).await,
         };
         Ok(if known { Auth::Accept } else { Auth::reject() })
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
-        if let Some(agent_user) = iks_proto::AgentUser::parse(user) {
-            let ok = agent::authenticated(&self.conn, agent_user, key.public_key).await;
-            return Ok(if ok { Auth::Accept } else { Auth::reject() });
-        }
-        Ok(if self.operator_key(user, key.public_key, true).await { Auth::Accept } else { Auth::reject() })
+        let known = match iks_proto::AgentUser::parse(user) {
+            Some(agent_user) => {
+                let peer = agent::authenticated(&self.app, agent_user, key.public_key).await;
+                self.authenticating().is_some_and(|auth| auth.agent(peer))
+            }
+            None => self.engineer_key(user, key.public_key, true).await,
+        };
+        Ok(if known { Auth::Accept } else { Auth::reject() })
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        agent::succeeded(&self.conn, session.handle());
-        // Anyone may log in to enrol (any key), and a connection let in while the store is
-        // down can do nothing: neither leaves the unauthenticated count or its deadline.
-        let working = match self.agent() {
-            Some(peer) => !matches!(peer, AgentPeer::Enrolling(_)),
-            None => self.conn.operator.get().is_some(),
-        };
-        if working {
-            self.conn.app.admission.authenticated(self.conn.peer);
-        }
+        self.settle(session.handle());
         Ok(())
     }
 
@@ -119,19 +229,9 @@ impl Handler for Front {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        session: &mut Session,
+        _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let _ = self.conn.handle.set(session.handle());
-        if let Some(peer) = self.agent() {
-            if agent::channel_opened(&self.conn, peer, channel) {
-                reply.accept().await;
-            } else {
-                reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
-            }
-            return Ok(());
-        }
-        reply.accept().await;
-        tokio::spawn(super::bridge::session_channel(self.conn.clone(), channel));
+        self.channel_open(Open::Session, channel, reply).await;
         Ok(())
     }
 
@@ -145,30 +245,20 @@ impl Handler for Front {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.agent().is_some() {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
-            return Ok(());
-        }
-        let target = super::bridge::Forward {
-            host: host.to_string(),
-            port,
-            originator: originator.to_string(),
-            originator_port,
-        };
-        // Deciding needs the store and maybe the box: never inside the callback.
-        tokio::spawn(super::bridge::direct_tcpip(self.conn.clone(), channel, target, reply));
+        let to = Forward { host: host.to_string(), port, originator: originator.to_string(), originator_port };
+        self.channel_open(Open::DirectTcpip(to), channel, reply).await;
         Ok(())
     }
 
     async fn channel_open_x11(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         _originator: &str,
         _originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        self.channel_open(Open::X11, channel, reply).await;
         Ok(())
     }
 
@@ -183,10 +273,7 @@ impl Handler for Front {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.agent().is_some() {
-            return session.channel_failure(channel);
-        }
-        session.channel_success(channel)
+        self.reply(channel, Request::Pty, session)
     }
 
     async fn env_request(
@@ -196,18 +283,11 @@ impl Handler for Front {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.agent().is_none() && policy::env_allowed(&self.conn.app.config.ssh, name) {
-            session.channel_success(channel)
-        } else {
-            session.channel_failure(channel)
-        }
+        self.reply(channel, Request::Env(name), session)
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        if self.agent().is_some() {
-            return session.channel_failure(channel);
-        }
-        session.channel_success(channel)
+        self.reply(channel, Request::Shell, session)
     }
 
     async fn exec_request(
@@ -216,10 +296,7 @@ impl Handler for Front {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        match self.agent() {
-            Some(peer) if !agent::exec_allowed(peer, data) => session.channel_failure(channel),
-            _ => session.channel_success(channel),
-        }
+        self.reply(channel, Request::Exec(data), session)
     }
 
     async fn subsystem_request(
@@ -228,12 +305,7 @@ impl Handler for Front {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if policy::subsystem_allowed(name) && self.agent().is_none() {
-            session.channel_success(channel)
-        } else {
-            debug!(subsystem = name, "refused subsystem");
-            session.channel_failure(channel)
-        }
+        self.reply(channel, Request::Subsystem(name), session)
     }
 
     async fn x11_request(
@@ -245,14 +317,11 @@ impl Handler for Front {
         _screen: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.notice("X11 forwarding is refused by the gateway".into());
-        session.channel_failure(channel)
+        self.reply(channel, Request::X11, session)
     }
 
     async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
-        // The engineer's agent must never be reachable from a customer's box.
-        self.notice("agent forwarding is refused by the gateway".into());
-        Ok(false)
+        Ok(self.answer(Request::AgentForwarding))
     }
 
     async fn tcpip_forward(
@@ -261,21 +330,29 @@ impl Handler for Front {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        self.notice(format!("remote port forwarding ({}:{port}) is refused by the gateway", shorten(address)));
-        Ok(false)
+        Ok(self.answer(Request::RemoteForward { address, port: *port }))
     }
 
     async fn streamlocal_forward(&mut self, path: &str, _session: &mut Session) -> Result<bool, Self::Error> {
-        self.notice(format!("remote socket forwarding ({}) is refused by the gateway", shorten(path)));
-        Ok(false)
+        Ok(self.answer(Request::SocketForward(path)))
     }
 }
 
-/// What a client asked for, cut to a length worth printing back.
-fn shorten(text: &str) -> String {
-    const SHOWN: usize = 64;
-    match text.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
+impl Front {
+    /// A channel the peer opens: accepted, refused, or (a forward) decided in a task once
+    /// the session is known — deciding needs the store and maybe the box, never inside the
+    /// callback.
+    async fn channel_open(&self, open: Open, channel: Channel<Msg>, reply: ChannelOpenHandle) {
+        match (&self.peer, open) {
+            (Peer::Engineer(conn), Open::Session) => {
+                reply.accept().await;
+                tokio::spawn(conn.clone().session_channel(channel));
+            }
+            (Peer::Engineer(conn), Open::DirectTcpip(to)) => {
+                tokio::spawn(conn.clone().direct_tcpip(channel, to, reply));
+            }
+            (Peer::Agent(conn), open) if conn.channel_opened(&open, channel) => reply.accept().await,
+            _ => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
+        }
     }
 }

@@ -1,21 +1,33 @@
 //! The SSH front: engineers connect with a stock OpenSSH client to `T-1042@gateway`.
 //!
-//! One task per connection runs russh's server session; [`conn::Conn`] holds what the
-//! connection learns (operator, target) and, from the first channel on, the established
-//! session (decision, recording, upstream connection). Each channel is bridged to a
-//! channel on the box by two pumps ([`bridge`]), one per direction, so typing (Ctrl-C)
-//! never waits behind output and every buffer on the way is bounded.
+//! One task per connection runs russh's server session. Its layers, each importing only
+//! those below it:
+//! - [`front`]: russh's handler; its state moves once, at authentication, to an engineer's
+//!   connection or an agent's;
+//! - [`engineer`] (the engineer's connection, its session's channels; the session opened
+//!   by [`opening`]) and [`agent`] (enrolment, control, data);
+//! - [`bridge`]: each channel bridged to a channel on the box by two pumps, one per
+//!   direction, so typing (Ctrl-C) never waits behind output and every buffer on the way
+//!   is bounded; [`established`]: the session that passed every rule, and its end;
+//! - the rules with no connection behind them: [`peer`] (who is connected, what each kind
+//!   of peer may ask), [`session`] (a session's channels), [`policy`], [`target`]; and the
+//!   client to the box, [`upstream`].
 
 pub mod admission;
 pub(crate) mod agent;
 pub mod agent_audit;
 mod bridge;
-pub mod ciphers;
-mod conn;
+mod engineer;
+mod established;
 mod front;
+mod opening;
+mod peer;
 mod policy;
-pub use iks_domain::target;
+mod session;
 pub mod upstream;
+
+pub use iks_domain::target;
+pub use session::ENDING_WITHIN;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,10 +51,6 @@ pub enum SshError {
     Ciphers(String),
 }
 
-/// Kill, revocation, expiry, shutdown: both legs of a session are closed within this,
-/// whatever its tasks are blocked on (a peer that stopped reading included).
-pub const ENDING_WITHIN: Duration = Duration::from_secs(1);
-
 /// How long shutdown waits for sessions to write their end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -61,7 +69,7 @@ fn server_config(app: &App) -> Result<Config, SshError> {
         keepalive_max: 4,
         nodelay: true,
         preferred: russh::Preferred {
-            cipher: ciphers::engineer_leg(&app.config.ssh.ciphers).map_err(SshError::Ciphers)?.into(),
+            cipher: crate::ciphers::engineer_leg(&app.config.ssh.ciphers).map_err(SshError::Ciphers)?.into(),
             ..Default::default()
         },
         ..Default::default()
@@ -82,7 +90,7 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), SshError> {
                     let _ = stream.set_nodelay(true);
                     let (admission, app, config) = (app.admission.clone(), app.clone(), config.clone());
                     connections.spawn(admission::guard(admission, stream, peer, move |stream, severer| {
-                        conn::run(app, config, stream, severer, peer)
+                        front::run(app, config, stream, severer, peer)
                     }));
                 }
                 Err(e) => {

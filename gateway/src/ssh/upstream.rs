@@ -163,7 +163,7 @@ where
         keepalive_max: 4,
         nodelay: true,
         preferred: russh::Preferred {
-            cipher: std::borrow::Cow::Borrowed(super::ciphers::CLIENT),
+            cipher: std::borrow::Cow::Borrowed(crate::ciphers::CLIENT),
             ..Default::default()
         },
         ..Default::default()

@@ -10,6 +10,9 @@
 //!   need a separate MAC computed over every packet.
 //! - The box leg (the gateway is the client): [`CLIENT`], AES-GCM first, then whatever
 //!   else an older sshd may have.
+//!
+//! Pure lists and validation, below both `config` (which validates `[ssh] ciphers` at
+//! start) and `ssh` (which offers them): neither imports the other for it.
 
 use russh::cipher::{self, Name};
 
