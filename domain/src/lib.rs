@@ -8,14 +8,14 @@
 //!   first-response deadline they give a ticket;
 //! - [`model`]: the records the gateway keeps and the checks a new record must pass;
 //! - [`target`]: what an engineer types as the SSH user name;
-//! - [`access`]: whether an engineer may reach a box now, and why not; [`review`]: whether a
+//! - [`decision`]: the access decision, whether an engineer may reach a box now, and why not; [`review`]: whether a
 //!   live session may go on;
 //! - [`audit`]: who did what, and the hash chain that makes the log tamper-evident;
 //! - [`i18n`]: every text shown to people, in Russian and English, and [`text`]: making
 //!   untrusted text safe to show.
 
-pub mod access;
 pub mod audit;
+pub mod decision;
 pub mod i18n;
 pub mod ids;
 pub mod model;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{ProductCatalog, WorkingHours, parse_duration};
+use iks_domain::rules::{ProductCatalog, WorkingHours, parse_duration};
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]

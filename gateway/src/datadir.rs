@@ -27,7 +27,7 @@ pub enum DataDirError {
 pub enum KeyRole {
     /// A box's static key, for boxes that cannot trust the CA (its public half goes in
     /// the box login's `authorized_keys`).
-    BoxStatic(crate::ids::BoxId),
+    BoxStatic(iks_domain::ids::BoxId),
     /// The SSH host key engineers' clients pin.
     Host,
     /// Signs the short-lived user certificates boxes trust through `TrustedUserCAKeys`.

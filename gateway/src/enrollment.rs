@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::audit::Actor;
-use crate::model::{AgentReport, AgentToken, IksBox, InvalidField, NewSshKey, parse_public_key};
+use iks_domain::model::{AgentReport, AgentToken, IksBox, InvalidField, NewSshKey, parse_public_key};
 use crate::secret::{self, RandomFailed};
 use crate::store::{EnrollError, Enrolled, Enrolment, Store, StoreError};
 

@@ -52,11 +52,11 @@ pub fn user_name(data: &[u8]) {
     if let Some(a) = &agent {
         assert_eq!(a.user_name(), user, "an agent user name prints back as given");
     }
-    if let Ok(target) = crate::ssh::target::Target::parse(user) {
+    if let Ok(target) = iks_domain::target::Target::parse(user) {
         assert!(agent.is_none(), "{user:?} is both an agent's and an engineer's user name");
         let printed = target.to_string();
         assert_eq!(
-            crate::ssh::target::Target::parse(&printed).as_ref(),
+            iks_domain::target::Target::parse(&printed).as_ref(),
             Ok(&target),
             "{user:?} printed as {printed:?}"
         );
@@ -181,8 +181,8 @@ pub fn api_body(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else { return };
     let outcome = match which % 6 {
         0 => parse::<OpenRequest>(body).map(|req| {
-            if crate::rules::Inn::parse(req.inn()).is_ok() {
-                let _ = crate::tickets::refusal(&crate::config::Config::default(), &req.filing(crate::ids::OrgId(1)));
+            if iks_domain::rules::Inn::parse(req.inn()).is_ok() {
+                let _ = crate::tickets::refusal(&crate::config::Config::default(), &req.filing(iks_domain::ids::OrgId(1)));
             }
         }),
         1 => parse::<CommentRequest>(body).map(|req| {
@@ -190,8 +190,8 @@ pub fn api_body(data: &[u8]) {
         }),
         2 => parse::<EscalateRequest>(body).map(drop),
         3 => parse::<CloseRequest>(body).map(drop),
-        4 => return id_round_trip::<crate::ids::TicketId>(body),
-        _ => return id_round_trip::<crate::ids::SessionId>(body),
+        4 => return id_round_trip::<iks_domain::ids::TicketId>(body),
+        _ => return id_round_trip::<iks_domain::ids::SessionId>(body),
     };
     if let Err(e) = outcome {
         assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);

@@ -5,12 +5,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::access;
+use iks_domain::decision;
 use crate::audit::Actor;
 use crate::config::Config;
-use crate::ids::{BoxId, GrantId, TicketId};
-use crate::model::{Approval, Grant, IksBox, NewAccessRequest, Organisation, Person, Role, Ticket};
-use crate::rules::GrantWindow;
+use iks_domain::ids::{BoxId, GrantId, TicketId};
+use iks_domain::model::{Approval, Grant, IksBox, NewAccessRequest, Organisation, Person, Role, Ticket};
+use iks_domain::rules::GrantWindow;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,10 +26,10 @@ pub enum GrantError {
 }
 
 /// What the rules say about remote access to `b` for `ticket` today: the same check as a
-/// connecting engineer's ([`access::box_eligible`]), in its words.
+/// connecting engineer's ([`decision::box_eligible`]), in its words.
 fn check_rules(config: &Config, org: &Organisation, ticket: &Ticket, b: &IksBox) -> Result<(), GrantError> {
-    let today = crate::time::now().with_timezone(&config.hours.timezone).date_naive();
-    access::box_eligible(ticket, org, b, &config.products, today).map_err(|r| GrantError::Refused(r.why()))
+    let today = iks_domain::time::now().with_timezone(&config.hours.timezone).date_naive();
+    decision::box_eligible(ticket, org, b, &config.products, today).map_err(|r| GrantError::Refused(r.why()))
 }
 
 /// Files a request for `duration` of access to a box, by an operator.
@@ -52,8 +52,8 @@ pub async fn request(
     if duration <= Duration::zero() || duration > max {
         return Err(GrantError::Refused(format!(
             "a grant may last at most {}, {} was requested",
-            crate::rules::format_duration(max),
-            crate::rules::format_duration(duration)
+            iks_domain::rules::format_duration(max),
+            iks_domain::rules::format_duration(duration)
         )));
     }
     let ticket = store.ticket(ticket).await?;
@@ -124,14 +124,14 @@ pub async fn approve_as(
     may_decide(who, &ticket)?;
     let org = store.org(ticket.org_id).await?;
     check_rules(config, &org, &ticket, &store.get_box(g.box_id).await?)?;
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let requested = GrantWindow::new(now, now + Duration::seconds(g.requested_secs), config.access.max_grant())
         .map_err(|e| GrantError::Refused(e.to_string()))?;
     let window = match opts.until {
         Some(until) if until > requested.end() => {
             return Err(GrantError::Refused(format!(
                 "the window can only be shortened: the request was for {}",
-                crate::rules::format_duration(requested.len())
+                iks_domain::rules::format_duration(requested.len())
             )));
         }
         Some(until) => requested.shortened_to(until).map_err(|e| GrantError::Refused(e.to_string()))?,

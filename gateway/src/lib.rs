@@ -2,29 +2,24 @@
 //! sessions into customers' IKS boxes, only for the customer tiers the support
 //! regulations allow, and records everything into a tamper-evident audit trail.
 //!
-//! Where decisions are made:
-//! - [`rules`]: the regulations as pure functions (categories, eligibility, INN,
-//!   products and versions, the working-hours clock, grant windows);
-//! - [`model`]: the records and the checks a new record must pass;
-//! - [`access`] decides whether a session may open; [`recheck`] applies the same decision
-//!   to live sessions, and the [`node`]'s watchdog ends them when it no longer holds;
+//! The domain below it, free of I/O, is the `iks-domain` crate: the regulations' rules, the
+//! records, the access decision, the review of live sessions, the audit chain and the texts.
+//! This crate is everything that talks to the world:
 //! - [`store`]: persistence on SQLite or PostgreSQL, every change with its audit event;
-//! - [`audit`]: the hash chain that makes the log tamper-evident, its signed checkpoints,
-//!   verification, exports and retention;
-//! - [`config`] and [`datadir`]: configuration, keys and files on disk;
+//! - [`audit`]: the chain's signed checkpoints, verification, exports and retention;
+//! - [`config`], [`datadir`], [`ciphers`]: configuration, keys and files on disk;
+//! - [`recheck`] gathers a session's facts for the access decision, at opening and while it
+//!   runs; [`live`] holds the sessions in progress on this node;
 //! - [`tunnel`] and [`enrollment`]: boxes reached through their agent;
-//! - [`tickets`]: the ticket lifecycle, refusals, the first-response clock, auto-close;
-//! - [`web`], [`api`] and [`http`]: the web panel, the helpdesk's JSON API, and the HTTP
-//!   server they run in; [`metrics`]: the node's vital signs for operators.
-//! - [`i18n`]: every text shown to people, in Russian and English; [`secret`]: the tokens
-//!   the gateway hands out and the hashes it keeps of them. Both depend on nothing above.
+//! - [`grants`] and [`tickets`]: the access-request workflow and the ticket lifecycle;
 //! - [`recording`] and [`search`]: session recordings, their replay and live view, and
-//!   search across their transcripts.
-//! - [`node`]: a gateway's life: its listeners and periodic jobs, started and stopped together.
+//!   search across their transcripts;
+//! - [`ssh`]: the SSH front for engineers and agents; [`web`], [`api`] and [`http`]: the
+//!   web panel, the helpdesk's JSON API, and the HTTP server they run in; [`metrics`];
+//! - [`node`]: a gateway's life: its listeners and periodic jobs, started and stopped together;
+//! - [`secret`]: the tokens the gateway hands out and the hashes it keeps of them; [`sync`],
+//!   [`sever`], [`ca`]: small tools at the bottom;
 //! - [`fuzzing`]: the fuzz targets' bodies over those of the above that read untrusted input.
-
-// The I/O-free domain, under the names the rest of the crate has always used.
-pub use iks_domain::{access, i18n, ids, model, rules, text, time};
 
 pub mod api;
 pub mod audit;

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
-use crate::model::EndReason;
+use iks_domain::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
+use iks_domain::model::EndReason;
 use crate::recording::Recording;
 use crate::sync::lock;
 
@@ -51,11 +51,11 @@ impl std::fmt::Debug for LiveSession {
 
 impl LiveSession {
     pub fn new(
-        session: &crate::model::Session,
+        session: &iks_domain::model::Session,
         org: OrgId,
-        operator: &crate::model::Person,
+        operator: &iks_domain::model::Person,
         key_fingerprint: String,
-        iks_box: &crate::model::IksBox,
+        iks_box: &iks_domain::model::IksBox,
         recording: Recording,
         closer: tokio::sync::watch::Sender<Option<String>>,
     ) -> Arc<Self> {
@@ -112,7 +112,7 @@ impl LiveSession {
     }
 
     fn say(&self, text: &str, and_close: bool) {
-        let line = format!("\r\n[iks-gateway] {}\r\n", crate::text::one_line(text));
+        let line = format!("\r\n[iks-gateway] {}\r\n", iks_domain::text::one_line(text));
         if let Some(rec) = lock(&self.recording).as_mut() {
             // A failing recording ends the session through the data path; a notice is best effort.
             let _ = rec.notice(&line);

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` puts the whole cause chain on one line.
-            eprintln!("iks-gateway: error: {}", iks_gateway::text::one_line(&format!("{e:#}")));
+            eprintln!("iks-gateway: error: {}", iks_domain::text::one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

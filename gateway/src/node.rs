@@ -26,8 +26,8 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, KeyRole};
-use crate::ids::SessionId;
-use crate::model::EndReason;
+use iks_domain::ids::SessionId;
+use iks_domain::model::EndReason;
 use crate::state::{App, AppState};
 use crate::store::{SessionFilter, Store, StoreError};
 
@@ -317,7 +317,7 @@ async fn end_crashed(app: &App) -> Result<usize, StoreError> {
                 .map(|bytes| hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)))
         });
         let org = app.store.get_box(s.box_id).await?.org_id;
-        let end = crate::model::SessionEnd {
+        let end = iks_domain::model::SessionEnd {
             reason: EndReason::GatewayCrashed,
             bytes_in: s.bytes_in,
             bytes_out: s.bytes_out,

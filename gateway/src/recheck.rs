@@ -1,13 +1,13 @@
 //! The facts about a session, gathered from the store in one place, and the re-check of a
 //! live session against them.
 //!
-//! A session is allowed once, when its first channel opens ([`crate::access::decide`] over
+//! A session is allowed once, when its first channel opens ([`iks_domain::decision::decide`] over
 //! [`Gathered::facts`], gathered by [`gather`]); what allowed it can change while it runs.
 //! The node's watchdog covers the grant and the ticket every tick
 //! ([`iks_domain::review::review`], one query for all sessions). The rest is here, applied several
 //! times a second over the same gathering ([`Gathered::load`]): the engineer's account is
 //! disabled or his key removed, the organisation's category or the box's product version
-//! no longer allow remote SSH ([`crate::access::eligible`], the same rule a new connection
+//! no longer allow remote SSH ([`iks_domain::decision::eligible`], the same rule a new connection
 //! meets, so the two cannot drift apart), the box's forwarding policy changed.
 
 use std::collections::{HashMap, HashSet};
@@ -15,11 +15,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::access::{self, Facts, Refusal};
+use iks_domain::decision::{self, Facts, Refusal};
 use crate::audit::Subjects;
-use crate::ids::{BoxId, PersonId, TicketId};
-use crate::model::{EndReason, Grant, IksBox, Organisation, Person, Ticket};
-use crate::rules::ProductCatalog;
+use iks_domain::ids::{BoxId, PersonId, TicketId};
+use iks_domain::model::{EndReason, Grant, IksBox, Organisation, Person, Ticket};
+use iks_domain::rules::ProductCatalog;
 use crate::store::{GrantFilter, Store, StoreError};
 
 /// The facts about one session, as the store holds them now: everything the access
@@ -178,7 +178,7 @@ pub fn recheck(g: &Gathered, now: DateTime<Utc>, tz: Tz, catalog: &ProductCatalo
     if let Err(message) = g.operator_holds() {
         return Recheck::End { reason: EndReason::OperatorDisabled, message };
     }
-    match access::eligible(&g.facts(now, tz, catalog)) {
+    match decision::eligible(&g.facts(now, tz, catalog)) {
         Ok(()) => Recheck::Holds { forwarding: g.iks_box.allow_forwarding },
         Err(refusal) => {
             let reason = match refusal {
@@ -193,9 +193,9 @@ pub fn recheck(g: &Gathered, now: DateTime<Utc>, tz: Tz, catalog: &ProductCatalo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::fixtures::{NOW, active_module, iks_box, org, person, t, ticket};
-    use crate::model::TicketState;
-    use crate::rules::OrgFacts;
+    use iks_domain::decision::fixtures::{NOW, active_module, iks_box, org, person, t, ticket};
+    use iks_domain::model::TicketState;
+    use iks_domain::rules::OrgFacts;
 
     /// A session of engineer 3 in category 2 (the support module paid).
     fn running() -> Gathered {

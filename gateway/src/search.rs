@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::SessionId;
+use iks_domain::ids::SessionId;
 use crate::recording::cast::{self, CastError};
 use crate::recording::keys::LineEditor;
 use crate::recording::screen::{clamp, parse_size};

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::ids::SessionId;
+use iks_domain::ids::SessionId;
 use crate::live::Registry;
 use crate::store::Store;
 use crate::tunnel::registry::Tunnels;

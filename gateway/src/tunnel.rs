@@ -24,9 +24,9 @@ use russh::server::Msg;
 use russh::{ChannelOpenFailure, ChannelStream};
 use tracing::{info, warn};
 
-use crate::access::{AgentPresence, Refusal};
-use crate::ids::{AgentId, SessionId, TicketId};
-use crate::model::{EndReason, IksBox};
+use iks_domain::decision::{AgentPresence, Refusal};
+use iks_domain::ids::{AgentId, SessionId, TicketId};
+use iks_domain::model::{EndReason, IksBox};
 use crate::state::App;
 use crate::store::StoreError;
 
@@ -67,7 +67,7 @@ pub async fn presence(app: &App, b: &IksBox) -> Result<AgentPresence, StoreError
         return Ok(AgentPresence::Online { remote_access_disabled });
     }
     let agent = app.store.active_agent(b.id).await?;
-    Ok(AgentPresence::from_record(agent.as_ref(), &app.node, crate::time::now()))
+    Ok(AgentPresence::from_record(agent.as_ref(), &app.node, iks_domain::time::now()))
 }
 
 fn tunnel_refusal(message: String) -> Refusal {

@@ -16,8 +16,8 @@ use iks_e2e::serve::Serve;
 use iks_e2e::sshd::{self, BoxSshd};
 use iks_gateway::audit::Actor;
 use iks_gateway::grants::{self, ApproveOptions};
-use iks_gateway::model::{BoxAuth, NewBox, NewOrg, NewPerson, NewSshKey, Role};
-use iks_gateway::rules::{Inn, OrgFacts};
+use iks_domain::model::{BoxAuth, NewBox, NewOrg, NewPerson, NewSshKey, Role};
+use iks_domain::rules::{Inn, OrgFacts};
 use iks_gateway::store::Store;
 use iks_gateway::tickets::{self, Filing};
 use russh::ChannelMsg;
@@ -140,7 +140,7 @@ fn two_hundred_agents_stay_connected_and_carry_sessions() {
                 .unwrap();
             let opts = ApproveOptions { until: None, any_engineer: false, note: None };
             grants::approve(&store, &config, &petrov, g.id, &opts).await.unwrap();
-            let expires = iks_gateway::time::now() + chrono::Duration::hours(1);
+            let expires = iks_domain::time::now() + chrono::Duration::hours(1);
             let (token, _) = iks_gateway::enrollment::issue_token(&store, &cli, &b, expires).await.unwrap();
             tokens.push((name, token));
         }

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use iks_e2e::Gateway;
 use iks_gateway::audit::Actor;
-use iks_gateway::ids::SessionId;
-use iks_gateway::model::{Approval, EndReason, NewAccessRequest, NewSession, NewTicket, SessionEnd};
-use iks_gateway::rules::Inn;
+use iks_domain::ids::SessionId;
+use iks_domain::model::{Approval, EndReason, NewAccessRequest, NewSession, NewTicket, SessionEnd};
+use iks_domain::rules::Inn;
 use iks_gateway::store::Store;
 
 const INN: &str = "7707083893";
@@ -89,7 +89,7 @@ async fn ended_sessions(gw: &Gateway) -> Vec<(SessionId, String)> {
         duration: chrono::Duration::hours(1),
     };
     let g = store.request_access(&as_ivanov, &request).await.unwrap();
-    let now = iks_gateway::time::now();
+    let now = iks_domain::time::now();
     let window = Approval { starts_at: now, ends_at: now + chrono::Duration::hours(1), operator_id: None, note: None };
     store.approve_grant(&as_petrov, g.id, petrov.id, &window).await.unwrap();
     let mut sessions = Vec::new();
@@ -478,13 +478,13 @@ fn a_forged_retention_is_not_vouched_for() {
     });
     let head = events.last().unwrap();
     let details = iks_gateway::audit::retention::RetentionDetails {
-        cutoff: iks_gateway::time::now(),
+        cutoff: iks_domain::time::now(),
         deleted: 5,
         first_seq: 6,
         first_prev_hash: events[4].hash.clone(),
     };
     let details = serde_json::to_string(&details).unwrap();
-    let (seq, at, actor) = (head.seq + 1, iks_gateway::time::now(), Actor::system());
+    let (seq, at, actor) = (head.seq + 1, iks_domain::time::now(), Actor::system());
     let forged = iks_gateway::audit::chain_hash(
         &head.hash,
         &iks_gateway::audit::Unsealed {
@@ -502,7 +502,7 @@ fn a_forged_retention_is_not_vouched_for() {
             "DELETE FROM audit_events WHERE seq <= 5; \
              INSERT INTO audit_events (seq, at, actor_kind, actor_name, action, details, prev_hash, hash) \
              VALUES ({seq}, '{}', 'system', 'iks-gateway', 'audit.retention', '{details}', '{}', '{forged}');",
-            iks_gateway::time::to_db(at),
+            iks_domain::time::to_db(at),
             head.hash
         ),
     );

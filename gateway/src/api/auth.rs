@@ -10,8 +10,8 @@ use axum::http::request::Parts;
 
 use super::error::ApiError;
 use crate::audit::Actor;
-use crate::ids::OrgId;
-use crate::model::{ApiToken, InvalidField, check_api_token_name};
+use iks_domain::ids::OrgId;
+use iks_domain::model::{ApiToken, InvalidField, check_api_token_name};
 use crate::secret::{self, RandomFailed};
 use crate::state::App;
 use crate::store::{Store, StoreError};

@@ -20,7 +20,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::model::InvalidField;
+use iks_domain::model::InvalidField;
 use crate::store::StoreError;
 use crate::tickets::TicketError;
 

@@ -14,9 +14,9 @@ use super::{OPENAPI, ROUTES, router};
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::datadir::{DataDir, KeyRole};
-use crate::model::{Approval, NewAccessRequest, NewOrg, NewPerson, NewSession, Role};
+use iks_domain::model::{Approval, NewAccessRequest, NewOrg, NewPerson, NewSession, Role};
 use crate::node::{Node, NodeParts};
-use crate::rules::{Inn, OrgFacts};
+use iks_domain::rules::{Inn, OrgFacts};
 use crate::store::EventFilter;
 use crate::store::tests::{TestDb, new_box};
 
@@ -42,7 +42,7 @@ impl Api {
         let store = db.store.clone();
         let cli = Actor::cli();
         let paid =
-            OrgFacts { module_paid_until: Some(crate::time::parse_date("2099-12-31").unwrap()), ..Default::default() };
+            OrgFacts { module_paid_until: Some(iks_domain::time::parse_date("2099-12-31").unwrap()), ..Default::default() };
         let romashka = NewOrg { inn: Inn::parse(ROMASHKA).unwrap(), name: "ООО Ромашка".into(), facts: paid };
         let romashka = store.create_org(&cli, &romashka).await.unwrap();
         let partner = OrgFacts { partner: true, ..Default::default() };
@@ -482,7 +482,7 @@ async fn sessions_and_recordings() {
         duration: Duration::hours(1),
     };
     let g = store.request_access(&cli, &req).await.unwrap();
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let approval = Approval { starts_at: now, ends_at: now + Duration::hours(1), operator_id: None, note: None };
     store.approve_grant(&cli, g.id, op.id, &approval).await.unwrap();
     let new = NewSession {

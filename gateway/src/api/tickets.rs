@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::json::Body;
-use crate::ids::{OrgId, SessionId, TicketId};
-use crate::model::{Comment, Move, NewComment, Session, Ticket, TicketState, Topic};
-use crate::rules::Inn;
+use iks_domain::ids::{OrgId, SessionId, TicketId};
+use iks_domain::model::{Comment, Move, NewComment, Session, Ticket, TicketState, Topic};
+use iks_domain::rules::Inn;
 use crate::state::App;
 use crate::store::{SessionFilter, StoreError, TicketFilter};
 use crate::tickets::{self, Filing, HistoryEntry, Sla};
@@ -31,7 +31,7 @@ pub struct TicketView {
 }
 
 fn view(app: &App, t: Ticket, inn: &Inn) -> TicketView {
-    let sla = tickets::sla::sla(&t, crate::time::now(), &app.config.hours, app.config.tickets.due_soon());
+    let sla = tickets::sla::sla(&t, iks_domain::time::now(), &app.config.hours, app.config.tickets.due_soon());
     TicketView { number: t.id.to_string(), inn: inn.to_string(), ticket: t, sla }
 }
 
@@ -46,7 +46,7 @@ pub struct TicketDetail {
 
 /// A ticket ID from the path (`T-1001` or `1001`).
 fn ticket_id(s: &str) -> Result<TicketId, ApiError> {
-    s.parse().map_err(|e: crate::ids::IdParseError| {
+    s.parse().map_err(|e: iks_domain::ids::IdParseError| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()).with_field("id")
     })
 }
@@ -292,7 +292,7 @@ pub async fn recording(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id: SessionId = id.parse().map_err(|e: crate::ids::IdParseError| {
+    let id: SessionId = id.parse().map_err(|e: iks_domain::ids::IdParseError| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()).with_field("id")
     })?;
     let s = app.store.session(id).await?;

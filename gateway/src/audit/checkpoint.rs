@@ -37,7 +37,7 @@ pub struct SignedCheckpoint {
     pub seq: i64,
     /// That event's hash.
     pub hash: String,
-    #[serde(with = "crate::time::db_text")]
+    #[serde(with = "iks_domain::time::db_text")]
     pub at: DateTime<Utc>,
     /// The signer's promise: the next checkpoint will be signed by then. Only a serving
     /// gateway promises (it signs at least every `[audit] checkpoint_interval`); `None`
@@ -57,14 +57,14 @@ mod opt_db_text {
 
     pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.serialize_str(&crate::time::to_db(*t)),
+            Some(t) => s.serialize_str(&iks_domain::time::to_db(*t)),
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
-        text.map(|t| crate::time::from_db(&t).map_err(serde::de::Error::custom)).transpose()
+        text.map(|t| iks_domain::time::from_db(&t).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -85,12 +85,12 @@ pub enum BadSignature {
 /// The exact text a checkpoint's signature covers: v1 without a promise, v2 with the
 /// `next` line (so checkpoints signed before promises existed still verify).
 pub fn message(seq: i64, hash: &str, at: DateTime<Utc>, next: Option<DateTime<Utc>>) -> String {
-    let at = crate::time::to_db(at);
+    let at = iks_domain::time::to_db(at);
     match next {
         None => format!("iks-gateway audit checkpoint v1\nseq: {seq}\nhash: {hash}\nat: {at}\n"),
         Some(next) => format!(
             "iks-gateway audit checkpoint v2\nseq: {seq}\nhash: {hash}\nat: {at}\nnext: {}\n",
-            crate::time::to_db(next)
+            iks_domain::time::to_db(next)
         ),
     }
 }
@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn the_signed_text_is_fixed() {
-        let at = crate::time::from_db("2026-11-24T10:00:00.000001Z").unwrap();
+        let at = iks_domain::time::from_db("2026-11-24T10:00:00.000001Z").unwrap();
         assert_eq!(
             message(42, &"ab".repeat(32), at, None),
             format!(
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn a_checkpoint_holds_only_for_what_was_signed_by_whom() {
         let key = test_key();
-        let at = crate::time::now();
+        let at = iks_domain::time::now();
         let cp = sign(&key, 7, &"cd".repeat(32), at, None).unwrap();
         assert!(cp.signature.starts_with("-----BEGIN SSH SIGNATURE-----\n"), "{}", cp.signature);
         assert_eq!(cp.key_fingerprint, crate::datadir::fingerprint(&key));
@@ -266,7 +266,7 @@ mod tests {
         let log = CheckpointLog::new(dir.path().join("checkpoints.jsonl"));
         assert_eq!(log.read(), Ok(Vec::new()), "no file before the first checkpoint");
         let key = test_key();
-        let at = crate::time::now();
+        let at = iks_domain::time::now();
         let a = Checkpoint { id: 1, signed: sign(&key, 7, &"cd".repeat(32), at, None).unwrap() };
         let b = Checkpoint { id: 2, signed: sign(&key, 9, &"ef".repeat(32), at, Some(at)).unwrap() };
         log.append(&a).unwrap();

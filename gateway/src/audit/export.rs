@@ -28,7 +28,7 @@ use super::checkpoint::{self, BadSignature, Checkpoint, SignError};
 use super::retention::ChainStart;
 use super::verify::{ChainVerifier, Coverage, Problem, RecordingState, Summary};
 use super::{Actor, ActorKind, Event, Subjects};
-use crate::ids::{BoxId, GrantId, OrgId, SessionId, TicketId};
+use iks_domain::ids::{BoxId, GrantId, OrgId, SessionId, TicketId};
 
 /// The version written in the header; a reader refuses others.
 pub const FORMAT_VERSION: u32 = 1;
@@ -70,10 +70,10 @@ impl ExportFilter {
             parts.push(format!("session {s}"));
         }
         if let Some(t) = self.since {
-            parts.push(format!("since {}", crate::time::to_db(t)));
+            parts.push(format!("since {}", iks_domain::time::to_db(t)));
         }
         if let Some(t) = self.until {
-            parts.push(format!("until {}", crate::time::to_db(t)));
+            parts.push(format!("until {}", iks_domain::time::to_db(t)));
         }
         if parts.is_empty() { "everything".into() } else { parts.join(", ") }
     }
@@ -83,7 +83,7 @@ impl ExportFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     pub version: u32,
-    #[serde(with = "crate::time::db_text")]
+    #[serde(with = "iks_domain::time::db_text")]
     pub exported_at: DateTime<Utc>,
     pub exported_by: String,
     pub filter: ExportFilter,
@@ -118,7 +118,7 @@ impl From<&Event> for EventLine {
         let s = e.subjects;
         Self {
             seq: e.seq,
-            at: crate::time::to_db(e.at),
+            at: iks_domain::time::to_db(e.at),
             actor_kind: e.actor.kind.as_str().into(),
             actor_id: e.actor.id,
             actor_name: e.actor.name.clone(),
@@ -141,7 +141,7 @@ impl TryFrom<EventLine> for Event {
     fn try_from(l: EventLine) -> Result<Self, String> {
         Ok(Event {
             seq: l.seq,
-            at: crate::time::from_db(&l.at).map_err(|e| format!("at '{}': {e}", l.at))?,
+            at: iks_domain::time::from_db(&l.at).map_err(|e| format!("at '{}': {e}", l.at))?,
             actor: Actor {
                 kind: ActorKind::parse(&l.actor_kind)
                     .ok_or_else(|| format!("unknown actor_kind '{}'", l.actor_kind))?,
@@ -245,7 +245,7 @@ pub fn csv_record(e: &Event) -> String {
     let s = e.subjects;
     let fields: [Cow<'_, str>; 14] = [
         e.seq.to_string().into(),
-        crate::time::to_db(e.at).into(),
+        iks_domain::time::to_db(e.at).into(),
         e.actor.kind.as_str().into(),
         num(e.actor.id).into(),
         csv_field(&e.actor.name),
@@ -411,8 +411,8 @@ mod tests {
         let mut out: Vec<Event> = Vec::new();
         for seq in 1..=n {
             let prev = out.last().map_or(GENESIS_HASH.to_string(), |e| e.hash.clone());
-            let actor = Actor::person(crate::ids::PersonId(1), "ivanov, \"the\" engineer");
-            let at = crate::time::now();
+            let actor = Actor::person(iks_domain::ids::PersonId(1), "ivanov, \"the\" engineer");
+            let at = iks_domain::time::now();
             let subjects = Subjects { ticket: Some(TicketId(1000 + seq % 2)), ..Default::default() };
             let details = json!({ "n": seq, "text": "a,b\nc" }).to_string();
             let hash = chain_hash(
@@ -427,7 +427,7 @@ mod tests {
     fn export(events: &[Event], filter: ExportFilter, key: &PrivateKey) -> String {
         let header = Header {
             version: FORMAT_VERSION,
-            exported_at: crate::time::now(),
+            exported_at: iks_domain::time::now(),
             exported_by: "root (cli)".into(),
             filter,
             through_seq: events.last().map_or(0, |e| e.seq),
@@ -541,7 +541,7 @@ mod tests {
         assert!(
             record.starts_with(&format!(
                 "1,{},person,1,\"ivanov, \"\"the\"\" engineer\",ticket.open,,1001,,,,",
-                crate::time::to_db(e.at)
+                iks_domain::time::to_db(e.at)
             )),
             "{record}"
         );

@@ -53,7 +53,7 @@ pub fn cutoff(days: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionDetails {
     /// Events before this instant were eligible for deletion.
-    #[serde(with = "crate::time::db_text")]
+    #[serde(with = "iks_domain::time::db_text")]
     pub cutoff: DateTime<Utc>,
     /// How many events were deleted.
     pub deleted: i64,
@@ -71,14 +71,14 @@ mod tests {
     #[test]
     fn a_retention_event_names_the_new_start() {
         let details = RetentionDetails {
-            cutoff: crate::time::from_db("2026-01-01T00:00:00.000000Z").unwrap(),
+            cutoff: iks_domain::time::from_db("2026-01-01T00:00:00.000000Z").unwrap(),
             deleted: 41,
             first_seq: 42,
             first_prev_hash: "ab".repeat(32),
         };
         let mut e = Event {
             seq: 100,
-            at: crate::time::now(),
+            at: iks_domain::time::now(),
             actor: Actor::system(),
             action: ACTION.into(),
             subjects: Subjects::default(),

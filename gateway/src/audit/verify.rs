@@ -40,7 +40,7 @@ use serde::Deserialize;
 use super::Event;
 use super::checkpoint::{BadSignature, Checkpoint};
 use super::retention::{self, ChainStart, RetentionDetails};
-use crate::ids::SessionId;
+use iks_domain::ids::SessionId;
 
 /// How many recent events are remembered to recognise a fork.
 const FORK_MEMORY: usize = 64;
@@ -89,13 +89,13 @@ pub enum Problem {
     #[error(
         "tail cut: no checkpoint since #{checkpoint} (event #{covers}), which promised the next by {}: \
          later checkpoints and the events after #{covers} were deleted, or the gateway was killed",
-        crate::time::to_db(*.due)
+        iks_domain::time::to_db(*.due)
     )]
     CheckpointOverdue { checkpoint: i64, covers: i64, due: DateTime<Utc> },
     #[error(
         "checkpoints deleted: events #{first}–#{last} (the oldest from {}) are covered by no checkpoint, \
          more than [audit] checkpoint_every = {every} older than checkpoint_interval",
-        crate::time::to_db(*.since)
+        iks_domain::time::to_db(*.since)
     )]
     UnsignedTail { first: i64, last: i64, since: DateTime<Utc>, every: u64 },
     #[error(
@@ -103,7 +103,7 @@ pub enum Problem {
          (events before #{first} were deleted without one)"
     )]
     RetentionUnvouched { retention: i64, first: i64 },
-    #[error("retention event #{seq} deleted events up to {}, {}", crate::time::to_db(*.cutoff), Policy(*.days))]
+    #[error("retention event #{seq} deleted events up to {}, {}", iks_domain::time::to_db(*.cutoff), Policy(*.days))]
     RetentionPolicy { seq: i64, cutoff: DateTime<Utc>, days: u32 },
     #[error("retention event #{seq} has unreadable details")]
     RetentionMalformed { seq: i64 },
@@ -557,14 +557,14 @@ mod tests {
     use crate::audit::checkpoint::{self, test_key};
     use crate::audit::retention::{self, RetentionDetails};
     use crate::audit::{Actor, GENESIS_HASH, Subjects, Unsealed, chain_hash};
-    use crate::ids::TicketId;
+    use iks_domain::ids::TicketId;
 
     const RECORDING: &str = "2026/11/24/S-7.cast";
 
     /// An event after `prev_hash`, sealed as the store would.
     fn seal(seq: i64, prev_hash: &str, action: &str, subjects: Subjects, details: &str) -> Event {
-        let actor = Actor::person(crate::ids::PersonId(3), "ivanov");
-        let at = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap() + chrono::Duration::seconds(seq);
+        let actor = Actor::person(iks_domain::ids::PersonId(3), "ivanov");
+        let at = iks_domain::time::from_db("2026-11-24T10:00:00.000000Z").unwrap() + chrono::Duration::seconds(seq);
         let hash = chain_hash(prev_hash, &Unsealed { seq, at, actor: &actor, action, subjects, details });
         Event {
             seq,
@@ -897,14 +897,14 @@ mod tests {
             case(month_ago, 31).run(key.public_key()).unwrap_err().to_string(),
             format!(
                 "retention event #9 deleted events up to {}, younger than [audit] retention_days = 31 allows",
-                crate::time::to_db(month_ago)
+                iks_domain::time::to_db(month_ago)
             )
         );
         assert_eq!(
             case(month_ago, 0).run(key.public_key()).unwrap_err().to_string(),
             format!(
                 "retention event #9 deleted events up to {}, but [audit] retention_days = 0 keeps every event",
-                crate::time::to_db(month_ago)
+                iks_domain::time::to_db(month_ago)
             )
         );
     }
@@ -930,7 +930,7 @@ mod tests {
             format!(
                 "tail cut: no checkpoint since #1 (event #4), which promised the next by {}: later checkpoints \
                  and the events after #4 were deleted, or the gateway was killed",
-                crate::time::to_db(t(4, 120))
+                iks_domain::time::to_db(t(4, 120))
             )
         );
         // A checkpoint without a promise (signed at shutdown or by `audit checkpoint`) expects none.
@@ -947,7 +947,7 @@ mod tests {
             format!(
                 "checkpoints deleted: events #1–#8 (the oldest from {}) are covered by no checkpoint, more than \
                  [audit] checkpoint_every = 8 older than checkpoint_interval",
-                crate::time::to_db(t(1, 0))
+                iks_domain::time::to_db(t(1, 0))
             )
         );
         let partly = vec![checkpoint(1, &events[2], &key)];

@@ -11,12 +11,12 @@ use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use iks_gateway::api::auth::IssueError;
 use iks_gateway::audit::Actor;
-use iks_gateway::ids::{BoxId, KeyId, OrgId};
-use iks_gateway::model::{
+use iks_domain::ids::{BoxId, KeyId, OrgId};
+use iks_domain::model::{
     Agent, ApiToken, BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role,
     check_product,
 };
-use iks_gateway::rules::{Inn, OrgFacts, Standing, standing};
+use iks_domain::rules::{Inn, OrgFacts, Standing, standing};
 use iks_gateway::store::{Store, StoreError};
 use serde_json::json;
 
@@ -356,7 +356,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                                 .as_deref()
                                 .map_or_else(|| "iks-agent".to_string(), |v| format!("iks-agent {v}")),
                             a.key_fingerprint,
-                            iks_gateway::time::display(a.enrolled_at, ctx.config.hours.timezone)
+                            iks_domain::time::display(a.enrolled_at, ctx.config.hours.timezone)
                         );
                         out!(
                             "  remote access:    {}",
@@ -421,7 +421,7 @@ pub async fn run(ctx: &Context, args: AdminArgs) -> anyhow::Result<()> {
                     p.email = Some(email).filter(|e| e != "none");
                 }
                 if disable {
-                    p.disabled_at = p.disabled_at.or_else(|| Some(iks_gateway::time::now()));
+                    p.disabled_at = p.disabled_at.or_else(|| Some(iks_domain::time::now()));
                 }
                 if enable {
                     p.disabled_at = None;
@@ -528,7 +528,7 @@ async fn api_token(store: &Store, actor: &Actor, out: &Output, cmd: ApiTokenComm
             let orgs = store.list_orgs().await?;
             for t in &tokens {
                 let state =
-                    t.revoked_at.map_or_else(String::new, |at| format!("  (revoked {})", iks_gateway::time::to_db(at)));
+                    t.revoked_at.map_or_else(String::new, |at| format!("  (revoked {})", iks_domain::time::to_db(at)));
                 out!("{:>4}  {:<20} {}, created by {}{state}", t.id, t.name, scope(t, &orgs), t.created_by);
             }
         }
@@ -633,7 +633,7 @@ fn parse_opt_date(flag: &str, s: &str) -> anyhow::Result<Option<NaiveDate>> {
     if s == "none" {
         return Ok(None);
     }
-    iks_gateway::time::parse_date(s)
+    iks_domain::time::parse_date(s)
         .map(Some)
         .map_err(|_| anyhow!("{flag}: '{s}' is not a date (use YYYY-MM-DD, or none to clear)"))
 }
@@ -687,7 +687,7 @@ pub(super) async fn resolve_box(store: &Store, s: &str) -> anyhow::Result<IksBox
 /// A host key given inline or as a file (the first key line in it).
 fn read_host_key(arg: &str) -> anyhow::Result<String> {
     let line = super::public_key_line("--host-key", arg)?;
-    let mut key = iks_gateway::model::parse_public_key("host_key", &line).map_err(flag_error)?;
+    let mut key = iks_domain::model::parse_public_key("host_key", &line).map_err(flag_error)?;
     key.set_comment("");
     Ok(key.to_openssh()?.trim().to_string())
 }
@@ -716,7 +716,7 @@ fn read_ssh_keys(files: &[String]) -> anyhow::Result<Vec<NewSshKey>> {
 }
 
 fn standing_today(org: &Organisation) -> Standing {
-    standing(&org.facts, false, iks_gateway::time::now().date_naive())
+    standing(&org.facts, false, iks_domain::time::now().date_naive())
 }
 
 /// A person-readable line about an organisation's standing.
@@ -726,8 +726,8 @@ fn describe(s: &Standing) -> String {
 
 /// An agent's presence in a few words: "online since …", "offline since …".
 fn agent_state(agent: Option<&Agent>, tz: chrono_tz::Tz) -> String {
-    let now = iks_gateway::time::now();
-    let when = |t| iks_gateway::time::display_near(t, now, tz);
+    let now = iks_domain::time::now();
+    let when = |t| iks_domain::time::display_near(t, now, tz);
     match agent {
         None => "agent not enrolled".into(),
         Some(a) => match (&a.online_since, &a.node, a.offline_since) {
@@ -812,7 +812,7 @@ impl Output {
             out!("  e-mail:           {email}");
         }
         if let Some(at) = p.disabled_at {
-            out!("  disabled since:   {}", iks_gateway::time::to_db(at));
+            out!("  disabled since:   {}", iks_domain::time::to_db(at));
         }
         for k in &keys {
             out!("  key {}:            {} {}", k.id, k.fingerprint, k.comment);

@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use iks_gateway::audit::Actor;
 use iks_gateway::datadir::{KeyRole, fingerprint};
-use iks_gateway::rules::parse_duration;
+use iks_domain::rules::parse_duration;
 use serde_json::json;
 
 use super::Context;
@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, cmd: BoxCommand, json: bool) -> anyhow::Result<(
                 bail!("--ttl: at most 30 days; a token is a credential");
             }
             let org = store.org(b.org_id).await?;
-            let expires_at = iks_gateway::time::now() + ttl;
+            let expires_at = iks_domain::time::now() + ttl;
             let (token, _) = iks_gateway::enrollment::issue_token(&store, &actor, &b, expires_at).await?;
             let gateway = gateway.unwrap_or_else(|| ctx.config.ssh.public_address());
             let host_key = fingerprint(&ctx.data_dir.key(KeyRole::Host)?);
@@ -58,7 +58,7 @@ pub async fn run(ctx: &Context, cmd: BoxCommand, json: bool) -> anyhow::Result<(
                 "enrolment token for box {} of {} (single use, expires {}):",
                 b.name,
                 org.name,
-                iks_gateway::time::display(expires_at, tz)
+                iks_domain::time::display(expires_at, tz)
             );
             out!("  {token}");
             out!("on the box, as root:");

@@ -21,9 +21,9 @@ use iks_gateway::audit::verify::{Expectations, RecordingState, Summary};
 use iks_gateway::audit::{Actor, Event};
 use iks_gateway::config::AuditConfig;
 use iks_gateway::datadir::{DataDir, KeyRole};
-use iks_gateway::ids::TicketId;
+use iks_domain::ids::TicketId;
 use iks_gateway::store::{EventFilter, Held, Store};
-use iks_gateway::time::{display_seconds, to_db};
+use iks_domain::time::{display_seconds, to_db};
 use russh::keys::PublicKey;
 
 use super::Context;
@@ -119,7 +119,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
             let log = config.checkpoint_log();
             let logged = log.as_ref().map(CheckpointLog::read).transpose()?.unwrap_or_default();
             let expectations = Expectations {
-                now: iks_gateway::time::now(),
+                now: iks_domain::time::now(),
                 checkpoint_every: config.checkpoint_every,
                 checkpoint_interval: config.checkpoint_interval(),
                 retention_days: config.retention_days,
@@ -183,7 +183,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<()> {
         AuditCommand::Tail { lines, follow } => tail(ctx, lines, follow).await,
         AuditCommand::ApplyRetention => {
             let days = ctx.config.audit.retention_days;
-            let Some(cutoff) = retention::cutoff(days, iks_gateway::time::now()) else {
+            let Some(cutoff) = retention::cutoff(days, iks_domain::time::now()) else {
                 out!("retention is off ([audit] retention_days = 0): nothing deleted");
                 return Ok(());
             };
@@ -257,7 +257,7 @@ fn ok_line(s: &Summary) -> String {
 fn trusted_key(data_dir: &DataDir, given: Option<&str>) -> anyhow::Result<Option<PublicKey>> {
     if let Some(arg) = given {
         let line = super::public_key_line("--public-key", arg)?;
-        let key = iks_gateway::model::parse_public_key("public_key", &line)
+        let key = iks_domain::model::parse_public_key("public_key", &line)
             .map_err(|e| anyhow!("--public-key: {}", e.reason))?;
         return Ok(Some(key));
     }
@@ -267,9 +267,9 @@ fn trusted_key(data_dir: &DataDir, given: Option<&str>) -> anyhow::Result<Option
 /// `--since`/`--until`: a date in the configured zone (`until` meaning its end), or an
 /// RFC 3339 instant.
 fn parse_when(flag: &str, s: &str, tz: Tz, end_of_day: bool) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(d) = iks_gateway::time::parse_date(s) {
+    if let Ok(d) = iks_domain::time::parse_date(s) {
         let d = if end_of_day { d.succ_opt().ok_or_else(|| anyhow!("{flag}: '{s}' is too far ahead"))? } else { d };
-        return Ok(iks_gateway::time::start_of_day(d, tz));
+        return Ok(iks_domain::time::start_of_day(d, tz));
     }
     DateTime::parse_from_rfc3339(s.trim())
         .map(|t| t.with_timezone(&Utc))

@@ -4,7 +4,7 @@
 /// descriptions), so control characters are shown, never sent to the terminal.
 macro_rules! out {
     ($($arg:tt)*) => {
-        crate::cli::write_line(&iks_gateway::text::for_terminal(&format!($($arg)*)))
+        crate::cli::write_line(&iks_domain::text::for_terminal(&format!($($arg)*)))
     };
 }
 

@@ -7,14 +7,14 @@ use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use iks_gateway::audit::Actor;
 use iks_gateway::grants::{self, ApproveOptions};
-use iks_gateway::i18n::Lang;
-use iks_gateway::ids::{GrantId, OrgId, SessionId, TicketId};
-use iks_gateway::model::{Grant, GrantState, Move, Person, RefusalReason, Session, Ticket, TicketState, Topic};
+use iks_domain::i18n::Lang;
+use iks_domain::ids::{GrantId, OrgId, SessionId, TicketId};
+use iks_domain::model::{Grant, GrantState, Move, Person, RefusalReason, Session, Ticket, TicketState, Topic};
 use iks_gateway::recording::{cast, transcript};
-use iks_gateway::rules::parse_duration;
+use iks_domain::rules::parse_duration;
 use iks_gateway::store::{GrantFilter, SessionFilter, Store, TicketFilter};
 use iks_gateway::tickets::{self, Filing, Status};
-use iks_gateway::time::display;
+use iks_domain::time::display;
 use serde_json::json;
 
 use super::admin::{resolve_org, resolve_org_filter};
@@ -256,7 +256,7 @@ pub async fn ticket(ctx: &Context, cmd: TicketCommand, json: bool) -> anyhow::Re
         }
         TicketCommand::Queue { org } => {
             let org = resolve_org_filter(&store, org.as_deref()).await?;
-            let now = iks_gateway::time::now();
+            let now = iks_domain::time::now();
             let queue = tickets::queue(&store, &ctx.config, org, now).await?;
             if json {
                 return json_out(&queue);
@@ -328,7 +328,7 @@ async fn org_names(store: &Store) -> anyhow::Result<std::collections::HashMap<Or
 async fn show_ticket(ctx: &Context, store: &Store, id: TicketId, json: bool) -> anyhow::Result<()> {
     let tz = ctx.config.hours.timezone;
     let t = store.ticket(id).await?;
-    let now = iks_gateway::time::now();
+    let now = iks_domain::time::now();
     let sla = tickets::sla::sla(&t, now, &ctx.config.hours, ctx.config.tickets.due_soon());
     let comments = store.comments(id).await?;
     let history = tickets::history(store, id).await?;
@@ -347,7 +347,7 @@ async fn show_ticket(ctx: &Context, store: &Store, id: TicketId, json: bool) -> 
     out!("  priority:       {}", t.priority);
     let clock = match (sla.due, sla.left_secs) {
         (Some(due), Some(left)) => {
-            let left = iks_gateway::rules::format_duration(chrono::Duration::seconds(left.abs()));
+            let left = iks_domain::rules::format_duration(chrono::Duration::seconds(left.abs()));
             let when = if sla.status == Status::Breached { format!("{left} overdue") } else { format!("{left} left") };
             format!("{}, due {} ({when})", sla.status.as_str(), display(due, tz))
         }
@@ -409,7 +409,7 @@ async fn print_grant(store: &Store, g: &Grant, ctx: &Context) -> anyhow::Result<
     let who = store.person(g.requested_by).await.map(|p| p.login).unwrap_or_default();
     let window = match (g.starts_at, g.ends_at) {
         (Some(s), Some(e)) => format!("{} – {}", display(s, tz), display(e, tz)),
-        _ => format!("{} requested", iks_gateway::rules::format_duration(chrono::Duration::seconds(g.requested_secs))),
+        _ => format!("{} requested", iks_domain::rules::format_duration(chrono::Duration::seconds(g.requested_secs))),
     };
     out!(
         "  {:<5} {:<9} {} box {} by {who}: {window} — {}",
@@ -425,9 +425,9 @@ async fn print_grant(store: &Store, g: &Grant, ctx: &Context) -> anyhow::Result<
 /// `--until`: a duration from now, or an instant.
 fn parse_until(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     if let Ok(d) = parse_duration(s) {
-        return Ok(iks_gateway::time::now() + d);
+        return Ok(iks_domain::time::now() + d);
     }
-    iks_gateway::time::from_db(s)
+    iks_domain::time::from_db(s)
         .map_err(|_| anyhow!("--until: '{s}' is neither a duration (30m) nor an RFC 3339 time"))
 }
 
@@ -473,7 +473,7 @@ pub async fn access(ctx: &Context, cmd: AccessCommand, json: bool) -> anyhow::Re
     print_grant(&store, &g, ctx).await?;
     if g.state == GrantState::Approved {
         let b = store.get_box(g.box_id).await?;
-        let target = iks_gateway::ssh::target::Target { ticket: g.ticket_id, box_name: Some(b.name) };
+        let target = iks_domain::target::Target { ticket: g.ticket_id, box_name: Some(b.name) };
         out!("  connect with: {}", config.ssh.connect_command(&target));
     }
     Ok(())

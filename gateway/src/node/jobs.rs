@@ -16,7 +16,7 @@ use crate::audit::checkpoint::Checkpoint;
 use crate::audit::retention;
 use crate::config::AuditConfig;
 use crate::datadir::fingerprint;
-use crate::ids::SessionId;
+use iks_domain::ids::SessionId;
 use crate::state::App;
 use crate::store::{Signing, Store};
 
@@ -69,7 +69,7 @@ pub(super) async fn run(job: Job, cx: Arc<Context>, every: Every) {
         }
         Job::GrantExpiry => rounds(every, "cannot expire grants", || store.expire_grants(&system)).await,
         Job::AutoClose => {
-            let close = || crate::tickets::autoclose(store, &app.config, crate::time::now());
+            let close = || crate::tickets::autoclose(store, &app.config, iks_domain::time::now());
             rounds(every, "cannot auto-close silent tickets", close).await;
         }
         Job::Checkpoints => checkpoints(&cx, every).await,
@@ -115,7 +115,7 @@ async fn retention(cx: &Context, mut every: Every) {
     let Some(signer) = &cx.signer else { return };
     let config = &cx.app.config.audit;
     while every.next().await {
-        if let Some(cutoff) = retention::cutoff(config.retention_days, crate::time::now()) {
+        if let Some(cutoff) = retention::cutoff(config.retention_days, iks_domain::time::now()) {
             signer.lock().await.retention(&cx.app.store, config, cutoff, serving(config)).await;
         }
     }

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
-use crate::ids::SessionId;
-use crate::model::EndReason;
+use iks_domain::ids::SessionId;
+use iks_domain::model::EndReason;
 use crate::state::App;
 use iks_domain::review::{LiveCheck, Verdict, outage, review};
 
@@ -66,7 +66,7 @@ pub(super) async fn run(app: &App, mut every: Every) {
                 last.values().cloned().collect()
             }
         };
-        let now = crate::time::now();
+        let now = iks_domain::time::now();
         let warn_before = app.config.access.warn_before();
         for c in checks {
             let Some(live) = app.live.get(c.session) else { continue };
@@ -108,7 +108,7 @@ async fn recheck_all(app: &App) {
                 Ok(g) => g,
                 Err(e) => return tracing::debug!(session.id = %live.id, error = %e, "cannot re-check a session now"),
             };
-            match recheck(&gathered, crate::time::now(), app.tz(), &app.config.products) {
+            match recheck(&gathered, iks_domain::time::now(), app.tz(), &app.config.products) {
                 Recheck::Holds { forwarding } => live.set_forwarding(forwarding),
                 Recheck::End { reason, message } => {
                     tracing::info!(session.id = %live.id, reason = reason.as_str(), %message, "ending session: a rule no longer holds");

@@ -200,7 +200,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::ids::SessionId;
+    use iks_domain::ids::SessionId;
     use crate::recording::{Limits, Recording};
 
     async fn next(rx: &mut mpsc::Receiver<Result<Update, CastError>>) -> Update {
@@ -214,7 +214,7 @@ mod tests {
     #[tokio::test]
     async fn a_growing_recording_is_followed_to_its_end() {
         let dir = tempfile::tempdir().unwrap();
-        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let started = iks_domain::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
         let mut rec = Recording::create(dir.path(), SessionId(3), started, "live", Limits::default()).unwrap();
         rec.resize(20, 3).unwrap();
         rec.output(b"before\r\n").unwrap();
@@ -254,7 +254,7 @@ mod tests {
     async fn the_sse_response_carries_frames_then_the_end() {
         use axum::response::IntoResponse;
         let dir = tempfile::tempdir().unwrap();
-        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let started = iks_domain::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
         let mut rec = Recording::create(dir.path(), SessionId(4), started, "over", Limits::default()).unwrap();
         rec.output(b"bye & <done>").unwrap();
         let path = dir.path().join(rec.relative());

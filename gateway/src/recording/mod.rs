@@ -45,8 +45,8 @@ use std::time::Instant;
 use chrono::{DateTime, Datelike, Utc};
 use ring::digest::{Context, SHA256};
 
-use crate::ids::SessionId;
-use crate::model::EndReason;
+use iks_domain::ids::SessionId;
+use iks_domain::model::EndReason;
 
 /// Free space the recordings' file system must have for a session to start: room for a
 /// while of terminal output, so a session is not refused by the header and ended by its
@@ -435,7 +435,7 @@ mod tests {
     #[test]
     fn the_file_is_written_as_events_happen_and_hashed() {
         let dir = tempfile::tempdir().unwrap();
-        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let started = iks_domain::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
         let mut rec = Recording::create(dir.path(), SessionId(7), started, "T-1042 S-7", Limits::default()).unwrap();
         assert_eq!(rec.relative(), "2026/11/24/S-7.cast");
         // The first size goes into the header, later ones are events.
@@ -468,7 +468,7 @@ mod tests {
     #[test]
     fn unechoed_keys_are_kept_out_of_the_recording() {
         let dir = tempfile::tempdir().unwrap();
-        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let started = iks_domain::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
         let mut rec = Recording::create(dir.path(), SessionId(5), started, "T-1042 S-5", Limits::default()).unwrap();
         rec.output(b"[sudo] password for root: ").unwrap();
         rec.input(b"hunter2").unwrap();
@@ -492,7 +492,7 @@ mod tests {
     #[test]
     fn the_quota_ends_the_recording_with_the_notice_that_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let started = iks_domain::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
         let limits = Limits { channel_cap: 1024, session_quota: MIN_QUOTA };
         let mut rec = Recording::create(dir.path(), SessionId(6), started, "T-1042 S-6", limits).unwrap();
         let chunk = "x".repeat(1000);
@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn a_full_disk_ends_the_recording_at_its_last_complete_event() {
         let dir = tempfile::tempdir().unwrap();
-        let started = crate::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
+        let started = iks_domain::time::from_db("2026-11-24T10:00:00.000000Z").unwrap();
         let mut rec = Recording::create(dir.path(), SessionId(8), started, "T-1042 S-8", Limits::default()).unwrap();
         rec.output(b"before\r\n").unwrap();
         let path = dir.path().join(rec.relative());

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::transfer::{FileOp, ScpMode, ScpTracker, SftpTracker};
 use crate::live::LiveSession;
-use crate::model::SessionEvent;
+use iks_domain::model::SessionEvent;
 use crate::sync::lock;
 
 /// A file-transfer protocol recognised on the channel.
@@ -176,7 +176,7 @@ impl Tap {
     fn event(&self, kind: &str, details: Value) -> SessionEvent {
         SessionEvent {
             session_id: self.live.id,
-            at: crate::time::now(),
+            at: iks_domain::time::now(),
             channel: Some(self.channel),
             kind: kind.into(),
             details,

@@ -19,8 +19,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::agent_audit::Verdict;
 use super::peer::{AgentPeer, Open, Request};
-use crate::ids::AgentId;
-use crate::model::{Agent, AgentReport, EndReason};
+use iks_domain::ids::AgentId;
+use iks_domain::model::{Agent, AgentReport, EndReason};
 use crate::sever::Severer;
 use crate::state::App;
 use crate::store::StoreError;
@@ -205,7 +205,7 @@ async fn enroll(app: App, key: PublicKey, channel: Channel<Msg>, handle: Handle)
             }
             Err(failure) => {
                 // Shown on the box's terminal; it may name the box or the organisation.
-                let message = crate::text::one_line(&failure.message(app.tz()));
+                let message = iks_domain::text::one_line(&failure.message(app.tz()));
                 let _ = tx.extended_data_bytes(1, format!("{message}\n").into_bytes()).await;
                 let _ = tx.exit_status(1).await;
             }

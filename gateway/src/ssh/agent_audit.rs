@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::ids::AgentId;
+use iks_domain::ids::AgentId;
 use crate::sync::lock;
 
 /// How long after its window a held-back report is tried again (the summary goes first).

@@ -25,8 +25,8 @@ use super::established::Established;
 use super::opening::{Opening, store_unavailable};
 use super::peer::{Forward, Login};
 use super::session::{ChannelRefusal, Channels, ENDING_WITHIN, Ending, Lines, may_start};
-use crate::access::Refusal;
-use crate::model::{EndReason, SessionEvent};
+use iks_domain::decision::Refusal;
+use iks_domain::model::{EndReason, SessionEvent};
 use crate::recording::tap::Tap;
 use crate::sever::{DISCONNECT_WAIT, Severer};
 use crate::state::App;
@@ -111,7 +111,7 @@ impl EngineerConn {
         if tokio::time::timeout(CLIENT_LEAVES, &mut *running).await.is_ok() {
             return;
         }
-        let why = format!("iks-gateway: session closed: {}", crate::text::one_line(message));
+        let why = format!("iks-gateway: session closed: {}", iks_domain::text::one_line(message));
         let polite = self.handle.disconnect(russh::Disconnect::ByApplication, why, "en".into());
         let _ = tokio::time::timeout(DISCONNECT_WAIT, polite).await;
         if tokio::time::timeout_at(deadline, &mut *running).await.is_err() {
@@ -263,7 +263,7 @@ impl EngineerConn {
         let channel_id = i64::from(u32::from(channel.id()));
         let event = |kind: &str, details| SessionEvent {
             session_id: est.live.id,
-            at: crate::time::now(),
+            at: iks_domain::time::now(),
             channel: Some(channel_id),
             kind: kind.into(),
             details,

@@ -14,9 +14,9 @@ use tracing::{Instrument, error, info, warn};
 
 use super::upstream::Upstream;
 use crate::audit::Actor;
-use crate::ids::{OrgId, SessionId};
+use iks_domain::ids::{OrgId, SessionId};
 use crate::live::LiveSession;
-use crate::model::{EndReason, IksBox, SessionEnd, SessionEvent};
+use iks_domain::model::{EndReason, IksBox, SessionEnd, SessionEvent};
 use crate::recording::Recording;
 use crate::sever::{DISCONNECT_WAIT, Severer};
 use crate::state::App;
@@ -161,7 +161,7 @@ impl Established {
 
 /// Writes a session's end, waiting for the store if it is away; at shutdown what is still
 /// unwritten is left to [`crate::live::end_crashed`] at the next start.
-pub async fn end_row(app: &App, id: SessionId, org: OrgId, end: &SessionEnd) -> Option<crate::model::Session> {
+pub async fn end_row(app: &App, id: SessionId, org: OrgId, end: &SessionEnd) -> Option<iks_domain::model::Session> {
     let system = Actor::system();
     let written =
         crate::store::until_stored(&app.shutdown, "session end", || app.store.end_session(&system, id, org, end)).await;

@@ -26,7 +26,6 @@ mod policy;
 mod session;
 pub mod upstream;
 
-pub use iks_domain::target;
 pub use session::ENDING_WITHIN;
 
 use std::sync::Arc;
@@ -38,7 +37,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::datadir::KeyRole;
-use crate::model::EndReason;
+use iks_domain::model::EndReason;
 use crate::state::App;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! Opening an engineer's session, once per connection on its first channel: the facts
-//! gathered ([`crate::recheck::gather`]), the access decision ([`crate::access::decide`]),
+//! gathered ([`crate::recheck::gather`]), the access decision ([`iks_domain::decision::decide`]),
 //! then the session row, the recording (no recording, no session) and the box's
 //! connection. Every refusal is stored (unless the store is the trouble: then the log is
 //! its record) and returned as the one line the engineer reads.
@@ -9,15 +9,15 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::established::{BoxLeg, Established, end_row};
-use super::target::Target;
+use iks_domain::target::Target;
 use super::upstream::{self, Credential};
-use crate::access::{self, Refusal};
+use iks_domain::decision::{self, Refusal};
 use crate::audit::{Actor, Subjects};
 use crate::ca::{self, CertRequest};
 use crate::datadir::KeyRole;
-use crate::ids::{SessionId, TicketId};
+use iks_domain::ids::{SessionId, TicketId};
 use crate::live::LiveSession;
-use crate::model::{BoxAuth, EndReason, Grant, IksBox, NewSession, Organisation, Person, SessionEnd};
+use iks_domain::model::{BoxAuth, EndReason, Grant, IksBox, NewSession, Organisation, Person, SessionEnd};
 use crate::recheck::{BoxChoice, Gathered, NotGathered};
 use crate::recording::Recording;
 use crate::sever::Severer;
@@ -61,7 +61,7 @@ pub struct Opening<'a> {
 
 /// What [`Opening::open`] has settled when the session row exists.
 struct Started {
-    session: crate::model::Session,
+    session: iks_domain::model::Session,
     grant: Grant,
     org: Organisation,
     operator: Person,
@@ -116,7 +116,7 @@ impl Opening<'_> {
         if let Err(message) = gathered.operator_holds() {
             return Err(self.refuse(subjects, Refusal::gateway("operator", message).about(ticket_id)).await);
         }
-        let grant = match access::decide(&gathered.facts(crate::time::now(), app.tz(), &app.config.products)) {
+        let grant = match decision::decide(&gathered.facts(iks_domain::time::now(), app.tz(), &app.config.products)) {
             Ok(g) => g.clone(),
             Err(refusal) => return Err(self.refuse(subjects, refusal).await),
         };
@@ -124,7 +124,7 @@ impl Opening<'_> {
         let Gathered { person: operator, org, iks_box, .. } = gathered;
         if iks_box.address.is_none() {
             let presence = crate::tunnel::presence(app, &iks_box).await.map_err(store_down)?;
-            if let Err(refusal) = access::check_agent(ticket_id, &iks_box.name, &presence, crate::time::now(), app.tz())
+            if let Err(refusal) = decision::check_agent(ticket_id, &iks_box.name, &presence, iks_domain::time::now(), app.tz())
             {
                 return Err(self.refuse(subjects, refusal).await);
             }
@@ -170,7 +170,7 @@ impl Opening<'_> {
                 }
             };
         let _ = app.store.set_session_recording(session.id, recording.relative()).await;
-        let valid_until = grant.ends_at.unwrap_or_else(crate::time::now);
+        let valid_until = grant.ends_at.unwrap_or_else(iks_domain::time::now);
         let credential = match iks_box.auth {
             BoxAuth::Certificate => ca::issue(
                 &app.user_ca,
@@ -219,7 +219,7 @@ impl Opening<'_> {
         );
         app.live.insert(live.clone());
         let established = Established::new(app, live.clone(), iks_box, leg, super::bridge::budget());
-        info!(grant = %grant.id, until = %crate::time::to_db(valid_until), "session started");
+        info!(grant = %grant.id, until = %iks_domain::time::to_db(valid_until), "session started");
         // Registered first, checked second: either shutdown saw this session or it sees shutdown.
         if *app.shutdown.borrow() {
             live.close(EndReason::GatewayShutdown, "the gateway is shutting down");

@@ -7,7 +7,7 @@ use russh::keys::PublicKey;
 
 use super::policy;
 use crate::config::SshConfig;
-use crate::model::{Agent, Person};
+use iks_domain::model::{Agent, Person};
 
 /// Who an engineer's connection is, settled at authentication.
 #[derive(Debug, Clone)]
@@ -147,7 +147,7 @@ impl Request<'_> {
             }
             Self::Pty | Self::Env(_) | Self::Shell | Self::Exec(_) | Self::Subsystem(_) => return None,
         };
-        Some(crate::text::one_line(&text))
+        Some(iks_domain::text::one_line(&text))
     }
 }
 
@@ -225,15 +225,15 @@ fn shorten(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::fixtures::person;
+    use iks_domain::decision::fixtures::person;
 
     fn agent() -> Agent {
         Agent {
-            id: crate::ids::AgentId(7),
-            box_id: crate::ids::BoxId(5),
+            id: iks_domain::ids::AgentId(7),
+            box_id: iks_domain::ids::BoxId(5),
             key_fingerprint: "SHA256:agent".into(),
             public_key: String::new(),
-            enrolled_at: crate::access::fixtures::t(crate::access::fixtures::NOW),
+            enrolled_at: iks_domain::decision::fixtures::t(iks_domain::decision::fixtures::NOW),
             revoked_at: None,
             revoked_by: None,
             agent_version: None,

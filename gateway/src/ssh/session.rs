@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::access::Refusal;
+use iks_domain::decision::Refusal;
 use crate::recording::tap::Kind;
 
 /// Kill, revocation, expiry, shutdown: both legs of a session are closed within this,
@@ -92,7 +92,7 @@ impl Lines {
 
     /// A refusal's line (it may quote anything the client sent: controls are made visible).
     pub fn refusal(self, refusal: &ChannelRefusal) -> String {
-        format!("{}{}", crate::text::one_line(&refusal.to_string()), self.newline())
+        format!("{}{}", iks_domain::text::one_line(&refusal.to_string()), self.newline())
     }
 
     /// A kept notice's line.

@@ -12,8 +12,8 @@ use russh::{Channel, ChannelOpenFailure};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::access::Refusal;
-use crate::model::{BoxAuth, IksBox};
+use iks_domain::decision::Refusal;
+use iks_domain::model::{BoxAuth, IksBox};
 
 /// How long a box may take to answer before the session is refused.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

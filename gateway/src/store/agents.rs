@@ -15,9 +15,9 @@ use sqlx::any::AnyRow;
 use super::directory::{BOX_COLUMNS, ORG_COLUMNS, box_from_row, changes, not_found, org_from_row};
 use super::{Result, RowExt, Store, StoreError, Tx, conflict_on_unique};
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::{AgentId, AgentTokenId, BoxId};
-use crate::model::{Agent, AgentReport, AgentToken, IksBox, Organisation};
-use crate::time::{now, to_db};
+use iks_domain::ids::{AgentId, AgentTokenId, BoxId};
+use iks_domain::model::{Agent, AgentReport, AgentToken, IksBox, Organisation};
+use iks_domain::time::{now, to_db};
 
 const AGENT_COLUMNS: &str = "id, box_id, key_fingerprint, public_key, enrolled_at, revoked_at, revoked_by, \
                              agent_version, product, version, remote_access_disabled, node, connection, \
@@ -104,7 +104,7 @@ impl EnrollError {
         let expired_or_used = |verb: &str, at: &DateTime<Utc>| {
             format!(
                 "the enrolment token {verb} at {}; ask the gateway's admin for a new one",
-                crate::time::display(*at, tz)
+                iks_domain::time::display(*at, tz)
             )
         };
         match self {

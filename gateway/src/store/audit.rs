@@ -19,7 +19,7 @@ use crate::audit::export::ExportFilter;
 use crate::audit::retention::{self, ChainStart, RetentionDetails};
 use crate::audit::verify::{self, ChainVerifier, Coverage, Expectations, Problem, RecordingState, Summary};
 use crate::audit::{Actor, ActorKind, Event, NewEvent, Subjects};
-use crate::ids::{BoxId, GrantId, OrgId, SessionId, TicketId};
+use iks_domain::ids::{BoxId, GrantId, OrgId, SessionId, TicketId};
 
 const EVENT_COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, action, org_id, ticket_id, box_id, \
                              grant_id, session_id, details, prev_hash, hash";
@@ -194,8 +194,8 @@ impl Store {
         .bind(f.org.map(OrgId::get))
         .bind(f.ticket.map(TicketId::get))
         .bind(f.session.map(SessionId::get))
-        .bind(f.since.map(crate::time::to_db))
-        .bind(f.until.map(crate::time::to_db))
+        .bind(f.since.map(iks_domain::time::to_db))
+        .bind(f.until.map(iks_domain::time::to_db))
         .bind(f.limit.unwrap_or(i64::MAX))
         .bind(f.action.as_deref())
         .bind(f.actor.as_deref())
@@ -285,7 +285,7 @@ impl Store {
         let Some(head) = head else { return Ok(None) };
         let covered = self.furthest_checkpoint().await?.map_or(0, |c| c.signed.seq);
         let newest = self.newest_checkpoint().await?;
-        let now = crate::time::now();
+        let now = iks_domain::time::now();
         let due = match signing {
             Signing::Serving { every, interval } => {
                 head - covered >= i64::try_from(every).unwrap_or(i64::MAX)
@@ -386,7 +386,7 @@ impl Store {
             return Ok(None);
         };
         let young = sqlx::query("SELECT MIN(seq) FROM audit_events WHERE at >= $1")
-            .bind(crate::time::to_db(cutoff))
+            .bind(iks_domain::time::to_db(cutoff))
             .fetch_one(tx.conn())
             .await?;
         // Everything before the first young event goes, but never the newest event: the
@@ -516,7 +516,7 @@ impl Store {
 
 /// Signs a checkpoint of event #`seq` now, promising the next within `promise`.
 fn sign(key: &PrivateKey, seq: i64, hash: &str, promise: Option<chrono::Duration>) -> Result<SignedCheckpoint> {
-    let at = crate::time::now();
+    let at = iks_domain::time::now();
     Ok(checkpoint::sign(key, seq, hash, at, promise.map(|p| at + p))?)
 }
 
@@ -528,8 +528,8 @@ async fn insert_checkpoint(tx: &mut super::Tx, signed: &SignedCheckpoint) -> Res
     )
     .bind(signed.seq)
     .bind(&signed.hash)
-    .bind(crate::time::to_db(signed.at))
-    .bind(signed.next.map(crate::time::to_db))
+    .bind(iks_domain::time::to_db(signed.at))
+    .bind(signed.next.map(iks_domain::time::to_db))
     .bind(&signed.key_fingerprint)
     .bind(&signed.signature)
     .fetch_one(tx.conn())

@@ -5,10 +5,10 @@ use sqlx::any::AnyRow;
 
 use super::{Result, RowExt, Store, StoreError, conflict_on_unique, parse_enum};
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::{BoxId, KeyId, OrgId, PersonId};
-use crate::model::{BoxAuth, IksBox, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role, SshKey};
-use crate::rules::{Inn, OrgFacts};
-use crate::time::{date_to_db, now, to_db};
+use iks_domain::ids::{BoxId, KeyId, OrgId, PersonId};
+use iks_domain::model::{BoxAuth, IksBox, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role, SshKey};
+use iks_domain::rules::{Inn, OrgFacts};
+use iks_domain::time::{date_to_db, now, to_db};
 
 pub(super) const ORG_COLUMNS: &str =
     "id, inn, name, purchased_on, module_paid_until, trial_started_on, partner, created_at, updated_at";

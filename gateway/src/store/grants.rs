@@ -6,9 +6,9 @@ use sqlx::any::AnyRow;
 use super::directory::not_found;
 use super::{Result, RowExt, Store, StoreError, Tx, parse_enum};
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::{BoxId, GrantId, PersonId, TicketId};
-use crate::model::{Approval, Grant, GrantState, NewAccessRequest, Ticket};
-use crate::time::{now, to_db};
+use iks_domain::ids::{BoxId, GrantId, PersonId, TicketId};
+use iks_domain::model::{Approval, Grant, GrantState, NewAccessRequest, Ticket};
+use iks_domain::time::{now, to_db};
 
 const GRANT_COLUMNS: &str = "id, ticket_id, box_id, requested_by, operator_id, reason, requested_secs, state, \
                              starts_at, ends_at, decided_by, decided_at, decision_note, revoked_by, revoked_at, \
@@ -44,7 +44,7 @@ pub struct GrantFilter {
     pub ticket: Option<TicketId>,
     pub box_: Option<BoxId>,
     pub state: Option<GrantState>,
-    pub org: Option<crate::ids::OrgId>,
+    pub org: Option<iks_domain::ids::OrgId>,
 }
 
 fn subjects(ticket: &Ticket, g: &Grant) -> Subjects {
@@ -179,7 +179,7 @@ impl Store {
         .bind(f.ticket.map(TicketId::get))
         .bind(f.box_.map(BoxId::get))
         .bind(f.state.map(GrantState::as_str))
-        .bind(f.org.map(crate::ids::OrgId::get))
+        .bind(f.org.map(iks_domain::ids::OrgId::get))
         .fetch_all(&self.read)
         .await?
         .iter()

@@ -305,7 +305,7 @@ impl Tx {
                 }
             }
         };
-        let at = crate::time::now();
+        let at = iks_domain::time::now();
         let details = event.details.to_string();
         let hash = crate::audit::chain_hash(
             &prev_hash,
@@ -325,7 +325,7 @@ impl Tx {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(seq)
-        .bind(crate::time::to_db(at))
+        .bind(iks_domain::time::to_db(at))
         .bind(event.actor.kind.as_str())
         .bind(event.actor.id)
         .bind(&event.actor.name)
@@ -371,13 +371,13 @@ pub(crate) trait RowExt {
     }
     fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>> {
         self.opt_text(col)?
-            .map(|s| crate::time::parse_date(&s).map_err(|e| StoreError::Corrupt(format!("{col} = '{s}': {e}"))))
+            .map(|s| iks_domain::time::parse_date(&s).map_err(|e| StoreError::Corrupt(format!("{col} = '{s}': {e}"))))
             .transpose()
     }
 }
 
 fn parse_time(col: &str, s: &str) -> Result<DateTime<Utc>> {
-    crate::time::from_db(s).map_err(|e| StoreError::Corrupt(format!("{col} = '{s}': {e}")))
+    iks_domain::time::from_db(s).map_err(|e| StoreError::Corrupt(format!("{col} = '{s}': {e}")))
 }
 
 impl RowExt for AnyRow {

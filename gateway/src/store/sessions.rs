@@ -7,9 +7,9 @@ use sqlx::any::AnyRow;
 use super::directory::not_found;
 use super::{Result, RowExt, Store, StoreError};
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
-use crate::model::{EndReason, NewSession, Session, SessionEnd, SessionEvent};
-use crate::time::{now, to_db};
+use iks_domain::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
+use iks_domain::model::{EndReason, NewSession, Session, SessionEnd, SessionEvent};
+use iks_domain::time::{now, to_db};
 
 const SESSION_COLUMNS: &str = "id, grant_id, ticket_id, box_id, operator_id, client_addr, node, started_at, ended_at, \
                                end_reason, bytes_in, bytes_out, recording, recording_sha256";
@@ -220,7 +220,7 @@ impl Store {
                 grant_state: super::parse_enum(
                     "grant_state",
                     &r.text("grant_state")?,
-                    crate::model::GrantState::parse,
+                    iks_domain::model::GrantState::parse,
                 )?,
                 ends_at: r.opt_time("ends_at")?,
                 revoked_by: r.opt_text("revoked_by")?,
@@ -228,7 +228,7 @@ impl Store {
                 ticket_state: super::parse_enum(
                     "ticket_state",
                     &r.text("ticket_state")?,
-                    crate::model::TicketState::parse,
+                    iks_domain::model::TicketState::parse,
                 )?,
                 kill_requested_by: r.opt_text("kill_requested_by")?,
             })

@@ -8,13 +8,13 @@ use chrono::NaiveDate;
 
 use super::*;
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::TicketId;
-use crate::ids::{OrgId, PersonId};
-use crate::model::{
+use iks_domain::ids::TicketId;
+use iks_domain::ids::{OrgId, PersonId};
+use iks_domain::model::{
     Approval, BoxAuth, EndReason, GrantState, NewAccessRequest, NewBox, NewOrg, NewPerson, NewSession, NewSshKey,
     NewTicket, Role, SessionEnd, SessionEvent, TicketState,
 };
-use crate::rules::{Inn, OrgFacts};
+use iks_domain::rules::{Inn, OrgFacts};
 
 pub(crate) struct TestDb {
     pub store: Store,
@@ -95,7 +95,7 @@ pub(crate) use story;
 pub(crate) async fn backdate_ticket(store: &Store, id: TicketId, at: chrono::DateTime<chrono::Utc>) {
     sqlx::query("UPDATE tickets SET created_at = $2, last_customer_activity_at = $2 WHERE id = $1")
         .bind(id.get())
-        .bind(crate::time::to_db(at))
+        .bind(iks_domain::time::to_db(at))
         .execute(&store.write)
         .await
         .unwrap();
@@ -116,7 +116,7 @@ fn inn(s: &str) -> Inn {
 }
 
 fn date(s: &str) -> NaiveDate {
-    crate::time::parse_date(s).unwrap()
+    iks_domain::time::parse_date(s).unwrap()
 }
 
 fn romashka() -> NewOrg {
@@ -286,7 +286,7 @@ async fn people_and_keys(db: &TestDb) {
 
     // A disabled operator's keys no longer identify anyone.
     let mut disabled = ivanov.clone();
-    disabled.disabled_at = Some(crate::time::now());
+    disabled.disabled_at = Some(iks_domain::time::now());
     store.update_person(&actor, &disabled).await.unwrap();
     assert_eq!(store.operator_by_key_fingerprint(&ka.fingerprint).await.unwrap(), None);
     disabled.disabled_at = None;
@@ -435,7 +435,7 @@ async fn checkpoints_and_retention(db: &TestDb) {
     assert!(store.apply_audit_retention(&Actor::system(), &key, cutoff, None).await.unwrap().is_none(), "done already");
 
     // A cutoff after every event deletes all but the newest, which the chain continues from.
-    let later = crate::time::now() + chrono::Duration::seconds(1);
+    let later = iks_domain::time::now() + chrono::Duration::seconds(1);
     let all = store.apply_audit_retention(&Actor::system(), &key, later, None).await.unwrap().unwrap();
     assert_eq!((all.details.first_seq, all.event), (7, 8));
     assert_eq!(store.verify_audit(Some(key.public_key()), None).await.unwrap().events, 2);
@@ -498,7 +498,7 @@ async fn the_gateway_signs_over_no_cut_and_no_forged_retention(db: &TestDb) {
     // A retention event nobody signed, appended with a valid link.
     let head = store.latest_audit_events(1).await.unwrap().remove(0);
     let details = crate::audit::retention::RetentionDetails {
-        cutoff: crate::time::now(),
+        cutoff: iks_domain::time::now(),
         deleted: 0,
         first_seq: 1,
         first_prev_hash: crate::audit::GENESIS_HASH.into(),
@@ -593,7 +593,7 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
     };
     let g = store.request_access(&as_ivanov, &req).await.unwrap();
     assert_eq!((g.state, g.requested_secs), (GrantState::Pending, 7200));
-    let start = crate::time::now();
+    let start = iks_domain::time::now();
     let approval = Approval {
         starts_at: start,
         ends_at: start + chrono::Duration::hours(1),
@@ -622,7 +622,7 @@ async fn tickets_grants_and_sessions(db: &TestDb) {
     assert_eq!(live.iter().map(|s| s.id).collect::<Vec<_>>(), [s.id]);
     let exec = SessionEvent {
         session_id: s.id,
-        at: crate::time::now(),
+        at: iks_domain::time::now(),
         channel: Some(0),
         kind: "exec".into(),
         details: serde_json::json!({ "command": "uname -a" }),

@@ -9,9 +9,9 @@ use sqlx::any::AnyRow;
 use super::directory::not_found;
 use super::{Result, RowExt, Store, StoreError, Tx, parse_enum};
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::{OrgId, PersonId, TicketId};
-use crate::model::{Comment, Move, NewComment, NewTicket, RefusalReason, Ticket, TicketState, Topic};
-use crate::time::{now, to_db};
+use iks_domain::ids::{OrgId, PersonId, TicketId};
+use iks_domain::model::{Comment, Move, NewComment, NewTicket, RefusalReason, Ticket, TicketState, Topic};
+use iks_domain::time::{now, to_db};
 
 const TICKET_COLUMNS: &str = "id, org_id, contact_name, contact_phone, contact_email, product, version, description, \
                               topic, state, priority, response_due_at, first_response_at, refusal_reason, \

@@ -6,9 +6,9 @@ use sqlx::any::AnyRow;
 use super::directory::not_found;
 use super::{Result, RowExt, Store, StoreError, conflict_on_unique};
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::OrgId;
-use crate::model::ApiToken;
-use crate::time::{now, to_db};
+use iks_domain::ids::OrgId;
+use iks_domain::model::ApiToken;
+use iks_domain::time::{now, to_db};
 
 const TOKEN_COLUMNS: &str = "id, name, org_id, created_by, created_at, revoked_at";
 

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Result, RowExt, Store};
-use crate::ids::{BoxId, OrgId, SessionId, TicketId};
-use crate::time::{now, to_db};
+use iks_domain::ids::{BoxId, OrgId, SessionId, TicketId};
+use iks_domain::time::{now, to_db};
 
 /// One line of a session's transcript.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -11,9 +11,9 @@ use sqlx::any::AnyRow;
 use super::directory::{PERSON_COLUMNS, not_found, person_from_row};
 use super::{Result, RowExt, Store, StoreError, conflict_on_unique};
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::ids::PersonId;
-use crate::model::{NewPerson, Person, Role};
-use crate::time::{now, to_db};
+use iks_domain::ids::PersonId;
+use iks_domain::model::{NewPerson, Person, Role};
+use iks_domain::time::{now, to_db};
 
 /// A person with what they sign in with.
 #[derive(Clone)]

@@ -1,6 +1,6 @@
 //! The ticket lifecycle under the regulations: opening (and refusing), moving between
 //! states, comments from support and from the customer, the first-response clock
-//! ([`sla`]), the queue, and closing tickets whose customer went silent. The CLI and the
+//! ([`iks_domain::sla`]), the queue, and closing tickets whose customer went silent. The CLI and the
 //! helpdesk API both go through here; the store persists and audits.
 //!
 //! # Refusals
@@ -16,7 +16,6 @@
 //! state `refused` and the reason, so the customer has a number and the refusal is on
 //! record; it never takes comments, moves, or grants.
 
-pub use iks_domain::sla;
 #[cfg(test)]
 mod tests;
 
@@ -25,16 +24,16 @@ use serde::Serialize;
 
 use crate::audit::Actor;
 use crate::config::Config;
-use crate::i18n::{self, Lang};
-use crate::ids::{OrgId, TicketId};
-use crate::model::{
+use iks_domain::i18n::{self, Lang};
+use iks_domain::ids::{OrgId, TicketId};
+use iks_domain::model::{
     Comment, InvalidField, InvalidMove, Move, NewComment, NewTicket, Person, RefusalReason, Role, Ticket, Topic,
     check_display_name, version_field,
 };
-use crate::rules::{VersionRefusal, standing};
+use iks_domain::rules::{VersionRefusal, standing};
 use crate::store::{EventFilter, Store, StoreError, TicketFilter};
 
-pub use sla::{Sla, Status, first_response_due};
+pub use iks_domain::sla::{self, Sla, Status, first_response_due};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TicketError {
@@ -112,7 +111,7 @@ pub fn refusal(config: &Config, f: &Filing) -> Result<Option<RefusalReason>, Inv
 pub async fn open(store: &Store, config: &Config, actor: &Actor, f: Filing) -> Result<Ticket, TicketError> {
     let refused = refusal(config, &f)?;
     let org = store.org(f.org).await?;
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let free = config.products.get(&f.product).is_some_and(|p| p.free_edition);
     let category = standing(&org.facts, free, now.with_timezone(&config.hours.timezone).date_naive()).category();
     let new = NewTicket {

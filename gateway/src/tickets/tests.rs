@@ -6,10 +6,10 @@ use chrono::{Duration, NaiveDate};
 use super::*;
 use crate::config::Config;
 use crate::grants::{self, GrantError};
-use crate::model::{
+use iks_domain::model::{
     Approval, EndReason, GrantState, NewAccessRequest, NewOrg, NewPerson, NewSession, Organisation, TicketState,
 };
-use crate::rules::{Inn, OrgFacts};
+use iks_domain::rules::{Inn, OrgFacts};
 use crate::store::tests::{TestDb, backdate_ticket, new_box, story};
 use iks_domain::review::{LiveCheck, Verdict, review};
 
@@ -20,7 +20,7 @@ story!(autoclose_after_more_than_ten_silent_days);
 story!(closing_ends_live_sessions);
 
 fn date(s: &str) -> NaiveDate {
-    crate::time::parse_date(s).unwrap()
+    iks_domain::time::parse_date(s).unwrap()
 }
 
 /// An organisation whose support module is paid for years: category 1.
@@ -110,7 +110,7 @@ async fn opening_and_refusals(db: &TestDb) {
         assert_eq!(actions(store, r.id).await, ["ticket.open", "ticket.refuse"], "{name}");
         let refusal = &history(store, r.id).await.unwrap()[1];
         assert_eq!(refusal.details["reason"], reason.as_str(), "{name}");
-        let words = crate::i18n::text(Lang::Ru, &format!("work.refusal.{}", reason.as_str()));
+        let words = iks_domain::i18n::text(Lang::Ru, &format!("work.refusal.{}", reason.as_str()));
         assert_eq!(refusal.describe(Lang::Ru), format!("открыта → отказано, причина: {words}"), "{name}");
     }
     // An e-mail alone is contact data; a ticket without a stated topic opens.
@@ -170,7 +170,7 @@ async fn moves_comments_and_history(db: &TestDb) {
     assert_eq!(answered.last_customer_activity_at, c.created_at, "support's comment is no customer activity");
     comment_as(store, &ivanov, id, "And the config").await.unwrap();
     assert_eq!(store.ticket(id).await.unwrap().first_response_at, Some(reply.created_at), "only the first counts");
-    let status = sla::sla(&answered, crate::time::now(), &config.hours, config.tickets.due_soon()).status;
+    let status = sla::sla(&answered, iks_domain::time::now(), &config.hours, config.tickets.due_soon()).status;
     assert_eq!(status, Status::Answered);
     for who in [&sidorov, &audit] {
         let e = comment_as(store, who, id, "hello").await.unwrap_err();
@@ -266,7 +266,7 @@ async fn refused_tickets_get_no_grants(db: &TestDb) {
     store.create_box(&cli, &new_box(org.id, "main-gw")).await.unwrap();
     store.create_box(&cli, &new_box(lapsed.id, "main-gw")).await.unwrap();
     store
-        .create_box(&cli, &crate::model::NewBox { product: "iks-lite".into(), ..new_box(org.id, "lite") })
+        .create_box(&cli, &iks_domain::model::NewBox { product: "iks-lite".into(), ..new_box(org.id, "lite") })
         .await
         .unwrap();
     let ivanov = person(store, "ivanov", Role::Operator, None).await;
@@ -318,7 +318,7 @@ async fn autoclose_after_more_than_ten_silent_days(db: &TestDb) {
     let new = || open(store, &config, &cli, filing(org.id));
 
     // Frozen: every ticket's customer last spoke at `t0`.
-    let t0 = crate::time::now() - Duration::days(30);
+    let t0 = iks_domain::time::now() - Duration::days(30);
     let silent = new().await.unwrap();
     let resolved = new().await.unwrap();
     make_move(store, &as_ivanov, None, resolved.id, &Move::Resolve, None).await.unwrap();
@@ -345,7 +345,7 @@ async fn autoclose_after_more_than_ten_silent_days(db: &TestDb) {
         assert_eq!((t.state, t.close_reason.as_deref()), (TicketState::Closed, Some(AUTOCLOSE_REASON)));
         let last = history(store, t.id).await.unwrap().pop().unwrap();
         assert_eq!((last.action.as_str(), last.actor.clone()), ("ticket.close", Actor::system()));
-        assert_eq!(last.details["customer_silent_since"], crate::time::to_db(t0));
+        assert_eq!(last.details["customer_silent_since"], iks_domain::time::to_db(t0));
     }
     assert_eq!(state(refused.id).await.state, TicketState::Refused);
     assert_eq!(state(closed.id).await.close_reason.as_deref(), Some("answered by phone"));
@@ -381,7 +381,7 @@ async fn autoclose_after_more_than_ten_silent_days(db: &TestDb) {
 }
 
 /// A live session on `node` for a fresh ticket, under an approved grant ending in an hour.
-async fn live_session(store: &Store, org: &Organisation, node: &str) -> (Ticket, crate::model::Session) {
+async fn live_session(store: &Store, org: &Organisation, node: &str) -> (Ticket, iks_domain::model::Session) {
     let cli = Actor::cli();
     let config = Config::default();
     let t = open(store, &config, &cli, filing(org.id)).await.unwrap();
@@ -395,7 +395,7 @@ async fn live_session(store: &Store, org: &Organisation, node: &str) -> (Ticket,
         duration: Duration::hours(1),
     };
     let g = store.request_access(&cli, &req).await.unwrap();
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let approval = Approval { starts_at: now, ends_at: now + Duration::hours(1), operator_id: None, note: None };
     store.approve_grant(&cli, g.id, op.id, &approval).await.unwrap();
     let new = NewSession {
@@ -411,10 +411,10 @@ async fn live_session(store: &Store, org: &Organisation, node: &str) -> (Ticket,
 }
 
 /// What the watchdog would do now about the session, from the store.
-async fn verdict(store: &Store, node: &str, s: &crate::model::Session) -> (LiveCheck, Verdict) {
+async fn verdict(store: &Store, node: &str, s: &iks_domain::model::Session) -> (LiveCheck, Verdict) {
     let checks = store.live_checks(node).await.unwrap();
     let c = checks.into_iter().find(|c| c.session == s.id).unwrap();
-    let v = review(&c, crate::time::now(), chrono_tz::Europe::Moscow, &[Duration::minutes(5)], 0);
+    let v = review(&c, iks_domain::time::now(), chrono_tz::Europe::Moscow, &[Duration::minutes(5)], 0);
     (c, v)
 }
 
@@ -437,8 +437,8 @@ async fn closing_ends_live_sessions(db: &TestDb) {
     assert_eq!(v, Verdict::End { reason: EndReason::TicketClosed, message: format!("ticket {} was closed", t.id) });
 
     let (t, s) = live_session(store, &org, "node-a").await;
-    backdate_ticket(store, t.id, crate::time::now() - Duration::days(11)).await;
-    let closed = autoclose(store, &config, crate::time::now()).await.unwrap();
+    backdate_ticket(store, t.id, iks_domain::time::now() - Duration::days(11)).await;
+    let closed = autoclose(store, &config, iks_domain::time::now()).await.unwrap();
     assert_eq!(closed.iter().map(|t| t.id).collect::<Vec<_>>(), [t.id]);
     let (_, v) = verdict(store, "node-a", &s).await;
     assert!(matches!(v, Verdict::End { reason: EndReason::TicketClosed, .. }), "{v:?}");

@@ -10,7 +10,7 @@ use iks_proto::{DialRefusal, GatewayMsg};
 use russh::server::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::ids::{AgentId, BoxId, SessionId};
+use iks_domain::ids::{AgentId, BoxId, SessionId};
 use crate::sync::lock;
 
 /// Commands queued for one agent's control channel before dialing reports it busy.

@@ -23,10 +23,10 @@ use super::page::tr;
 use super::panel::Panel;
 use super::viewer::{CsrfForm, Viewer};
 use crate::audit::{Actor, NewEvent, Subjects};
-use crate::i18n::{self, Lang};
-use crate::ids::{BoxId, KeyId, OrgId, PersonId};
-use crate::model::{BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role};
-use crate::rules::{Inn, OrgFacts, Standing, standing};
+use iks_domain::i18n::{self, Lang};
+use iks_domain::ids::{BoxId, KeyId, OrgId, PersonId};
+use iks_domain::model::{BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role};
+use iks_domain::rules::{Inn, OrgFacts, Standing, standing};
 use crate::store::{Store, StoreError};
 
 pub(super) fn routes() -> Router<Arc<Panel>> {
@@ -114,7 +114,7 @@ fn opt(s: &str) -> Option<String> {
 
 fn parse_date(field: &'static str, s: &str) -> Result<Option<NaiveDate>, InvalidField> {
     opt(s)
-        .map(|v| crate::time::parse_date(&v).map_err(|_| InvalidField::new(field, format!("'{v}' is not YYYY-MM-DD"))))
+        .map(|v| iks_domain::time::parse_date(&v).map_err(|_| InvalidField::new(field, format!("'{v}' is not YYYY-MM-DD"))))
         .transpose()
 }
 
@@ -186,7 +186,7 @@ struct OrgRow {
 }
 
 async fn orgs_page(web: &Panel, viewer: &Viewer, form: OrgForm, error: Option<String>) -> WebResult {
-    let today = crate::time::now().date_naive();
+    let today = iks_domain::time::now().date_naive();
     let rows: Vec<OrgRow> = web
         .app
         .store
@@ -234,7 +234,7 @@ async fn create_org(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm
 }
 
 async fn org_page(web: &Panel, viewer: &Viewer, o: &Organisation, form: OrgForm, error: Option<String>) -> WebResult {
-    let s = standing(&o.facts, false, crate::time::now().date_naive());
+    let s = standing(&o.facts, false, iks_domain::time::now().date_naive());
     let boxes = web.app.store.list_boxes(Some(o.id)).await?;
     let people = web.app.store.list_people(Some(Role::Customer), Some(o.id)).await?;
     let ctx = context! { org => o, standing => standing_text(viewer.lang, &s), form, boxes, people };
@@ -422,7 +422,7 @@ async fn person_state(
         "disable" if p.id == viewer.person.id => {
             return person_page(&web, &viewer, &p, None, "", Some(tr(&viewer, "admin.not_yourself"))).await;
         }
-        "disable" => (p.disabled_at.or_else(|| Some(crate::time::now())), "admin.disabled"),
+        "disable" => (p.disabled_at.or_else(|| Some(iks_domain::time::now())), "admin.disabled"),
         "enable" => (None, "admin.enabled"),
         other => return Err(WebError::BadRequest(format!("'{other}' is neither disable nor enable"))),
     };
@@ -573,7 +573,7 @@ impl BoxForm {
         b.host_key = match opt(&self.host_key) {
             // Stored without its comment, as the CLI stores it.
             Some(k) => {
-                let mut key = crate::model::parse_public_key("host_key", &k)?;
+                let mut key = iks_domain::model::parse_public_key("host_key", &k)?;
                 key.set_comment("");
                 Some(key.to_openssh().map_err(|e| InvalidField::new("host_key", e.to_string()))?.trim().to_string())
             }
@@ -611,7 +611,7 @@ async fn create_box(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm
     let made: Result<IksBox, Refused> = async {
         let org = f.org.parse::<OrgId>().map_err(|_| InvalidField::new("org", "choose the organisation"))?;
         web.app.store.org(org).await.map_err(|_| InvalidField::new("org", format!("no organisation {org}")))?;
-        let now = crate::time::now();
+        let now = iks_domain::time::now();
         let mut b = IksBox {
             id: BoxId(0),
             org_id: org,

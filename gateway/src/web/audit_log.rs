@@ -25,8 +25,8 @@ use super::sessions::{Refusal, day_range, given as opt};
 use super::viewer::Viewer;
 use crate::audit::export::{ExportFilter, Format};
 use crate::datadir::KeyRole;
-use crate::ids::{OrgId, SessionId, TicketId};
-use crate::model::Role;
+use iks_domain::ids::{OrgId, SessionId, TicketId};
+use iks_domain::model::Role;
 use crate::store::EventFilter;
 
 /// Events per page.
@@ -267,7 +267,7 @@ async fn export_log(State(web): State<Arc<Panel>>, viewer: Viewer, Query(q): Que
         Format::Jsonl => ("application/x-ndjson", "jsonl"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
     };
-    let name = format!("attachment; filename=\"audit-{}.{ext}\"", crate::time::now().format("%Y%m%d-%H%M%S"));
+    let name = format!("attachment; filename=\"audit-{}.{ext}\"", iks_domain::time::now().format("%Y%m%d-%H%M%S"));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(([(header::CONTENT_TYPE, kind.to_string()), (header::CONTENT_DISPOSITION, name)], body).into_response())
 }

@@ -35,9 +35,9 @@ use super::panel::Panel;
 use super::throttle::Key;
 use super::url::{encode, is_local_path};
 use super::viewer::{Anonymous, CsrfForm, FLASH_COOKIE, PRE_COOKIE, SESSION_COOKIE, Viewer};
-use crate::i18n::{self, Lang};
-use crate::ids::PersonId;
-use crate::model::{NewPerson, Person, Role};
+use iks_domain::i18n::{self, Lang};
+use iks_domain::ids::PersonId;
+use iks_domain::model::{NewPerson, Person, Role};
 use crate::secret::{self, RandomFailed};
 use crate::store::{LinkPurpose, Store, StoreError};
 
@@ -111,7 +111,7 @@ async fn verify_password(password: String, stored: Option<String>) -> WebResult<
 /// Whether `login` could be anyone's login (the shape [`NewPerson`] requires); anything
 /// else is refused before it is looked up, stored or counted as an account.
 fn login_shaped(login: &str) -> bool {
-    crate::model::check_login("login", login).is_ok()
+    iks_domain::model::check_login("login", login).is_ok()
 }
 
 /// Why a new password is refused, as an i18n key.
@@ -491,7 +491,7 @@ pub async fn setup_link(store: &Store) -> Result<Option<String>, LinkError> {
     }
     let token = secret::token::<32>("")?;
     store
-        .create_web_link(LinkPurpose::Setup, None, &secret::hash(&token), crate::time::now() + Duration::hours(24))
+        .create_web_link(LinkPurpose::Setup, None, &secret::hash(&token), iks_domain::time::now() + Duration::hours(24))
         .await?;
     Ok(Some(format!("/setup/{token}")))
 }
@@ -504,7 +504,7 @@ pub async fn password_link_for(store: &Store, person: PersonId) -> Result<String
             LinkPurpose::Password,
             Some(person),
             &secret::hash(&token),
-            crate::time::now() + Duration::hours(72),
+            iks_domain::time::now() + Duration::hours(72),
         )
         .await?;
     Ok(format!("/password/{token}"))

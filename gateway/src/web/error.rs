@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::url::encode;
-use crate::i18n::{self, Lang};
+use iks_domain::i18n::{self, Lang};
 use crate::secret::RandomFailed;
 use crate::store::StoreError;
 

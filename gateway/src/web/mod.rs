@@ -2,7 +2,7 @@
 //! admins, served beside the helpdesk API by [`crate::http`].
 //!
 //! Pages are minijinja templates from `web/templates`, translated through the
-//! catalogue in [`crate::i18n`] (Russian by default, English on request), with static
+//! catalogue in [`iks_domain::i18n`] (Russian by default, English on request), with static
 //! assets from `web/static`; templates and assets are compiled into the binary (see
 //! `build.rs`).
 //!
@@ -48,7 +48,7 @@ use self::error::WebError;
 use self::page::landing;
 use self::panel::Panel;
 use self::viewer::{LANG_COOKIE, Viewer};
-use crate::i18n::Lang;
+use iks_domain::i18n::Lang;
 use crate::state::App;
 
 /// The panel, ready to be merged with the API.

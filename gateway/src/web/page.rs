@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::error::{WebError, WebResult};
 use super::panel::Panel;
 use super::viewer::{FLASH_COOKIE, Viewer};
-use crate::i18n::{self, Lang};
-use crate::model::Role;
+use iks_domain::i18n::{self, Lang};
+use iks_domain::model::Role;
 
 /// An ID from the URL, as a number (`/sessions/7`) or as people write it (`/sessions/S-7`);
 /// anything else is "not found", like an ID that does not exist.

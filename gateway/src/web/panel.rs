@@ -9,7 +9,7 @@ use axum::http::HeaderValue;
 use super::templates::Templates;
 use super::throttle::Throttle;
 use super::totp::Totp;
-use crate::ids::SessionId;
+use iks_domain::ids::SessionId;
 use crate::state::App;
 
 /// The panel's state, behind an `Arc` in the router.

@@ -22,8 +22,8 @@ use super::error::{WebError, WebResult};
 use super::page::{self, tr};
 use super::panel::Panel;
 use super::viewer::Viewer;
-use crate::ids::{BoxId, OrgId, SessionId, TicketId};
-use crate::model::{IksBox, Role, Session};
+use iks_domain::ids::{BoxId, OrgId, SessionId, TicketId};
+use iks_domain::model::{IksBox, Role, Session};
 use crate::recording::{self, FetchError};
 use crate::search::{self, SearchError};
 use crate::store::TranscriptQuery;
@@ -136,7 +136,7 @@ fn field<T>(value: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option
 }
 
 fn day(tz: chrono_tz::Tz, s: &str) -> Option<DateTime<Utc>> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| crate::time::start_of_day(d, tz))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| iks_domain::time::start_of_day(d, tz))
 }
 
 async fn search_page(State(web): State<Arc<Panel>>, viewer: Viewer, Query(f): Query<SearchForm>) -> WebResult {

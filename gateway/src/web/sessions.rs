@@ -24,8 +24,8 @@ use super::error::{WebError, WebResult};
 use super::page::tr;
 use super::panel::Panel;
 use super::viewer::{CsrfForm, Viewer};
-use crate::ids::{BoxId, OrgId, PersonId, SessionId, TicketId};
-use crate::model::{EndReason, Role, Session, SessionEvent};
+use iks_domain::ids::{BoxId, OrgId, PersonId, SessionId, TicketId};
+use iks_domain::model::{EndReason, Role, Session, SessionEvent};
 use crate::store::SessionFilter;
 
 /// Sessions per page.
@@ -114,9 +114,9 @@ pub(super) fn day_range(web: &Panel, from: &str, to: &str) -> Result<Span, Refus
     let day = |v: &str, next: bool| -> Result<Option<DateTime<Utc>>, Refusal> {
         let Some(v) = given(v) else { return Ok(None) };
         let bad = || ("sessions.bad_date", v.to_string());
-        let d = crate::time::parse_date(v).map_err(|_| bad())?;
+        let d = iks_domain::time::parse_date(v).map_err(|_| bad())?;
         let d = if next { d.succ_opt().ok_or_else(bad)? } else { d };
-        Ok(Some(crate::time::start_of_day(d, tz)))
+        Ok(Some(iks_domain::time::start_of_day(d, tz)))
     };
     let (since, until) = (day(from, false)?, day(to, true)?);
     if let (Some(s), Some(u)) = (since, until)
@@ -220,7 +220,7 @@ impl Names {
             started_at: s.started_at,
             ended_at: s.ended_at,
             live: s.ended_at.is_none(),
-            duration: duration(s.started_at, s.ended_at.unwrap_or_else(crate::time::now)),
+            duration: duration(s.started_at, s.ended_at.unwrap_or_else(iks_domain::time::now)),
             end_reason: s.end_reason.map(EndReason::as_str),
             bytes_in: bytes(s.bytes_in),
             bytes_out: bytes(s.bytes_out),
@@ -362,7 +362,7 @@ async fn show(State(web): State<Arc<Panel>>, viewer: Viewer, Path(id): Path<Stri
         events,
         live,
         can_kill,
-        duration => duration(s.started_at, s.ended_at.unwrap_or_else(crate::time::now)),
+        duration => duration(s.started_at, s.ended_at.unwrap_or_else(iks_domain::time::now)),
         end_reason => s.end_reason.map(EndReason::as_str),
         bytes_in => bytes(s.bytes_in),
         bytes_out => bytes(s.bytes_out),

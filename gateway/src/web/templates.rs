@@ -1,5 +1,5 @@
 //! The embedded files and the template environment: the adapter between minijinja and
-//! the texts of [`crate::i18n`].
+//! the texts of [`iks_domain::i18n`].
 //!
 //! Templates get three helpers: `t("key")` translates into the page's language (from the
 //! `lang` variable every page has), `value|when` shows a stored time in the configured
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 
-use crate::i18n::{self, Lang};
+use iks_domain::i18n::{self, Lang};
 
 include!(concat!(env!("OUT_DIR"), "/web_files.rs"));
 
@@ -31,7 +31,7 @@ impl Templates {
         }
         env.add_function("t", |state: &State, key: &str| -> String { i18n::text(lang_of(state), key) });
         env.add_filter("when", move |v: Value| -> Result<String, Error> {
-            Ok(parse_time(&v)?.map(|t| crate::time::display(t, tz)).unwrap_or_default())
+            Ok(parse_time(&v)?.map(|t| iks_domain::time::display(t, tz)).unwrap_or_default())
         });
         env.add_filter("date", move |v: Value| -> Result<String, Error> {
             Ok(parse_time(&v)?.map(|t| t.with_timezone(&tz).format("%Y-%m-%d").to_string()).unwrap_or_default())

@@ -17,10 +17,10 @@ use tower::ServiceExt as _;
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::datadir::{DataDir, KeyRole};
-use crate::ids::{BoxId, OrgId, TicketId};
-use crate::model::{NewOrg, NewPerson, Role};
+use iks_domain::ids::{BoxId, OrgId, TicketId};
+use iks_domain::model::{NewOrg, NewPerson, Role};
 use crate::node::{Node, NodeParts};
-use crate::rules::{Inn, OrgFacts};
+use iks_domain::rules::{Inn, OrgFacts};
 use crate::state::App;
 use crate::store::tests::{TestDb, new_box, new_ticket};
 
@@ -85,7 +85,7 @@ impl TestPanel {
         let store = db.store.clone();
         let cli = Actor::cli();
         let paid =
-            OrgFacts { module_paid_until: Some(crate::time::parse_date("2099-12-31").unwrap()), ..Default::default() };
+            OrgFacts { module_paid_until: Some(iks_domain::time::parse_date("2099-12-31").unwrap()), ..Default::default() };
         let partner = OrgFacts { partner: true, ..Default::default() };
         let mut orgs = Vec::new();
         for (inn, name, facts, box_name, customer) in [
@@ -181,8 +181,8 @@ impl TestPanel {
 impl TestPanel {
     /// A session by `operator` on `org`'s box through an approved grant, whose recording is
     /// `cast` (asciicast v2 text); ended as "client exit" unless `live`.
-    pub async fn recorded_session(&self, org: &Org, operator: &str, cast: &str, live: bool) -> crate::ids::SessionId {
-        use crate::model::{Approval, NewAccessRequest, NewSession, SessionEnd};
+    pub async fn recorded_session(&self, org: &Org, operator: &str, cast: &str, live: bool) -> iks_domain::ids::SessionId {
+        use iks_domain::model::{Approval, NewAccessRequest, NewSession, SessionEnd};
         let store = &self.app.store;
         let cli = Actor::cli();
         let op = store.person_by_login(operator).await.unwrap();
@@ -194,7 +194,7 @@ impl TestPanel {
             duration: chrono::Duration::hours(1),
         };
         let g = store.request_access(&cli, &req).await.unwrap();
-        let now = crate::time::now();
+        let now = iks_domain::time::now();
         let approval =
             Approval { starts_at: now, ends_at: now + chrono::Duration::hours(1), operator_id: None, note: None };
         store.approve_grant(&cli, g.id, op.id, &approval).await.unwrap();
@@ -215,7 +215,7 @@ impl TestPanel {
         if !live {
             let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, cast.as_bytes()));
             let end = SessionEnd {
-                reason: crate::model::EndReason::ClientExit,
+                reason: iks_domain::model::EndReason::ClientExit,
                 bytes_in: 10,
                 bytes_out: cast.len() as i64,
                 recording: Some(rel),

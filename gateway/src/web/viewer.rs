@@ -19,9 +19,9 @@ use serde::de::DeserializeOwned;
 use super::error::{WebError, WebResult};
 use super::panel::Panel;
 use crate::audit::Actor;
-use crate::i18n::Lang;
-use crate::ids::OrgId;
-use crate::model::{Person, Role};
+use iks_domain::i18n::Lang;
+use iks_domain::ids::OrgId;
+use iks_domain::model::{Person, Role};
 use crate::secret;
 use crate::store::WebSession;
 
@@ -118,7 +118,7 @@ async fn session_of(parts: &Parts, web: &Panel) -> WebResult<Option<WebSession>>
     let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) else { return Ok(None) };
     let Some(s) = web.app.store.web_session(&secret::hash(token)).await? else { return Ok(None) };
     let http = &web.app.config.http;
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let why = if s.person.disabled_at.is_some() {
         Some("person disabled")
     } else {

@@ -3,7 +3,7 @@
 use chrono::Duration;
 
 use super::*;
-use crate::model::{AgentReport, IksBox};
+use iks_domain::model::{AgentReport, IksBox};
 use crate::store::{EnrollError, Enrolment};
 
 story!(enrolment_tokens);
@@ -42,7 +42,7 @@ async fn actions(store: &Store, b: &IksBox) -> Vec<String> {
 async fn enrolment_tokens(db: &TestDb) {
     let store = &db.store;
     let b = agent_box(store).await;
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     store.create_agent_token(&Actor::cli(), b.id, "hash-ok", now + Duration::hours(24)).await.unwrap();
     store.create_agent_token(&Actor::cli(), b.id, "hash-old", now - Duration::seconds(1)).await.unwrap();
     let before = store.audit_events(&EventFilter::default()).await.unwrap().len();
@@ -109,7 +109,7 @@ async fn enrolment_tokens(db: &TestDb) {
 async fn agent_presence(db: &TestDb) {
     let store = &db.store;
     let b = agent_box(store).await;
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     store.create_agent_token(&Actor::cli(), b.id, "t", now + Duration::hours(1)).await.unwrap();
     let agent = store.enroll_agent("t", &enrolment("SHA256:a", "7.2", None)).await.unwrap().agent;
     assert_eq!((agent.online_since, agent.offline_since), (None, None), "enrolled, never connected");

@@ -2,7 +2,7 @@
 //! typed, at the right moment, and only within the filters.
 
 use super::*;
-use crate::model::Session;
+use iks_domain::model::Session;
 use crate::search::{SearchError, search};
 use crate::store::TranscriptQuery;
 
@@ -55,7 +55,7 @@ async fn ended_session(
         duration: chrono::Duration::hours(1),
     };
     let g = store.request_access(&cli, &req).await.unwrap();
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let approval =
         Approval { starts_at: now, ends_at: now + chrono::Duration::hours(1), operator_id: None, note: None };
     store.approve_grant(&cli, g.id, customer.id, &approval).await.unwrap();

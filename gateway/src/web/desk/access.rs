@@ -15,9 +15,9 @@ use serde::Deserialize;
 
 use super::view::{GrantView, Names, grant_problem};
 use crate::grants::{self, ApproveOptions, GrantError};
-use crate::ids::{GrantId, TicketId};
-use crate::model::{Grant, GrantState, Role};
-use crate::rules::{format_duration, parse_duration};
+use iks_domain::ids::{GrantId, TicketId};
+use iks_domain::model::{Grant, GrantState, Role};
+use iks_domain::rules::{format_duration, parse_duration};
 use crate::store::{GrantFilter, StoreError};
 use crate::web::error::WebResult;
 use crate::web::page::{self, tr, with_status};
@@ -134,7 +134,7 @@ async fn approve(
     let until = match f.until.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => match parse_duration(s) {
-            Ok(d) => Some(crate::time::now() + d),
+            Ok(d) => Some(iks_domain::time::now() + d),
             Err(e) => {
                 let error = format!("{}: {}: {e}", g.id, tr(&viewer, "work.access.shorten"));
                 let ctx = context! { error, error_grant => g.id.to_string() };

@@ -14,10 +14,10 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::view::Names;
-use crate::access::AgentPresence;
+use iks_domain::decision::AgentPresence;
 use crate::datadir::{KeyRole, fingerprint};
-use crate::ids::BoxId;
-use crate::model::{Agent, IksBox, Role};
+use iks_domain::ids::BoxId;
+use iks_domain::model::{Agent, IksBox, Role};
 use crate::web::error::{WebError, WebResult};
 use crate::web::page::{self, with_status};
 use crate::web::panel::Panel;
@@ -81,7 +81,7 @@ async fn visible(web: &Panel, viewer: &Viewer, id: &str) -> WebResult<IksBox> {
 async fn box_page(web: &Panel, viewer: &Viewer, b: &IksBox, extra: Value) -> WebResult {
     let names = Names::load(&web.app.store, Some(b.org_id)).await?;
     let tokens = web.app.store.agent_tokens(b.id).await?;
-    let ctx = context! { b => view(web, b, &names).await?, tokens, now => crate::time::now(), ..extra };
+    let ctx = context! { b => view(web, b, &names).await?, tokens, now => iks_domain::time::now(), ..extra };
     with_status(StatusCode::OK, web.page(viewer, "desk/box.html", ctx))
 }
 
@@ -100,7 +100,7 @@ async fn enroll_token(
     CsrfForm(viewer, _): CsrfForm<Empty>,
 ) -> WebResult {
     let b = visible(&web, &viewer, &id).await?;
-    let expires_at = crate::time::now() + TOKEN_TTL;
+    let expires_at = iks_domain::time::now() + TOKEN_TTL;
     let (token, _) =
         crate::enrollment::issue_token(&web.app.store, &viewer.actor(), &b, expires_at).await.map_err(|e| match e {
             crate::enrollment::TokenError::Store(e) => WebError::from(e),

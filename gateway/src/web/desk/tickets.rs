@@ -14,9 +14,9 @@ use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
 use super::view::{GrantView, Names};
-use crate::ids::{OrgId, TicketId};
-use crate::model::{Move, RefusalReason, Role, Ticket, TicketState, Topic};
-use crate::rules::Inn;
+use iks_domain::ids::{OrgId, TicketId};
+use iks_domain::model::{Move, RefusalReason, Role, Ticket, TicketState, Topic};
+use iks_domain::rules::Inn;
 use crate::store::{GrantFilter, SessionFilter, StoreError, TicketFilter};
 use crate::tickets::{self, Filing, Sla, TicketError};
 use crate::web::error::{WebError, WebResult};
@@ -104,7 +104,7 @@ async fn list(State(web): State<Arc<Panel>>, viewer: Viewer, Query(q): Query<Lis
         (None, None) => None,
     };
     let names = Names::load(store, viewer.org_scope()).await?;
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let rows: Vec<Row> = store
         .list_tickets(&TicketFilter { org, state, active: false })
         .await?
@@ -125,7 +125,7 @@ async fn queue(State(web): State<Arc<Panel>>, viewer: Viewer) -> WebResult {
     viewer.require(SUPPORT)?;
     let store = &web.app.store;
     let names = Names::load(store, None).await?;
-    let rows: Vec<Row> = tickets::queue(store, &web.app.config, None, crate::time::now())
+    let rows: Vec<Row> = tickets::queue(store, &web.app.config, None, iks_domain::time::now())
         .await?
         .into_iter()
         .map(|q| Row::new(q.ticket, q.sla, &names))
@@ -156,7 +156,7 @@ async fn ticket_page(web: &Panel, viewer: &Viewer, id: TicketId, status: StatusC
     let t = store.ticket(id).await?;
     viewer.can_see(t.org_id)?;
     let org = store.org(t.org_id).await?;
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let sla = sla_of(web, &t, now);
     let names = Names::load(store, Some(t.org_id)).await?;
     let me = (viewer.person.role == Role::Operator).then_some(viewer.person.id);

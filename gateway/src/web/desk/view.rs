@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::grants::GrantError;
-use crate::ids::{BoxId, OrgId, PersonId};
-use crate::model::{Grant, GrantState};
-use crate::rules::format_duration;
-use crate::ssh::target::Target;
+use iks_domain::ids::{BoxId, OrgId, PersonId};
+use iks_domain::model::{Grant, GrantState};
+use iks_domain::rules::format_duration;
+use iks_domain::target::Target;
 use crate::store::Store;
 use crate::web::error::{WebError, WebResult};
 
@@ -77,7 +77,7 @@ impl GrantView {
     /// `me`: the operator looking, who is shown the command for grants they may use.
     pub(super) fn new(g: Grant, names: &Names, ssh: &crate::config::SshConfig, me: Option<PersonId>) -> Self {
         let (box_name, org) = names.boxes.get(&g.box_id).cloned().unwrap_or_else(|| (g.box_id.to_string(), OrgId(0)));
-        let active = g.state == GrantState::Approved && g.ends_at.is_some_and(|e| e > crate::time::now());
+        let active = g.state == GrantState::Approved && g.ends_at.is_some_and(|e| e > iks_domain::time::now());
         let usable_by_me = me.is_some_and(|me| g.operator_id.is_none_or(|only| only == me));
         let command = (active && usable_by_me)
             .then(|| ssh.connect_command(&Target { ticket: g.ticket_id, box_name: Some(box_name.clone()) }));

@@ -19,7 +19,7 @@ async fn last(p: &TestPanel, action: &str) -> Option<crate::audit::Event> {
 async fn admin_pages_are_for_admins_only() {
     let p = TestPanel::new().await;
     let pages = ["/admin/orgs", "/admin/people", "/admin/boxes", "/admin/tokens"];
-    let id = |o: crate::ids::OrgId| o.get().to_string();
+    let id = |o: iks_domain::ids::OrgId| o.get().to_string();
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         ("/admin/orgs".into(), vec![("inn", "500100732259"), ("name", "X")]),
         (format!("/admin/orgs/{}", id(p.a.id)), vec![("name", "Hacked")]),
@@ -79,7 +79,7 @@ async fn organisations_are_created_with_a_checked_inn_and_show_their_category() 
         )
         .await;
     assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
-    let org = p.app.store.org_by_inn(&crate::rules::Inn::parse("7736207543").unwrap()).await.unwrap();
+    let org = p.app.store.org_by_inn(&iks_domain::rules::Inn::parse("7736207543").unwrap()).await.unwrap();
     assert_eq!(made.location(), format!("/admin/orgs/{}", org.id.get()));
     let created = last(&p, "org.create").await.unwrap();
     assert_eq!((created.actor.name.as_str(), created.subjects.org), ("root", Some(org.id)));

@@ -7,7 +7,7 @@ use chrono::Duration;
 
 use super::{IVANOV_IP, Org, ROMASHKA, TestPanel};
 use crate::grants;
-use crate::model::{Grant, GrantState, NewSession, TicketState};
+use iks_domain::model::{Grant, GrantState, NewSession, TicketState};
 use crate::store::EventFilter;
 
 /// A pending request by `petrov` for an hour on the organisation's box.
@@ -127,7 +127,7 @@ async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
     let mut b = p.login("romashka").await;
     let page = p.get(&mut b, "/access").await;
     assert!(page.body.contains("VPN logs") && page.body.contains("petrov"), "reason and engineer shown");
-    let before = crate::time::now();
+    let before = iks_domain::time::now();
     let res = p.post(&mut b, &format!("/access/{}/approve", g.id), &[("until", "30m")]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     assert_eq!(res.location(), "/access");
@@ -136,7 +136,7 @@ async fn a_customer_approves_with_a_shorter_window_and_the_audit_names_them() {
     let stored = p.app.store.grant(g.id).await.unwrap();
     assert_eq!(stored.state, GrantState::Approved);
     let end = stored.ends_at.unwrap();
-    assert!(end <= crate::time::now() + Duration::minutes(30) && end >= before + Duration::minutes(29), "{end}");
+    assert!(end <= iks_domain::time::now() + Duration::minutes(30) && end >= before + Duration::minutes(29), "{end}");
     assert_eq!(stored.operator_id, Some(g.requested_by), "without a choice: only the requesting engineer");
     let (actor, _) = last_event(&p, "access.approve").await.expect("the approval is audited");
     assert_eq!(actor, "romashka");
@@ -319,8 +319,8 @@ async fn forms_without_the_csrf_token_change_nothing() {
 async fn the_queue_lists_work_by_priority_with_flags() {
     let p = TestPanel::new().await;
     // A ticket past its first-response deadline comes first, flagged.
-    let late = crate::model::NewTicket {
-        response_due_at: Some(crate::time::now() - Duration::hours(1)),
+    let late = iks_domain::model::NewTicket {
+        response_due_at: Some(iks_domain::time::now() - Duration::hours(1)),
         ..crate::store::tests::new_ticket(p.b.id)
     };
     let late = p.app.store.create_ticket(&crate::audit::Actor::cli(), &late).await.unwrap();

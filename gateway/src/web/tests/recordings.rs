@@ -28,7 +28,7 @@ async fn replays_are_for_the_organisation_the_engineer_and_auditors_only() {
         assert!(page.body.contains("iptables -F"), "{login}");
     }
     // Another organisation's customer, and an operator who did not run it: not found.
-    super::add_person(&p.app.store, "kozlov", crate::model::Role::Operator, None).await;
+    super::add_person(&p.app.store, "kozlov", iks_domain::model::Role::Operator, None).await;
     for login in ["ivanov-ip", "kozlov"] {
         let mut b = p.login(login).await;
         for path in [url.clone(), format!("/sessions/{id}/live")] {
@@ -40,7 +40,7 @@ async fn replays_are_for_the_organisation_the_engineer_and_auditors_only() {
     let viewed = p
         .app
         .store
-        .audit_events(&EventFilter { session: Some(crate::ids::SessionId(id)), ..Default::default() })
+        .audit_events(&EventFilter { session: Some(iks_domain::ids::SessionId(id)), ..Default::default() })
         .await
         .unwrap();
     let replays: Vec<_> =

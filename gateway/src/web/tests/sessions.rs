@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 
 use super::{Org, Page, TestPanel};
 use crate::audit::Actor;
-use crate::model::{Approval, EndReason, NewAccessRequest, NewSession, Session, SessionEnd, SessionEvent};
+use iks_domain::model::{Approval, EndReason, NewAccessRequest, NewSession, Session, SessionEnd, SessionEvent};
 use crate::store::EventFilter;
 
 /// A page's text with the template engine's escapes undone, to compare with what a person reads.
@@ -35,7 +35,7 @@ pub async fn session(p: &TestPanel, org: &Org, live: bool) -> Session {
         duration: chrono::Duration::hours(2),
     };
     let g = store.request_access(&op, &req).await.unwrap();
-    let now = crate::time::now();
+    let now = iks_domain::time::now();
     let approval =
         Approval { starts_at: now, ends_at: now + chrono::Duration::hours(1), operator_id: None, note: None };
     store.approve_grant(&Actor::cli(), g.id, petrov.id, &approval).await.unwrap();
