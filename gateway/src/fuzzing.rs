@@ -182,7 +182,8 @@ pub fn api_body(data: &[u8]) {
     let outcome = match which % 6 {
         0 => parse::<OpenRequest>(body).map(|req| {
             if iks_domain::rules::Inn::parse(req.inn()).is_ok() {
-                let _ = crate::tickets::refusal(&crate::config::Config::default(), &req.filing(iks_domain::ids::OrgId(1)));
+                let _ =
+                    crate::tickets::refusal(&crate::config::Config::default(), &req.filing(iks_domain::ids::OrgId(1)));
             }
         }),
         1 => parse::<CommentRequest>(body).map(|req| {

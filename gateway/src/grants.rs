@@ -5,13 +5,13 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use iks_domain::decision;
 use crate::audit::Actor;
 use crate::config::Config;
+use crate::store::{Store, StoreError};
+use iks_domain::decision;
 use iks_domain::ids::{BoxId, GrantId, TicketId};
 use iks_domain::model::{Approval, Grant, IksBox, NewAccessRequest, Organisation, Person, Role, Ticket};
 use iks_domain::rules::GrantWindow;
-use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use iks_domain::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
-use iks_domain::model::EndReason;
 use crate::recording::Recording;
 use crate::sync::lock;
+use iks_domain::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
+use iks_domain::model::EndReason;
 
 /// How long the gateway waits on one engineer's connection to take a notice: a client that
 /// stopped reading must not hold up the watchdog or the end of its own session.

@@ -7,12 +7,14 @@
 //! `/metrics` internal at its reverse proxy. The process figures come from `/proc/self`
 //! and are left out where there is none.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::state::App;
+use crate::state::Gateway;
 
 /// What one scrape reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub struct Sample {
 
 impl Sample {
     /// The figures of the running gateway (call it on the runtime).
-    pub fn take(app: &App) -> Self {
+    pub fn take(app: &Arc<Gateway>) -> Self {
         Self {
             tasks: tokio::runtime::Handle::current().metrics().num_alive_tasks(),
             live_sessions: app.live.len(),
@@ -67,11 +69,11 @@ fn resident_bytes() -> Option<u64> {
 }
 
 /// The `/metrics` route, to be merged into the HTTP server's router.
-pub fn router(app: App) -> Router {
+pub fn router(app: Arc<Gateway>) -> Router {
     Router::new().route("/metrics", axum::routing::get(metrics)).with_state(app)
 }
 
-async fn metrics(State(app): State<App>) -> impl IntoResponse {
+async fn metrics(State(app): State<Arc<Gateway>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], Sample::take(&app).render())
 }
 

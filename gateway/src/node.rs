@@ -2,7 +2,7 @@
 //! what the node's previous run left behind, [`Node::start`] runs the listeners and the
 //! periodic jobs asked for, and [`Running::shutdown`] stops them all.
 //!
-//! One signal stops everything: [`AppState::shutdown`]. Listeners stop accepting and
+//! One signal stops everything: [`Gateway::shutdown`]. Listeners stop accepting and
 //! end the live sessions, each job stops before its next round. Shutdown then waits in
 //! this order, as each step needs the previous one done: the listeners (so every
 //! session's end is written), the jobs, a last audit checkpoint covering those ends, the
@@ -26,10 +26,10 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, KeyRole};
+use crate::state::Gateway;
+use crate::store::{SessionFilter, Store, StoreError};
 use iks_domain::ids::SessionId;
 use iks_domain::model::EndReason;
-use crate::state::{App, AppState};
-use crate::store::{SessionFilter, Store, StoreError};
 
 /// How long shutdown waits for the jobs to finish their round; then they are cut.
 const JOBS_STOP_WITHIN: Duration = Duration::from_secs(10);
@@ -173,7 +173,7 @@ pub struct Recovered {
 
 /// A node on its store, not serving yet.
 pub struct Node {
-    app: App,
+    app: Arc<Gateway>,
     to_index: mpsc::UnboundedReceiver<SessionId>,
     recovered: Recovered,
 }
@@ -184,13 +184,13 @@ impl Node {
     pub async fn open(parts: NodeParts) -> Result<Self, NodeError> {
         let (to_index, indexing) = mpsc::unbounded_channel();
         let NodeParts { store, config, data_dir, user_ca, name } = parts;
-        let app = Arc::new(AppState::new(store, config, data_dir, user_ca, name, to_index));
+        let app = Arc::new(Gateway::new(store, config, data_dir, user_ca, name, to_index));
         let sessions = end_crashed(&app).await?;
         let agents = app.store.agents_offline_on_node(&app.node, "gateway restarted").await?;
         Ok(Self { app, to_index: indexing, recovered: Recovered { sessions, agents } })
     }
 
-    pub fn app(&self) -> &App {
+    pub fn app(&self) -> &Arc<Gateway> {
         &self.app
     }
 
@@ -229,7 +229,7 @@ impl Node {
 
 /// A node serving.
 pub struct Running {
-    app: App,
+    app: Arc<Gateway>,
     cx: Arc<jobs::Context>,
     ssh: Option<JoinHandle<Result<(), NodeError>>>,
     http: Option<JoinHandle<Result<(), NodeError>>>,
@@ -238,7 +238,7 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn app(&self) -> &App {
+    pub fn app(&self) -> &Arc<Gateway> {
         &self.app
     }
 
@@ -307,7 +307,7 @@ impl Drop for AbortOnDrop {
 
 /// Sessions this node was carrying when it stopped without ending them (a crash): each
 /// is ended with reason "gateway crashed" and its recording hashed as it was left.
-async fn end_crashed(app: &App) -> Result<usize, StoreError> {
+async fn end_crashed(app: &Arc<Gateway>) -> Result<usize, StoreError> {
     let filter = SessionFilter { live: true, node: Some(app.node.clone()), ..Default::default() };
     let orphans = app.store.list_sessions(&filter).await?;
     for s in &orphans {

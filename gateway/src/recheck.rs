@@ -15,12 +15,12 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use iks_domain::decision::{self, Facts, Refusal};
 use crate::audit::Subjects;
+use crate::store::{GrantFilter, Store, StoreError};
+use iks_domain::decision::{self, Facts, Refusal};
 use iks_domain::ids::{BoxId, PersonId, TicketId};
 use iks_domain::model::{EndReason, Grant, IksBox, Organisation, Person, Ticket};
 use iks_domain::rules::ProductCatalog;
-use crate::store::{GrantFilter, Store, StoreError};
 
 /// The facts about one session, as the store holds them now: everything the access
 /// decision and the re-check read.

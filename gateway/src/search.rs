@@ -15,14 +15,15 @@
 //! existed, or whose indexing failed) are indexed when a search runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::audit::{Actor, NewEvent, Subjects};
-use iks_domain::ids::SessionId;
 use crate::recording::cast::{self, CastError};
 use crate::recording::keys::LineEditor;
 use crate::recording::screen::{clamp, parse_size};
-use crate::state::App;
+use crate::state::Gateway;
 use crate::store::{Store, StoreError, TranscriptHit, TranscriptLine, TranscriptQuery};
+use iks_domain::ids::SessionId;
 
 /// Lines indexed per session at most; the rest of a longer session is not searchable.
 const MAX_LINES: usize = 200_000;
@@ -115,7 +116,7 @@ pub async fn index_session(store: &Store, recordings_dir: &Path, id: SessionId) 
 /// Hands a session that just ended to the node's indexing job: the session's end is not
 /// held up, and a session left unindexed (the job failed, or the node stopped first) is
 /// indexed by a later search.
-pub fn index_later(app: &App, id: SessionId) {
+pub fn index_later(app: &Arc<Gateway>, id: SessionId) {
     if app.to_index.send(id).is_err() {
         tracing::debug!(session.id = %id, "no indexing job runs; the transcript waits for a search");
     }

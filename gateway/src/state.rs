@@ -8,12 +8,12 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::datadir::DataDir;
-use iks_domain::ids::SessionId;
 use crate::live::Registry;
 use crate::store::Store;
 use crate::tunnel::registry::Tunnels;
+use iks_domain::ids::SessionId;
 
-pub struct AppState {
+pub struct Gateway {
     pub store: Store,
     pub config: Arc<Config>,
     pub data_dir: DataDir,
@@ -35,13 +35,13 @@ pub struct AppState {
     pub to_index: mpsc::UnboundedSender<SessionId>,
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("node", &self.node).field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("Gateway").field("node", &self.node).field("store", &self.store).finish_non_exhaustive()
     }
 }
 
-impl AppState {
+impl Gateway {
     /// A node that holds no sessions or agents yet and is not shutting down; ended sessions
     /// are handed to `to_index`.
     pub(crate) fn new(
@@ -75,5 +75,3 @@ impl AppState {
         self.config.hours.timezone
     }
 }
-
-pub type App = Arc<AppState>;

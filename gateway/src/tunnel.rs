@@ -17,6 +17,7 @@
 
 pub mod registry;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use iks_proto::{DialRefusal, TUNNEL_ADDRESS, TUNNEL_PORT};
@@ -24,11 +25,11 @@ use russh::server::Msg;
 use russh::{ChannelOpenFailure, ChannelStream};
 use tracing::{info, warn};
 
+use crate::state::Gateway;
+use crate::store::StoreError;
 use iks_domain::decision::{AgentPresence, Refusal};
 use iks_domain::ids::{AgentId, SessionId, TicketId};
 use iks_domain::model::{EndReason, IksBox};
-use crate::state::App;
-use crate::store::StoreError;
 
 pub(crate) use registry::Link;
 pub use registry::{COMMAND_QUEUE, DataLink};
@@ -40,7 +41,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Disconnects every connection of `agent` on this node, ending its sessions first with
 /// `message` so the engineer learns why.
-pub async fn drop_agent(app: &App, agent: AgentId, message: &str) {
+pub async fn drop_agent(app: &Arc<Gateway>, agent: AgentId, message: &str) {
     let (handles, sessions) = app.tunnels.connections_of(agent);
     for s in sessions {
         if let Some(live) = app.live.get(s) {
@@ -54,7 +55,7 @@ pub async fn drop_agent(app: &App, agent: AgentId, message: &str) {
 
 /// Drops every agent connection (the gateway is stopping): agents reconnect to another
 /// node or to this one when it is back.
-pub async fn disconnect_all(app: &App) {
+pub async fn disconnect_all(app: &Arc<Gateway>) {
     for h in app.tunnels.all_handles() {
         let _ =
             h.disconnect(russh::Disconnect::ByApplication, "the gateway is shutting down".into(), "en".into()).await;
@@ -62,7 +63,7 @@ pub async fn disconnect_all(app: &App) {
 }
 
 /// Where the box's agent is, for the access decision.
-pub async fn presence(app: &App, b: &IksBox) -> Result<AgentPresence, StoreError> {
+pub async fn presence(app: &Arc<Gateway>, b: &IksBox) -> Result<AgentPresence, StoreError> {
     if let Some(remote_access_disabled) = app.tunnels.online_here(b.id) {
         return Ok(AgentPresence::Online { remote_access_disabled });
     }
@@ -77,7 +78,7 @@ fn tunnel_refusal(message: String) -> Refusal {
 /// Gets a data connection from the box's agent and opens the tunnel channel on it: the
 /// stream the gateway's SSH client to the box runs over.
 pub async fn open(
-    app: &App,
+    app: &Arc<Gateway>,
     b: &IksBox,
     ticket: TicketId,
     session: SessionId,
@@ -130,7 +131,7 @@ pub async fn open(
 
 /// Drops the agents revoked since the last look (from any node or the CLI): those held
 /// here are disconnected, those a node left marked online are recorded offline.
-pub async fn drop_revoked(app: &App) -> Result<(), StoreError> {
+pub async fn drop_revoked(app: &Arc<Gateway>) -> Result<(), StoreError> {
     if app.tunnels.is_empty() {
         return Ok(());
     }
@@ -149,7 +150,7 @@ pub async fn drop_revoked(app: &App) -> Result<(), StoreError> {
 }
 
 /// Keeps `last_seen` fresh for the agents this node holds, so other nodes see them alive.
-pub async fn heartbeat(app: &App) -> Result<(), StoreError> {
+pub async fn heartbeat(app: &Arc<Gateway>) -> Result<(), StoreError> {
     if app.tunnels.is_empty() {
         return Ok(());
     }

@@ -13,11 +13,11 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use iks_e2e::Gateway;
-use iks_gateway::audit::Actor;
 use iks_domain::ids::SessionId;
 use iks_domain::model::{Approval, EndReason, NewAccessRequest, NewSession, NewTicket, SessionEnd};
 use iks_domain::rules::Inn;
+use iks_e2e::Gateway;
+use iks_gateway::audit::Actor;
 use iks_gateway::store::Store;
 
 const INN: &str = "7707083893";

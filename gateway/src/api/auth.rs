@@ -4,17 +4,19 @@
 //! digits, shown once when it is created. The store keeps only its SHA-256 and finds the
 //! token by that hash; [`crate::secret`] says why that is enough.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::error::ApiError;
 use crate::audit::Actor;
+use crate::secret::{self, RandomFailed};
+use crate::state::Gateway;
+use crate::store::{Store, StoreError};
 use iks_domain::ids::OrgId;
 use iks_domain::model::{ApiToken, InvalidField, check_api_token_name};
-use crate::secret::{self, RandomFailed};
-use crate::state::App;
-use crate::store::{Store, StoreError};
 
 const PREFIX: &str = "iks_";
 
@@ -64,10 +66,10 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<App> for Caller {
+impl FromRequestParts<Arc<Gateway>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<Gateway>) -> Result<Self, ApiError> {
         let presented = parts
             .headers
             .get(AUTHORIZATION)

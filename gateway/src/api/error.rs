@@ -20,9 +20,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use iks_domain::model::InvalidField;
 use crate::store::StoreError;
 use crate::tickets::TicketError;
+use iks_domain::model::InvalidField;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

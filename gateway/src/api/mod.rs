@@ -19,12 +19,14 @@ pub(crate) mod json;
 mod tests;
 pub(crate) mod tickets;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 use self::error::ApiError;
-use crate::state::App;
+use crate::state::Gateway;
 
 /// The OpenAPI 3 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -37,7 +39,7 @@ macro_rules! routes {
         #[cfg(test)]
         pub(crate) const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
-        fn routes() -> Router<App> {
+        fn routes() -> Router<Arc<Gateway>> {
             Router::new()$(.route($path, axum::routing::$method($handler)))*
         }
     };
@@ -56,7 +58,7 @@ routes! {
 }
 
 /// The API, ready to be served.
-pub fn router(app: App) -> Router {
+pub fn router(app: Arc<Gateway>) -> Router {
     routes()
         .fallback(|| async { ApiError::not_found("no such API endpoint; see /api/openapi.json") })
         .method_not_allowed_fallback(|| async {

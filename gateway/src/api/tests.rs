@@ -14,18 +14,18 @@ use super::{OPENAPI, ROUTES, router};
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::datadir::{DataDir, KeyRole};
-use iks_domain::model::{Approval, NewAccessRequest, NewOrg, NewPerson, NewSession, Role};
 use crate::node::{Node, NodeParts};
-use iks_domain::rules::{Inn, OrgFacts};
 use crate::store::EventFilter;
 use crate::store::tests::{TestDb, new_box};
+use iks_domain::model::{Approval, NewAccessRequest, NewOrg, NewPerson, NewSession, Role};
+use iks_domain::rules::{Inn, OrgFacts};
 
 const ROMASHKA: &str = "7707083893";
 const IVANOV_IP: &str = "500100732259";
 
 struct Api {
     router: Router,
-    app: crate::state::App,
+    app: Arc<crate::state::Gateway>,
     /// Sees every organisation: the helpdesk.
     helpdesk: String,
     /// Scoped to ИП Иванов.
@@ -41,8 +41,10 @@ impl Api {
         let data_dir = DataDir::open(&dir.path().join("data")).unwrap();
         let store = db.store.clone();
         let cli = Actor::cli();
-        let paid =
-            OrgFacts { module_paid_until: Some(iks_domain::time::parse_date("2099-12-31").unwrap()), ..Default::default() };
+        let paid = OrgFacts {
+            module_paid_until: Some(iks_domain::time::parse_date("2099-12-31").unwrap()),
+            ..Default::default()
+        };
         let romashka = NewOrg { inn: Inn::parse(ROMASHKA).unwrap(), name: "ООО Ромашка".into(), facts: paid };
         let romashka = store.create_org(&cli, &romashka).await.unwrap();
         let partner = OrgFacts { partner: true, ..Default::default() };

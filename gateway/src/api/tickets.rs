@@ -1,6 +1,7 @@
 //! The ticket endpoints: thin adapters from JSON to [`crate::tickets`] and back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -11,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::json::Body;
+use crate::state::Gateway;
+use crate::store::{SessionFilter, StoreError, TicketFilter};
+use crate::tickets::{self, Filing, HistoryEntry, Sla};
 use iks_domain::ids::{OrgId, SessionId, TicketId};
 use iks_domain::model::{Comment, Move, NewComment, Session, Ticket, TicketState, Topic};
 use iks_domain::rules::Inn;
-use crate::state::App;
-use crate::store::{SessionFilter, StoreError, TicketFilter};
-use crate::tickets::{self, Filing, HistoryEntry, Sla};
 
 /// A ticket as the API shows it: the stored record, the number customers quote, the
 /// organisation's INN and the first-response clock now.
@@ -30,7 +31,7 @@ pub struct TicketView {
     pub sla: Sla,
 }
 
-fn view(app: &App, t: Ticket, inn: &Inn) -> TicketView {
+fn view(app: &Arc<Gateway>, t: Ticket, inn: &Inn) -> TicketView {
     let sla = tickets::sla::sla(&t, iks_domain::time::now(), &app.config.hours, app.config.tickets.due_soon());
     TicketView { number: t.id.to_string(), inn: inn.to_string(), ticket: t, sla }
 }
@@ -52,13 +53,13 @@ fn ticket_id(s: &str) -> Result<TicketId, ApiError> {
 }
 
 /// The ticket, if the caller may see it; another organisation's is "not found", word for word.
-async fn visible_ticket(app: &App, caller: &Caller, id: &str) -> Result<Ticket, ApiError> {
+async fn visible_ticket(app: &Arc<Gateway>, caller: &Caller, id: &str) -> Result<Ticket, ApiError> {
     let id = ticket_id(id)?;
     let t = app.store.ticket(id).await?;
     if caller.sees(t.org_id) { Ok(t) } else { Err(StoreError::NotFound { what: "ticket", key: id.to_string() }.into()) }
 }
 
-async fn detail(app: &App, t: Ticket) -> Result<TicketDetail, ApiError> {
+async fn detail(app: &Arc<Gateway>, t: Ticket) -> Result<TicketDetail, ApiError> {
     let inn = app.store.org(t.org_id).await?.inn;
     let comments = app.store.comments(t.id).await?;
     let history = tickets::history(&app.store, t.id).await?;
@@ -102,7 +103,7 @@ impl OpenRequest {
 /// `POST /api/tickets`: opens a ticket; a refused one is stored and returned all the same,
 /// with state `refused` and the reason.
 pub async fn open(
-    State(app): State<App>,
+    State(app): State<Arc<Gateway>>,
     caller: Caller,
     Body(req): Body<OpenRequest>,
 ) -> Result<(StatusCode, Json<TicketDetail>), ApiError> {
@@ -134,7 +135,7 @@ pub struct ListQuery {
 
 /// `GET /api/tickets?state=…&inn=…`: newest first.
 pub async fn list(
-    State(app): State<App>,
+    State(app): State<Arc<Gateway>>,
     caller: Caller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<TicketView>>, ApiError> {
@@ -175,7 +176,7 @@ pub async fn list(
 
 /// `GET /api/tickets/{id}`: the ticket with its comments and history.
 pub async fn show(
-    State(app): State<App>,
+    State(app): State<Arc<Gateway>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TicketDetail>, ApiError> {
@@ -202,7 +203,7 @@ impl CommentRequest {
 
 /// `POST /api/tickets/{id}/comments`.
 pub async fn comment(
-    State(app): State<App>,
+    State(app): State<Arc<Gateway>>,
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<CommentRequest>,
@@ -224,7 +225,7 @@ pub struct EscalateRequest {
 
 /// `POST /api/tickets/{id}/escalate`: hands the ticket to development.
 pub async fn escalate(
-    State(app): State<App>,
+    State(app): State<Arc<Gateway>>,
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<EscalateRequest>,
@@ -245,7 +246,7 @@ pub struct CloseRequest {
 
 /// `POST /api/tickets/{id}/close`: grants are revoked and live sessions end.
 pub async fn close(
-    State(app): State<App>,
+    State(app): State<Arc<Gateway>>,
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<CloseRequest>,
@@ -269,7 +270,7 @@ pub struct SessionView {
 
 /// `GET /api/tickets/{id}/sessions`: newest first.
 pub async fn sessions(
-    State(app): State<App>,
+    State(app): State<Arc<Gateway>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
@@ -288,7 +289,7 @@ pub async fn sessions(
 
 /// `GET /api/sessions/{id}/recording`: the asciicast; the download is audited.
 pub async fn recording(
-    State(app): State<App>,
+    State(app): State<Arc<Gateway>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {

@@ -3,9 +3,9 @@
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
+use iks_domain::rules::parse_duration;
 use iks_gateway::audit::Actor;
 use iks_gateway::datadir::{KeyRole, fingerprint};
-use iks_domain::rules::parse_duration;
 use serde_json::json;
 
 use super::Context;

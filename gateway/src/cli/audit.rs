@@ -13,6 +13,8 @@ use anyhow::{Context as _, anyhow, bail};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Subcommand};
+use iks_domain::ids::TicketId;
+use iks_domain::time::{display_seconds, to_db};
 use iks_gateway::audit::checkpoint::{Checkpoint, CheckpointLog};
 use iks_gateway::audit::export::{self, ExportFilter};
 use iks_gateway::audit::retention;
@@ -21,9 +23,7 @@ use iks_gateway::audit::verify::{Expectations, RecordingState, Summary};
 use iks_gateway::audit::{Actor, Event};
 use iks_gateway::config::AuditConfig;
 use iks_gateway::datadir::{DataDir, KeyRole};
-use iks_domain::ids::TicketId;
 use iks_gateway::store::{EventFilter, Held, Store};
-use iks_domain::time::{display_seconds, to_db};
 use russh::keys::PublicKey;
 
 use super::Context;

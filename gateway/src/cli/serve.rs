@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use iks_gateway::datadir::{KeyRole, fingerprint};
 use iks_domain::model::Role;
+use iks_gateway::datadir::{KeyRole, fingerprint};
 use iks_gateway::node::{Job, Listeners, Node, NodeParts};
 
 use super::Context;

@@ -5,16 +5,16 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
-use iks_gateway::audit::Actor;
-use iks_gateway::grants::{self, ApproveOptions};
 use iks_domain::i18n::Lang;
 use iks_domain::ids::{GrantId, OrgId, SessionId, TicketId};
 use iks_domain::model::{Grant, GrantState, Move, Person, RefusalReason, Session, Ticket, TicketState, Topic};
-use iks_gateway::recording::{cast, transcript};
 use iks_domain::rules::parse_duration;
+use iks_domain::time::display;
+use iks_gateway::audit::Actor;
+use iks_gateway::grants::{self, ApproveOptions};
+use iks_gateway::recording::{cast, transcript};
 use iks_gateway::store::{GrantFilter, SessionFilter, Store, TicketFilter};
 use iks_gateway::tickets::{self, Filing, Status};
-use iks_domain::time::display;
 use serde_json::json;
 
 use super::admin::{resolve_org, resolve_org_filter};
@@ -427,8 +427,7 @@ fn parse_until(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     if let Ok(d) = parse_duration(s) {
         return Ok(iks_domain::time::now() + d);
     }
-    iks_domain::time::from_db(s)
-        .map_err(|_| anyhow!("--until: '{s}' is neither a duration (30m) nor an RFC 3339 time"))
+    iks_domain::time::from_db(s).map_err(|_| anyhow!("--until: '{s}' is neither a duration (30m) nor an RFC 3339 time"))
 }
 
 pub async fn access(ctx: &Context, cmd: AccessCommand, json: bool) -> anyhow::Result<()> {

@@ -16,9 +16,9 @@ use crate::audit::checkpoint::Checkpoint;
 use crate::audit::retention;
 use crate::config::AuditConfig;
 use crate::datadir::fingerprint;
-use iks_domain::ids::SessionId;
-use crate::state::App;
+use crate::state::Gateway;
 use crate::store::{Signing, Store};
+use iks_domain::ids::SessionId;
 
 use super::{Every, Job};
 
@@ -44,14 +44,18 @@ pub(super) fn checkpoint_period(config: &AuditConfig) -> Duration {
 
 /// What the jobs share.
 pub(super) struct Context {
-    pub(super) app: App,
+    pub(super) app: Arc<Gateway>,
     /// Each only when a job that needs it runs.
     signer: Option<Mutex<Signer>>,
     to_index: Option<Mutex<mpsc::UnboundedReceiver<SessionId>>>,
 }
 
 impl Context {
-    pub(super) fn new(app: App, signer: Option<Signer>, to_index: Option<mpsc::UnboundedReceiver<SessionId>>) -> Self {
+    pub(super) fn new(
+        app: Arc<Gateway>,
+        signer: Option<Signer>,
+        to_index: Option<mpsc::UnboundedReceiver<SessionId>>,
+    ) -> Self {
         Self { app, signer: signer.map(Mutex::new), to_index: to_index.map(Mutex::new) }
     }
 }

@@ -4,11 +4,12 @@
 //! [`crate::live`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::state::Gateway;
 use iks_domain::ids::SessionId;
 use iks_domain::model::EndReason;
-use crate::state::App;
 use iks_domain::review::{LiveCheck, Verdict, outage, review};
 
 use super::Every;
@@ -20,7 +21,7 @@ pub(super) const TICK: std::time::Duration = std::time::Duration::from_millis(25
 const RECHECK_EVERY: u32 = 3;
 
 /// Ends and warns the live sessions on each round of `every`.
-pub(super) async fn run(app: &App, mut every: Every) {
+pub(super) async fn run(app: &Arc<Gateway>, mut every: Every) {
     let mut n: u32 = 0;
     let grace = app.config.access.store_grace();
     // The last state read, applied while the store is away; and since when it is away.
@@ -92,7 +93,7 @@ pub(super) async fn run(app: &App, mut every: Every) {
 /// Re-applies every rule of a new connection to each live session, all at once and within
 /// a tick's time: a session whose facts cannot be read now is re-checked next time (a store
 /// outage is [`outage`]'s to handle).
-async fn recheck_all(app: &App) {
+async fn recheck_all(app: &Arc<Gateway>) {
     use crate::recheck::{Gathered, Recheck, Subject, recheck};
     let mut checks = tokio::task::JoinSet::new();
     for live in app.live.all() {

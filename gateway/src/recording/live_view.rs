@@ -200,8 +200,8 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use iks_domain::ids::SessionId;
     use crate::recording::{Limits, Recording};
+    use iks_domain::ids::SessionId;
 
     async fn next(rx: &mut mpsc::Receiver<Result<Update, CastError>>) -> Update {
         tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("an update within 10 s").unwrap().unwrap()

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::transfer::{FileOp, ScpMode, ScpTracker, SftpTracker};
 use crate::live::LiveSession;
-use iks_domain::model::SessionEvent;
 use crate::sync::lock;
+use iks_domain::model::SessionEvent;
 
 /// A file-transfer protocol recognised on the channel.
 enum Transfer {

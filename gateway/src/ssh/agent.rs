@@ -19,12 +19,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::agent_audit::Verdict;
 use super::peer::{AgentPeer, Open, Request};
-use iks_domain::ids::AgentId;
-use iks_domain::model::{Agent, AgentReport, EndReason};
 use crate::sever::Severer;
-use crate::state::App;
+use crate::state::Gateway;
 use crate::store::StoreError;
 use crate::tunnel::{COMMAND_QUEUE, Link};
+use iks_domain::ids::AgentId;
+use iks_domain::model::{Agent, AgentReport, EndReason};
 
 /// How long an agent has, after logging in, to say what it wants.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +33,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// present its token: anyone may log in to enrol, so it gets no more than it needs.
 const ENROLL_WITHIN: Duration = Duration::from_secs(10);
 
-async fn active_agent(app: &App, key: &PublicKey) -> Option<Agent> {
+async fn active_agent(app: &Arc<Gateway>, key: &PublicKey) -> Option<Agent> {
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     match app.store.active_agent_by_key(&fingerprint).await {
         Ok(found) => found,
@@ -46,7 +46,7 @@ async fn active_agent(app: &App, key: &PublicKey) -> Option<Agent> {
 }
 
 /// Whether the offered key may try to log in as `user` (before its signature).
-pub async fn offered(app: &App, user: &AgentUser, key: &PublicKey) -> bool {
+pub async fn offered(app: &Arc<Gateway>, user: &AgentUser, key: &PublicKey) -> bool {
     match user {
         // Any key: enrolling registers it, and the signature that follows proves possession.
         AgentUser::Enroll => true,
@@ -56,7 +56,7 @@ pub async fn offered(app: &App, user: &AgentUser, key: &PublicKey) -> bool {
 }
 
 /// The signature checked out: what the connection is for, if it may log in.
-pub async fn authenticated(app: &App, user: AgentUser, key: &PublicKey) -> Option<AgentPeer> {
+pub async fn authenticated(app: &Arc<Gateway>, user: AgentUser, key: &PublicKey) -> Option<AgentPeer> {
     let peer = match user {
         AgentUser::Enroll => AgentPeer::Enrolling(key.clone()),
         AgentUser::Control | AgentUser::Data(_) => {
@@ -83,7 +83,7 @@ pub async fn authenticated(app: &App, user: AgentUser, key: &PublicKey) -> Optio
 
 /// An agent's connection, settled at authentication.
 pub struct AgentConn {
-    app: App,
+    app: Arc<Gateway>,
     peer: AgentPeer,
     handle: Handle,
     /// An agent connection opens at most one channel.
@@ -95,7 +95,7 @@ impl AgentConn {
     /// (`ended` and `severer` let that session follow and cut it); an enrolling one must
     /// open its channel within [`ENROLL_WITHIN`] or is cut off.
     pub fn start(
-        app: App,
+        app: Arc<Gateway>,
         peer: AgentPeer,
         handle: Handle,
         ended: watch::Receiver<bool>,
@@ -180,7 +180,7 @@ async fn exec_command(rx: &mut russh::ChannelReadHalf, within: Duration) -> Opti
 }
 
 /// The enrolment: one exec, one answer, then the connection is closed.
-async fn enroll(app: App, key: PublicKey, channel: Channel<Msg>, handle: Handle) {
+async fn enroll(app: Arc<Gateway>, key: PublicKey, channel: Channel<Msg>, handle: Handle) {
     let (mut rx, tx) = channel.split();
     if let Some(command) = exec_command(&mut rx, ENROLL_WITHIN).await {
         match crate::enrollment::enroll(&app.store, &command, &key).await {
@@ -273,7 +273,7 @@ async fn next_message(
 }
 
 /// The control channel, from the agent's first state report until the connection ends.
-async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>, handle: Handle) {
+async fn control(app: Arc<Gateway>, agent: Agent, box_name: String, channel: Channel<Msg>, handle: Handle) {
     let (mut rx, tx) = channel.split();
     let mut lines = LineBuffer::default();
     let mut queued = Vec::new();
@@ -380,7 +380,7 @@ async fn control(app: App, agent: Agent, box_name: String, channel: Channel<Msg>
 
 /// Counts a report or connection against the agent's audit budget: `true` when it may be
 /// audited. The window's first suppression arranges the summary event for its end.
-fn audit_budget(app: &App, agent: AgentId) -> bool {
+fn audit_budget(app: &Arc<Gateway>, agent: AgentId) -> bool {
     match app.agent_audit.take(agent) {
         Verdict::Audit => true,
         Verdict::Suppress { first, until } => {
@@ -406,7 +406,7 @@ fn audit_budget(app: &App, agent: AgentId) -> bool {
 /// Writes the agent's latest report (`pending`) when its audit budget allows; otherwise it
 /// stays pending, and the returned time is when to try again.
 async fn store_report(
-    app: &App,
+    app: &Arc<Gateway>,
     agent: AgentId,
     connection: &str,
     pending: &mut Option<AgentReport>,
@@ -433,7 +433,7 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 }
 
 /// The customer turned the kill switch on: sessions on the box end now.
-async fn remote_access_disabled(app: &App, agent: AgentId, box_name: &str) {
+async fn remote_access_disabled(app: &Arc<Gateway>, agent: AgentId, box_name: &str) {
     for s in app.tunnels.sessions_of(agent) {
         if let Some(live) = app.live.get(s) {
             live.close(

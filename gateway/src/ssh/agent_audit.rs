@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use iks_domain::ids::AgentId;
 use crate::sync::lock;
+use iks_domain::ids::AgentId;
 
 /// How long after its window a held-back report is tried again (the summary goes first).
 pub const RETRY: Duration = Duration::from_secs(1);

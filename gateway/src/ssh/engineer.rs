@@ -25,12 +25,12 @@ use super::established::Established;
 use super::opening::{Opening, store_unavailable};
 use super::peer::{Forward, Login};
 use super::session::{ChannelRefusal, Channels, ENDING_WITHIN, Ending, Lines, may_start};
-use iks_domain::decision::Refusal;
-use iks_domain::model::{EndReason, SessionEvent};
 use crate::recording::tap::Tap;
 use crate::sever::{DISCONNECT_WAIT, Severer};
-use crate::state::App;
+use crate::state::Gateway;
 use crate::sync::lock;
+use iks_domain::decision::Refusal;
+use iks_domain::model::{EndReason, SessionEvent};
 
 /// How long a closed session's client has, after its channels were closed with the
 /// reason, to leave on its own before it is disconnected (and, at
@@ -38,7 +38,7 @@ use crate::sync::lock;
 const CLIENT_LEAVES: Duration = Duration::from_millis(500);
 
 pub struct EngineerConn {
-    app: App,
+    app: Arc<Gateway>,
     peer: SocketAddr,
     login: Login,
     handle: server::Handle,
@@ -59,7 +59,7 @@ pub struct EngineerConn {
 impl EngineerConn {
     /// `ended` becomes `true` when the connection is gone.
     pub fn new(
-        app: App,
+        app: Arc<Gateway>,
         peer: SocketAddr,
         login: Login,
         handle: server::Handle,

@@ -14,13 +14,13 @@ use tracing::{Instrument, error, info, warn};
 
 use super::upstream::Upstream;
 use crate::audit::Actor;
-use iks_domain::ids::{OrgId, SessionId};
 use crate::live::LiveSession;
-use iks_domain::model::{EndReason, IksBox, SessionEnd, SessionEvent};
 use crate::recording::Recording;
 use crate::sever::{DISCONNECT_WAIT, Severer};
-use crate::state::App;
+use crate::state::Gateway;
 use crate::sync::lock;
+use iks_domain::ids::{OrgId, SessionId};
+use iks_domain::model::{EndReason, IksBox, SessionEnd, SessionEvent};
 
 /// How many session events may wait for the store before the channel waits too.
 const EVENT_QUEUE: usize = 1024;
@@ -55,7 +55,13 @@ pub struct Established {
 impl Established {
     /// Starts the session's event writer; to be called inside the session's span.
     /// `inbox_budget` bounds what the box's channels hold.
-    pub fn new(app: &App, live: Arc<LiveSession>, iks_box: IksBox, leg: BoxLeg, inbox_budget: Arc<Semaphore>) -> Self {
+    pub fn new(
+        app: &Arc<Gateway>,
+        live: Arc<LiveSession>,
+        iks_box: IksBox,
+        leg: BoxLeg,
+        inbox_budget: Arc<Semaphore>,
+    ) -> Self {
         let (events, mut queue) = mpsc::channel::<SessionEvent>(EVENT_QUEUE);
         let app = app.clone();
         let writer = tokio::spawn(
@@ -119,7 +125,7 @@ impl Established {
 
     /// The engineer's connection is gone: cut the box's leg, let the events drain, finish
     /// the recording and write the session's end.
-    pub async fn end(&self, app: &App) {
+    pub async fn end(&self, app: &Arc<Gateway>) {
         let live = &self.live;
         // The engineer left (unless something else ended the session first): say so before
         // dropping the box connection, whose end the pumps would otherwise report as a loss.
@@ -161,7 +167,12 @@ impl Established {
 
 /// Writes a session's end, waiting for the store if it is away; at shutdown what is still
 /// unwritten is left to [`crate::live::end_crashed`] at the next start.
-pub async fn end_row(app: &App, id: SessionId, org: OrgId, end: &SessionEnd) -> Option<iks_domain::model::Session> {
+pub async fn end_row(
+    app: &Arc<Gateway>,
+    id: SessionId,
+    org: OrgId,
+    end: &SessionEnd,
+) -> Option<iks_domain::model::Session> {
     let system = Actor::system();
     let written =
         crate::store::until_stored(&app.shutdown, "session end", || app.store.end_session(&system, id, org, end)).await;

@@ -24,7 +24,7 @@ use super::agent::{self, AgentConn};
 use super::engineer::EngineerConn;
 use super::peer::{self, Authenticating, Forward, Identity, KeyLookup, Open, Request};
 use crate::sever::Severer;
-use crate::state::App;
+use crate::state::Gateway;
 
 /// What a connection became, told to its task ([`run`]) so it can end it properly.
 enum Settled {
@@ -51,13 +51,13 @@ enum Peer {
 }
 
 pub struct Front {
-    app: App,
+    app: Arc<Gateway>,
     peer_addr: SocketAddr,
     peer: Peer,
 }
 
 /// Serves one TCP connection until it ends, then ends what it carried.
-pub async fn run(app: App, config: Arc<Config>, stream: TcpStream, severer: Severer, peer_addr: SocketAddr) {
+pub async fn run(app: Arc<Gateway>, config: Arc<Config>, stream: TcpStream, severer: Severer, peer_addr: SocketAddr) {
     let (ended, ended_rx) = watch::channel(false);
     let (settled_tx, settled_rx) = oneshot::channel();
     let pending = Pending { auth: Authenticating::default(), severer, ended: ended_rx, settled: settled_tx };

@@ -37,8 +37,8 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::datadir::KeyRole;
+use crate::state::Gateway;
 use iks_domain::model::EndReason;
-use crate::state::App;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -53,7 +53,7 @@ pub enum SshError {
 /// How long shutdown waits for sessions to write their end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-fn server_config(app: &App) -> Result<Config, SshError> {
+fn server_config(app: &Arc<Gateway>) -> Result<Config, SshError> {
     Ok(Config {
         server_id: russh::SshId::Standard(format!("SSH-2.0-iks-gateway_{}", env!("CARGO_PKG_VERSION")).into()),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
@@ -75,10 +75,10 @@ fn server_config(app: &App) -> Result<Config, SshError> {
     })
 }
 
-/// Accepts engineers' connections until the node stops ([`crate::state::AppState::shutdown`]),
+/// Accepts engineers' connections until the node stops ([`crate::state::Gateway::shutdown`]),
 /// then closes every live session with reason "gateway shutdown" and waits (briefly) for
 /// their ends to be written.
-pub async fn serve(app: App, listener: TcpListener) -> Result<(), SshError> {
+pub async fn serve(app: Arc<Gateway>, listener: TcpListener) -> Result<(), SshError> {
     let config = Arc::new(server_config(&app)?);
     let mut stop = app.shutdown.subscribe();
     let mut connections = tokio::task::JoinSet::new();

@@ -4,25 +4,27 @@
 //! connection. Every refusal is stored (unless the store is the trouble: then the log is
 //! its record) and returned as the one line the engineer reads.
 
+use std::sync::Arc;
+
 use iks_proto::read_ahead::ReadAhead;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::established::{BoxLeg, Established, end_row};
-use iks_domain::target::Target;
 use super::upstream::{self, Credential};
-use iks_domain::decision::{self, Refusal};
 use crate::audit::{Actor, Subjects};
 use crate::ca::{self, CertRequest};
 use crate::datadir::KeyRole;
-use iks_domain::ids::{SessionId, TicketId};
 use crate::live::LiveSession;
-use iks_domain::model::{BoxAuth, EndReason, Grant, IksBox, NewSession, Organisation, Person, SessionEnd};
 use crate::recheck::{BoxChoice, Gathered, NotGathered};
 use crate::recording::Recording;
 use crate::sever::Severer;
-use crate::state::App;
+use crate::state::Gateway;
 use crate::store::StoreError;
+use iks_domain::decision::{self, Refusal};
+use iks_domain::ids::{SessionId, TicketId};
+use iks_domain::model::{BoxAuth, EndReason, Grant, IksBox, NewSession, Organisation, Person, SessionEnd};
+use iks_domain::target::Target;
 
 /// The one line an engineer reads while the store is away: no decision without it.
 pub fn store_unavailable() -> Refusal {
@@ -48,7 +50,7 @@ fn store_down(e: StoreError) -> Refusal {
 
 /// An authenticated engineer asking for his session.
 pub struct Opening<'a> {
-    pub app: &'a App,
+    pub app: &'a Arc<Gateway>,
     pub operator: &'a Person,
     /// The SSH user name: the target.
     pub user: &'a str,
@@ -124,7 +126,8 @@ impl Opening<'_> {
         let Gathered { person: operator, org, iks_box, .. } = gathered;
         if iks_box.address.is_none() {
             let presence = crate::tunnel::presence(app, &iks_box).await.map_err(store_down)?;
-            if let Err(refusal) = decision::check_agent(ticket_id, &iks_box.name, &presence, iks_domain::time::now(), app.tz())
+            if let Err(refusal) =
+                decision::check_agent(ticket_id, &iks_box.name, &presence, iks_domain::time::now(), app.tz())
             {
                 return Err(self.refuse(subjects, refusal).await);
             }
@@ -230,7 +233,7 @@ impl Opening<'_> {
 
 /// Connects to the box's sshd: directly over TCP, or through the box's agent.
 async fn connect_box(
-    app: &App,
+    app: &Arc<Gateway>,
     b: &IksBox,
     credential: Credential,
     ticket: TicketId,

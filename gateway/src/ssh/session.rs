@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use iks_domain::decision::Refusal;
 use crate::recording::tap::Kind;
+use iks_domain::decision::Refusal;
 
 /// Kill, revocation, expiry, shutdown: both legs of a session are closed within this,
 /// whatever its tasks are blocked on (a peer that stopped reading included).

@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::audit::Actor;
 use crate::config::Config;
+use crate::store::{EventFilter, Store, StoreError, TicketFilter};
 use iks_domain::i18n::{self, Lang};
 use iks_domain::ids::{OrgId, TicketId};
 use iks_domain::model::{
@@ -31,7 +32,6 @@ use iks_domain::model::{
     check_display_name, version_field,
 };
 use iks_domain::rules::{VersionRefusal, standing};
-use crate::store::{EventFilter, Store, StoreError, TicketFilter};
 
 pub use iks_domain::sla::{self, Sla, Status, first_response_due};
 

@@ -6,12 +6,12 @@ use chrono::{Duration, NaiveDate};
 use super::*;
 use crate::config::Config;
 use crate::grants::{self, GrantError};
+use crate::store::tests::{TestDb, backdate_ticket, new_box, story};
 use iks_domain::model::{
     Approval, EndReason, GrantState, NewAccessRequest, NewOrg, NewPerson, NewSession, Organisation, TicketState,
 };
-use iks_domain::rules::{Inn, OrgFacts};
-use crate::store::tests::{TestDb, backdate_ticket, new_box, story};
 use iks_domain::review::{LiveCheck, Verdict, review};
+use iks_domain::rules::{Inn, OrgFacts};
 
 story!(opening_and_refusals);
 story!(moves_comments_and_history);

@@ -10,8 +10,8 @@ use iks_proto::{DialRefusal, GatewayMsg};
 use russh::server::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use iks_domain::ids::{AgentId, BoxId, SessionId};
 use crate::sync::lock;
+use iks_domain::ids::{AgentId, BoxId, SessionId};
 
 /// Commands queued for one agent's control channel before dialing reports it busy.
 pub const COMMAND_QUEUE: usize = 64;

@@ -23,11 +23,13 @@ use super::page::tr;
 use super::panel::Panel;
 use super::viewer::{CsrfForm, Viewer};
 use crate::audit::{Actor, NewEvent, Subjects};
+use crate::store::{Store, StoreError};
 use iks_domain::i18n::{self, Lang};
 use iks_domain::ids::{BoxId, KeyId, OrgId, PersonId};
-use iks_domain::model::{BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role};
+use iks_domain::model::{
+    BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role,
+};
 use iks_domain::rules::{Inn, OrgFacts, Standing, standing};
-use crate::store::{Store, StoreError};
 
 pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()
@@ -114,7 +116,9 @@ fn opt(s: &str) -> Option<String> {
 
 fn parse_date(field: &'static str, s: &str) -> Result<Option<NaiveDate>, InvalidField> {
     opt(s)
-        .map(|v| iks_domain::time::parse_date(&v).map_err(|_| InvalidField::new(field, format!("'{v}' is not YYYY-MM-DD"))))
+        .map(|v| {
+            iks_domain::time::parse_date(&v).map_err(|_| InvalidField::new(field, format!("'{v}' is not YYYY-MM-DD")))
+        })
         .transpose()
 }
 

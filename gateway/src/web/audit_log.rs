@@ -25,9 +25,9 @@ use super::sessions::{Refusal, day_range, given as opt};
 use super::viewer::Viewer;
 use crate::audit::export::{ExportFilter, Format};
 use crate::datadir::KeyRole;
+use crate::store::EventFilter;
 use iks_domain::ids::{OrgId, SessionId, TicketId};
 use iks_domain::model::Role;
-use crate::store::EventFilter;
 
 /// Events per page.
 const PAGE: i64 = 100;

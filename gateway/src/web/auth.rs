@@ -35,11 +35,11 @@ use super::panel::Panel;
 use super::throttle::Key;
 use super::url::{encode, is_local_path};
 use super::viewer::{Anonymous, CsrfForm, FLASH_COOKIE, PRE_COOKIE, SESSION_COOKIE, Viewer};
+use crate::secret::{self, RandomFailed};
+use crate::store::{LinkPurpose, Store, StoreError};
 use iks_domain::i18n::{self, Lang};
 use iks_domain::ids::PersonId;
 use iks_domain::model::{NewPerson, Person, Role};
-use crate::secret::{self, RandomFailed};
-use crate::store::{LinkPurpose, Store, StoreError};
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 10;

@@ -4,9 +4,9 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::url::encode;
-use iks_domain::i18n::{self, Lang};
 use crate::secret::RandomFailed;
 use crate::store::StoreError;
+use iks_domain::i18n::{self, Lang};
 
 /// Why a request could not be served. Pages show a short bilingual message; the detail
 /// of an internal error goes to the log only.

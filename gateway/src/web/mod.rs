@@ -48,11 +48,11 @@ use self::error::WebError;
 use self::page::landing;
 use self::panel::Panel;
 use self::viewer::{LANG_COOKIE, Viewer};
+use crate::state::Gateway;
 use iks_domain::i18n::Lang;
-use crate::state::App;
 
 /// The panel, ready to be merged with the API.
-pub fn router(app: App) -> Router {
+pub fn router(app: Arc<Gateway>) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/static/{*name}", get(asset))

@@ -1,7 +1,8 @@
-//! What every handler of the panel shares: the node's [`App`] and the panel's own memory
+//! What every handler of the panel shares: the node's [`Gateway`] and the panel's own memory
 //! (templates, sign-in throttle, used second-factor codes, opened replays).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use axum::http::HeaderValue;
@@ -9,12 +10,12 @@ use axum::http::HeaderValue;
 use super::templates::Templates;
 use super::throttle::Throttle;
 use super::totp::Totp;
+use crate::state::Gateway;
 use iks_domain::ids::SessionId;
-use crate::state::App;
 
 /// The panel's state, behind an `Arc` in the router.
 pub struct Panel {
-    pub app: App,
+    pub app: Arc<Gateway>,
     pub templates: Templates,
     pub throttle: Throttle,
     pub totp: Totp,
@@ -28,7 +29,7 @@ impl std::fmt::Debug for Panel {
 }
 
 impl Panel {
-    pub fn new(app: App) -> Self {
+    pub fn new(app: Arc<Gateway>) -> Self {
         Self {
             templates: Templates::new(app.tz()),
             throttle: Throttle::default(),

@@ -22,11 +22,11 @@ use super::error::{WebError, WebResult};
 use super::page::{self, tr};
 use super::panel::Panel;
 use super::viewer::Viewer;
-use iks_domain::ids::{BoxId, OrgId, SessionId, TicketId};
-use iks_domain::model::{IksBox, Role, Session};
 use crate::recording::{self, FetchError};
 use crate::search::{self, SearchError};
 use crate::store::TranscriptQuery;
+use iks_domain::ids::{BoxId, OrgId, SessionId, TicketId};
+use iks_domain::model::{IksBox, Role, Session};
 
 pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()

@@ -24,9 +24,9 @@ use super::error::{WebError, WebResult};
 use super::page::tr;
 use super::panel::Panel;
 use super::viewer::{CsrfForm, Viewer};
+use crate::store::SessionFilter;
 use iks_domain::ids::{BoxId, OrgId, PersonId, SessionId, TicketId};
 use iks_domain::model::{EndReason, Role, Session, SessionEvent};
-use crate::store::SessionFilter;
 
 /// Sessions per page.
 const PAGE: i64 = 50;

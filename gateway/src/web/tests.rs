@@ -17,12 +17,12 @@ use tower::ServiceExt as _;
 use crate::audit::Actor;
 use crate::config::Config;
 use crate::datadir::{DataDir, KeyRole};
+use crate::node::{Node, NodeParts};
+use crate::state::Gateway;
+use crate::store::tests::{TestDb, new_box, new_ticket};
 use iks_domain::ids::{BoxId, OrgId, TicketId};
 use iks_domain::model::{NewOrg, NewPerson, Role};
-use crate::node::{Node, NodeParts};
 use iks_domain::rules::{Inn, OrgFacts};
-use crate::state::App;
-use crate::store::tests::{TestDb, new_box, new_ticket};
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const ROMASHKA: &str = "7707083893";
@@ -36,7 +36,7 @@ pub struct Org {
 
 pub struct TestPanel {
     pub router: Router,
-    pub app: App,
+    pub app: Arc<Gateway>,
     pub a: Org,
     pub b: Org,
     _db: TestDb,
@@ -84,8 +84,10 @@ impl TestPanel {
         let data_dir = DataDir::open(&dir.path().join("data")).unwrap();
         let store = db.store.clone();
         let cli = Actor::cli();
-        let paid =
-            OrgFacts { module_paid_until: Some(iks_domain::time::parse_date("2099-12-31").unwrap()), ..Default::default() };
+        let paid = OrgFacts {
+            module_paid_until: Some(iks_domain::time::parse_date("2099-12-31").unwrap()),
+            ..Default::default()
+        };
         let partner = OrgFacts { partner: true, ..Default::default() };
         let mut orgs = Vec::new();
         for (inn, name, facts, box_name, customer) in [
@@ -181,7 +183,13 @@ impl TestPanel {
 impl TestPanel {
     /// A session by `operator` on `org`'s box through an approved grant, whose recording is
     /// `cast` (asciicast v2 text); ended as "client exit" unless `live`.
-    pub async fn recorded_session(&self, org: &Org, operator: &str, cast: &str, live: bool) -> iks_domain::ids::SessionId {
+    pub async fn recorded_session(
+        &self,
+        org: &Org,
+        operator: &str,
+        cast: &str,
+        live: bool,
+    ) -> iks_domain::ids::SessionId {
         use iks_domain::model::{Approval, NewAccessRequest, NewSession, SessionEnd};
         let store = &self.app.store;
         let cli = Actor::cli();

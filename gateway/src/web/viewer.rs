@@ -19,11 +19,11 @@ use serde::de::DeserializeOwned;
 use super::error::{WebError, WebResult};
 use super::panel::Panel;
 use crate::audit::Actor;
+use crate::secret;
+use crate::store::WebSession;
 use iks_domain::i18n::Lang;
 use iks_domain::ids::OrgId;
 use iks_domain::model::{Person, Role};
-use crate::secret;
-use crate::store::WebSession;
 
 pub const SESSION_COOKIE: &str = "iks_session";
 pub const FLASH_COOKIE: &str = "iks_flash";

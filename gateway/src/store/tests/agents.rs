@@ -3,8 +3,8 @@
 use chrono::Duration;
 
 use super::*;
-use iks_domain::model::{AgentReport, IksBox};
 use crate::store::{EnrollError, Enrolment};
+use iks_domain::model::{AgentReport, IksBox};
 
 story!(enrolment_tokens);
 story!(agent_presence);

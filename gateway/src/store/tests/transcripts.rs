@@ -2,9 +2,9 @@
 //! typed, at the right moment, and only within the filters.
 
 use super::*;
-use iks_domain::model::Session;
 use crate::search::{SearchError, search};
 use crate::store::TranscriptQuery;
+use iks_domain::model::Session;
 
 story!(transcript_search);
 

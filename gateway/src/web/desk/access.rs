@@ -15,14 +15,14 @@ use serde::Deserialize;
 
 use super::view::{GrantView, Names, grant_problem};
 use crate::grants::{self, ApproveOptions, GrantError};
-use iks_domain::ids::{GrantId, TicketId};
-use iks_domain::model::{Grant, GrantState, Role};
-use iks_domain::rules::{format_duration, parse_duration};
 use crate::store::{GrantFilter, StoreError};
 use crate::web::error::WebResult;
 use crate::web::page::{self, tr, with_status};
 use crate::web::panel::Panel;
 use crate::web::viewer::{CsrfForm, Viewer};
+use iks_domain::ids::{GrantId, TicketId};
+use iks_domain::model::{Grant, GrantState, Role};
+use iks_domain::rules::{format_duration, parse_duration};
 
 pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()

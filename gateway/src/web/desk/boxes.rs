@@ -14,14 +14,14 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::view::Names;
-use iks_domain::decision::AgentPresence;
 use crate::datadir::{KeyRole, fingerprint};
-use iks_domain::ids::BoxId;
-use iks_domain::model::{Agent, IksBox, Role};
 use crate::web::error::{WebError, WebResult};
 use crate::web::page::{self, with_status};
 use crate::web::panel::Panel;
 use crate::web::viewer::{CsrfForm, Viewer};
+use iks_domain::decision::AgentPresence;
+use iks_domain::ids::BoxId;
+use iks_domain::model::{Agent, IksBox, Role};
 
 pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()

@@ -14,15 +14,15 @@ use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
 use super::view::{GrantView, Names};
-use iks_domain::ids::{OrgId, TicketId};
-use iks_domain::model::{Move, RefusalReason, Role, Ticket, TicketState, Topic};
-use iks_domain::rules::Inn;
 use crate::store::{GrantFilter, SessionFilter, StoreError, TicketFilter};
 use crate::tickets::{self, Filing, Sla, TicketError};
 use crate::web::error::{WebError, WebResult};
 use crate::web::page::{self, tr, with_status};
 use crate::web::panel::Panel;
 use crate::web::viewer::{CsrfForm, Viewer};
+use iks_domain::ids::{OrgId, TicketId};
+use iks_domain::model::{Move, RefusalReason, Role, Ticket, TicketState, Topic};
+use iks_domain::rules::Inn;
 
 pub(super) fn routes() -> Router<Arc<Panel>> {
     Router::new()

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::grants::GrantError;
+use crate::store::Store;
+use crate::web::error::{WebError, WebResult};
 use iks_domain::ids::{BoxId, OrgId, PersonId};
 use iks_domain::model::{Grant, GrantState};
 use iks_domain::rules::format_duration;
 use iks_domain::target::Target;
-use crate::store::Store;
-use crate::web::error::{WebError, WebResult};
 
 /// What a grant error means on a page: not allowed is the role's limit; the rest is
 /// said to the person (`Err` keeps the message for re-rendering the form).

@@ -1,5 +1,7 @@
 //! Signing in and out, sessions, CSRF, throttling, the second factor and one-time links.
 
+use std::sync::Arc;
+
 use axum::http::{Method, StatusCode};
 
 use super::{Browser, PASSWORD, TestPanel};
@@ -198,7 +200,7 @@ async fn the_setup_link_creates_the_first_admin_once() {
 }
 
 /// A node like the panel's, on `store`.
-async fn node_on(store: crate::store::Store, p: &TestPanel) -> crate::state::App {
+async fn node_on(store: crate::store::Store, p: &TestPanel) -> Arc<crate::state::Gateway> {
     let parts = crate::node::NodeParts {
         store,
         config: p.app.config.clone(),

@@ -7,8 +7,8 @@ use chrono::Duration;
 
 use super::{IVANOV_IP, Org, ROMASHKA, TestPanel};
 use crate::grants;
-use iks_domain::model::{Grant, GrantState, NewSession, TicketState};
 use crate::store::EventFilter;
+use iks_domain::model::{Grant, GrantState, NewSession, TicketState};
 
 /// A pending request by `petrov` for an hour on the organisation's box.
 async fn pending(p: &TestPanel, org: &Org) -> Grant {
