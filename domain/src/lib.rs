@@ -25,3 +25,18 @@ pub mod sla;
 pub mod target;
 pub mod text;
 pub mod time;
+
+#[cfg(test)]
+mod tests {
+    /// The layers hold only while this crate stays free of I/O: a runtime, a database, SSH
+    /// or HTTP crate added here would let the domain reach the world.
+    #[test]
+    fn the_domain_depends_on_no_io_crate() {
+        let manifest: toml::Table = toml::from_str(include_str!("../Cargo.toml")).unwrap();
+        let deps = manifest["dependencies"].as_table().unwrap();
+        for io in ["tokio", "sqlx", "russh", "axum", "hyper", "tower", "reqwest", "tokio-stream", "iks-proto"] {
+            assert!(!deps.contains_key(io), "iks-domain must not depend on {io}");
+        }
+        assert!(deps.contains_key("chrono"), "the manifest was read");
+    }
+}
