@@ -7,9 +7,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::audit::Actor;
 use crate::secret::{self, RandomFailed};
 use crate::store::{EnrollError, Enrolled, Enrolment, Store, StoreError};
+use iks_domain::audit::Actor;
 use iks_domain::model::{AgentReport, AgentToken, IksBox, InvalidField, NewSshKey, parse_public_key};
 
 /// What every token starts with, so it is recognisable in a shell history or a leak scanner.

@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::audit::Actor;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
+use iks_domain::audit::Actor;
 use iks_domain::decision;
 use iks_domain::ids::{BoxId, GrantId, TicketId};
 use iks_domain::model::{Approval, Grant, IksBox, NewAccessRequest, Organisation, Person, Role, Ticket};

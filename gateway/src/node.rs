@@ -324,7 +324,7 @@ async fn end_crashed(app: &Arc<Gateway>) -> Result<usize, StoreError> {
             recording: None,
             recording_sha256: sha256,
         };
-        app.store.end_session(&crate::audit::Actor::system(), s.id, org, &end).await?;
+        app.store.end_session(&iks_domain::audit::Actor::system(), s.id, org, &end).await?;
         crate::search::index_later(app, s.id);
         tracing::warn!(session.id = %s.id, "session ended: the gateway had crashed");
     }

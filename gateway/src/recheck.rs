@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::audit::Subjects;
 use crate::store::{GrantFilter, Store, StoreError};
+use iks_domain::audit::Subjects;
 use iks_domain::decision::{self, Facts, Refusal};
 use iks_domain::ids::{BoxId, PersonId, TicketId};
 use iks_domain::model::{EndReason, Grant, IksBox, Organisation, Person, Ticket};

@@ -17,12 +17,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::audit::{Actor, NewEvent, Subjects};
 use crate::recording::cast::{self, CastError};
 use crate::recording::keys::LineEditor;
 use crate::recording::screen::{clamp, parse_size};
 use crate::state::Gateway;
 use crate::store::{Store, StoreError, TranscriptHit, TranscriptLine, TranscriptQuery};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::SessionId;
 
 /// Lines indexed per session at most; the rest of a longer session is not searchable.

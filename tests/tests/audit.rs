@@ -13,11 +13,11 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use iks_domain::audit::Actor;
 use iks_domain::ids::SessionId;
 use iks_domain::model::{Approval, EndReason, NewAccessRequest, NewSession, NewTicket, SessionEnd};
 use iks_domain::rules::Inn;
 use iks_e2e::Gateway;
-use iks_gateway::audit::Actor;
 use iks_gateway::store::Store;
 
 const INN: &str = "7707083893";
@@ -485,9 +485,9 @@ fn a_forged_retention_is_not_vouched_for() {
     };
     let details = serde_json::to_string(&details).unwrap();
     let (seq, at, actor) = (head.seq + 1, iks_domain::time::now(), Actor::system());
-    let forged = iks_gateway::audit::chain_hash(
+    let forged = iks_domain::audit::chain_hash(
         &head.hash,
-        &iks_gateway::audit::Unsealed {
+        &iks_domain::audit::Unsealed {
             seq,
             at,
             actor: &actor,

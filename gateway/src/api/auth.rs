@@ -11,10 +11,10 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::error::ApiError;
-use crate::audit::Actor;
 use crate::secret::{self, RandomFailed};
 use crate::state::Gateway;
 use crate::store::{Store, StoreError};
+use iks_domain::audit::Actor;
 use iks_domain::ids::OrgId;
 use iks_domain::model::{ApiToken, InvalidField, check_api_token_name};
 

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::{OPENAPI, ROUTES, router};
-use crate::audit::Actor;
 use crate::config::Config;
 use crate::datadir::{DataDir, KeyRole};
 use crate::node::{Node, NodeParts};
 use crate::store::EventFilter;
 use crate::store::tests::{TestDb, new_box};
+use iks_domain::audit::Actor;
 use iks_domain::model::{Approval, NewAccessRequest, NewOrg, NewPerson, NewSession, Role};
 use iks_domain::rules::{Inn, OrgFacts};
 
@@ -515,7 +515,10 @@ async fn sessions_and_recordings() {
     assert_eq!(headers[header::CONTENT_TYPE], "application/x-asciicast");
     let events = store.audit_events(&EventFilter { session: Some(s.id), ..Default::default() }).await.unwrap();
     let download = events.iter().find(|e| e.action == "session.download").expect("the download is audited");
-    assert_eq!((download.actor.kind, download.actor.name.as_str()), (crate::audit::ActorKind::ApiToken, "helpdesk"));
+    assert_eq!(
+        (download.actor.kind, download.actor.name.as_str()),
+        (iks_domain::audit::ActorKind::ApiToken, "helpdesk")
+    );
 
     let hidden = api.send(Method::GET, &url, Some(&api.scoped), None).await;
     assert_error(&hidden, StatusCode::NOT_FOUND, "not_found", None);

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{self, BadSignature, Checkpoint, SignError};
 use super::retention::ChainStart;
 use super::verify::{ChainVerifier, Coverage, Problem, RecordingState, Summary};
-use super::{Actor, ActorKind, Event, Subjects};
+use iks_domain::audit::{Actor, ActorKind, Event, Subjects};
 use iks_domain::ids::{BoxId, GrantId, OrgId, SessionId, TicketId};
 
 /// The version written in the header; a reader refuses others.
@@ -405,7 +405,7 @@ mod tests {
 
     use super::*;
     use crate::audit::checkpoint::test_key;
-    use crate::audit::{GENESIS_HASH, Unsealed, chain_hash};
+    use iks_domain::audit::{GENESIS_HASH, Unsealed, chain_hash};
 
     fn events(n: i64) -> Vec<Event> {
         let mut out: Vec<Event> = Vec::new();

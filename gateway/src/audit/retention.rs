@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Event, GENESIS_HASH};
+use iks_domain::audit::{Event, GENESIS_HASH};
 
 /// The action of the event a deletion by policy writes.
 pub const ACTION: &str = "audit.retention";
@@ -66,7 +66,7 @@ pub struct RetentionDetails {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Actor, Subjects};
+    use iks_domain::audit::{Actor, Subjects};
 
     #[test]
     fn a_retention_event_names_the_new_start() {

@@ -37,9 +37,9 @@ use chrono::{DateTime, Utc};
 use russh::keys::PublicKey;
 use serde::Deserialize;
 
-use super::Event;
 use super::checkpoint::{BadSignature, Checkpoint};
 use super::retention::{self, ChainStart, RetentionDetails};
+use iks_domain::audit::Event;
 use iks_domain::ids::SessionId;
 
 /// How many recent events are remembered to recognise a fork.
@@ -556,7 +556,7 @@ mod tests {
     use super::*;
     use crate::audit::checkpoint::{self, test_key};
     use crate::audit::retention::{self, RetentionDetails};
-    use crate::audit::{Actor, GENESIS_HASH, Subjects, Unsealed, chain_hash};
+    use iks_domain::audit::{Actor, GENESIS_HASH, Subjects, Unsealed, chain_hash};
     use iks_domain::ids::TicketId;
 
     const RECORDING: &str = "2026/11/24/S-7.cast";

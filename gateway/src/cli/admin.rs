@@ -9,6 +9,7 @@ use std::io::Read as _;
 use anyhow::{Context as _, anyhow, bail};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
+use iks_domain::audit::Actor;
 use iks_domain::ids::{BoxId, KeyId, OrgId};
 use iks_domain::model::{
     Agent, ApiToken, BoxAuth, IksBox, InvalidField, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role,
@@ -16,7 +17,6 @@ use iks_domain::model::{
 };
 use iks_domain::rules::{Inn, OrgFacts, Standing, standing};
 use iks_gateway::api::auth::IssueError;
-use iks_gateway::audit::Actor;
 use iks_gateway::store::{Store, StoreError};
 use serde_json::json;
 

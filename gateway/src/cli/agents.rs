@@ -3,8 +3,8 @@
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
+use iks_domain::audit::Actor;
 use iks_domain::rules::parse_duration;
-use iks_gateway::audit::Actor;
 use iks_gateway::datadir::{KeyRole, fingerprint};
 use serde_json::json;
 

@@ -5,12 +5,12 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
+use iks_domain::audit::Actor;
 use iks_domain::i18n::Lang;
 use iks_domain::ids::{GrantId, OrgId, SessionId, TicketId};
 use iks_domain::model::{Grant, GrantState, Move, Person, RefusalReason, Session, Ticket, TicketState, Topic};
 use iks_domain::rules::parse_duration;
 use iks_domain::time::display;
-use iks_gateway::audit::Actor;
 use iks_gateway::grants::{self, ApproveOptions};
 use iks_gateway::recording::{cast, transcript};
 use iks_gateway::store::{GrantFilter, SessionFilter, Store, TicketFilter};

@@ -11,13 +11,13 @@ use chrono::{DateTime, Utc};
 use russh::keys::PrivateKey;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::audit::Actor;
 use crate::audit::checkpoint::Checkpoint;
 use crate::audit::retention;
 use crate::config::AuditConfig;
 use crate::datadir::fingerprint;
 use crate::state::Gateway;
 use crate::store::{Signing, Store};
+use iks_domain::audit::Actor;
 use iks_domain::ids::SessionId;
 
 use super::{Every, Job};

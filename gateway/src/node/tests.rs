@@ -3,8 +3,8 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::audit::{Actor, NewEvent, Subjects};
 use crate::store::tests::TestDb;
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 
 /// Shutdown of a node running everything ends within this.
 const STOPS_WITHIN: Duration = Duration::from_secs(15);

@@ -347,7 +347,7 @@ pub enum FetchError {
 pub async fn fetch(
     store: &crate::store::Store,
     recordings_dir: &Path,
-    actor: &crate::audit::Actor,
+    actor: &iks_domain::audit::Actor,
     id: SessionId,
     action: &'static str,
 ) -> Result<Vec<u8>, FetchError> {
@@ -362,7 +362,7 @@ pub async fn fetch(
 pub async fn locate(
     store: &crate::store::Store,
     recordings_dir: &Path,
-    actor: &crate::audit::Actor,
+    actor: &iks_domain::audit::Actor,
     id: SessionId,
     action: &'static str,
 ) -> Result<PathBuf, FetchError> {
@@ -371,7 +371,7 @@ pub async fn locate(
     let path = recordings_dir.join(rel);
     fs::File::open(&path).map_err(|source| FetchError::Read { path: path.clone(), source })?;
     let org = store.get_box(s.box_id).await?.org_id;
-    let subjects = crate::audit::Subjects {
+    let subjects = iks_domain::audit::Subjects {
         org: Some(org),
         ticket: Some(s.ticket_id),
         box_: Some(s.box_id),
@@ -379,7 +379,12 @@ pub async fn locate(
         session: Some(id),
     };
     store
-        .append_event(crate::audit::NewEvent::new(actor, action, subjects, serde_json::json!({ "recording": rel })))
+        .append_event(iks_domain::audit::NewEvent::new(
+            actor,
+            action,
+            subjects,
+            serde_json::json!({ "recording": rel }),
+        ))
         .await?;
     Ok(path)
 }

@@ -13,12 +13,12 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{Instrument, error, info, warn};
 
 use super::upstream::Upstream;
-use crate::audit::Actor;
 use crate::live::LiveSession;
 use crate::recording::Recording;
 use crate::sever::{DISCONNECT_WAIT, Severer};
 use crate::state::Gateway;
 use crate::sync::lock;
+use iks_domain::audit::Actor;
 use iks_domain::ids::{OrgId, SessionId};
 use iks_domain::model::{EndReason, IksBox, SessionEnd, SessionEvent};
 

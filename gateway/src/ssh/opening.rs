@@ -12,7 +12,6 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::established::{BoxLeg, Established, end_row};
 use super::upstream::{self, Credential};
-use crate::audit::{Actor, Subjects};
 use crate::ca::{self, CertRequest};
 use crate::datadir::KeyRole;
 use crate::live::LiveSession;
@@ -21,6 +20,7 @@ use crate::recording::Recording;
 use crate::sever::Severer;
 use crate::state::Gateway;
 use crate::store::StoreError;
+use iks_domain::audit::{Actor, Subjects};
 use iks_domain::decision::{self, Refusal};
 use iks_domain::ids::{SessionId, TicketId};
 use iks_domain::model::{BoxAuth, EndReason, Grant, IksBox, NewSession, Organisation, Person, SessionEnd};

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 
 use super::directory::{BOX_COLUMNS, ORG_COLUMNS, box_from_row, changes, not_found, org_from_row};
 use super::{Result, RowExt, Store, StoreError, Tx, conflict_on_unique};
-use crate::audit::{Actor, NewEvent, Subjects};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::{AgentId, AgentTokenId, BoxId};
 use iks_domain::model::{Agent, AgentReport, AgentToken, IksBox, Organisation};
 use iks_domain::time::{now, to_db};

@@ -18,7 +18,7 @@ use crate::audit::checkpoint::{self, Checkpoint, SignedCheckpoint};
 use crate::audit::export::ExportFilter;
 use crate::audit::retention::{self, ChainStart, RetentionDetails};
 use crate::audit::verify::{self, ChainVerifier, Coverage, Expectations, Problem, RecordingState, Summary};
-use crate::audit::{Actor, ActorKind, Event, NewEvent, Subjects};
+use iks_domain::audit::{Actor, ActorKind, Event, NewEvent, Subjects};
 use iks_domain::ids::{BoxId, GrantId, OrgId, SessionId, TicketId};
 
 const EVENT_COLUMNS: &str = "seq, at, actor_kind, actor_id, actor_name, action, org_id, ticket_id, box_id, \

@@ -4,7 +4,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 
 use super::{Result, RowExt, Store, StoreError, conflict_on_unique, parse_enum};
-use crate::audit::{Actor, NewEvent, Subjects};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::{BoxId, KeyId, OrgId, PersonId};
 use iks_domain::model::{BoxAuth, IksBox, NewBox, NewOrg, NewPerson, NewSshKey, Organisation, Person, Role, SshKey};
 use iks_domain::rules::{Inn, OrgFacts};

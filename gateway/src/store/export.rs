@@ -6,11 +6,11 @@ use std::io;
 use russh::keys::PrivateKey;
 
 use super::{EventFilter, PAGE, Store, StoreError};
-use crate::audit::Actor;
-use crate::audit::Event;
 use crate::audit::export::{
     CSV_HEADER, ExportError, ExportFilter, FORMAT_VERSION, Format, Header, JsonlWriter, csv_record,
 };
+use iks_domain::audit::Actor;
+use iks_domain::audit::Event;
 
 /// Where an export's bytes go, a page of events at a time: a file, or an HTTP response.
 pub trait Sink {

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::directory::not_found;
 use super::{Result, RowExt, Store, StoreError, Tx, parse_enum};
-use crate::audit::{Actor, NewEvent, Subjects};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::{BoxId, GrantId, PersonId, TicketId};
 use iks_domain::model::{Approval, Grant, GrantState, NewAccessRequest, Ticket};
 use iks_domain::time::{now, to_db};

@@ -41,7 +41,7 @@ pub use tickets::TicketFilter;
 pub use transcripts::{TranscriptHit, TranscriptLine, TranscriptQuery};
 pub use web::{Credentials, LinkPurpose, WebSession};
 
-use crate::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};
+use iks_domain::audit::{Event, GENESIS_HASH, NewEvent, Unsealed};
 
 /// What can go wrong in the store, in terms a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +307,7 @@ impl Tx {
         };
         let at = iks_domain::time::now();
         let details = event.details.to_string();
-        let hash = crate::audit::chain_hash(
+        let hash = iks_domain::audit::chain_hash(
             &prev_hash,
             &Unsealed {
                 seq,

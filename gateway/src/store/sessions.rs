@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::directory::not_found;
 use super::{Result, RowExt, Store, StoreError};
-use crate::audit::{Actor, NewEvent, Subjects};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::{BoxId, GrantId, OrgId, PersonId, SessionId, TicketId};
 use iks_domain::model::{EndReason, NewSession, Session, SessionEnd, SessionEvent};
 use iks_domain::time::{now, to_db};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use chrono::NaiveDate;
 
 use super::*;
-use crate::audit::{Actor, NewEvent, Subjects};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::TicketId;
 use iks_domain::ids::{OrgId, PersonId};
 use iks_domain::model::{
@@ -501,7 +501,7 @@ async fn the_gateway_signs_over_no_cut_and_no_forged_retention(db: &TestDb) {
         cutoff: iks_domain::time::now(),
         deleted: 0,
         first_seq: 1,
-        first_prev_hash: crate::audit::GENESIS_HASH.into(),
+        first_prev_hash: iks_domain::audit::GENESIS_HASH.into(),
     };
     let mut tx = store.begin().await.unwrap();
     let value = serde_json::to_value(&details).unwrap();

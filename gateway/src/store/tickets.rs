@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::directory::not_found;
 use super::{Result, RowExt, Store, StoreError, Tx, parse_enum};
-use crate::audit::{Actor, NewEvent, Subjects};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::{OrgId, PersonId, TicketId};
 use iks_domain::model::{Comment, Move, NewComment, NewTicket, RefusalReason, Ticket, TicketState, Topic};
 use iks_domain::time::{now, to_db};

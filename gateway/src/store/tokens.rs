@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::directory::not_found;
 use super::{Result, RowExt, Store, StoreError, conflict_on_unique};
-use crate::audit::{Actor, NewEvent, Subjects};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::OrgId;
 use iks_domain::model::ApiToken;
 use iks_domain::time::{now, to_db};

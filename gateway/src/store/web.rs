@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 
 use super::directory::{PERSON_COLUMNS, not_found, person_from_row};
 use super::{Result, RowExt, Store, StoreError, conflict_on_unique};
-use crate::audit::{Actor, NewEvent, Subjects};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::ids::PersonId;
 use iks_domain::model::{NewPerson, Person, Role};
 use iks_domain::time::{now, to_db};
@@ -249,7 +249,7 @@ impl Store {
         why: &str,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let actor = Actor { kind: crate::audit::ActorKind::System, id: None, name: "web panel".into() };
+        let actor = Actor { kind: iks_domain::audit::ActorKind::System, id: None, name: "web panel".into() };
         let subjects = person.map(person_subjects).unwrap_or_default();
         tx.audit(NewEvent::new(
             &actor,
@@ -333,7 +333,7 @@ impl Store {
             return Err(StoreError::Conflict("an admin exists already; sign in instead".into()));
         }
         self.spend_link(token_hash).await?;
-        let actor = Actor { kind: crate::audit::ActorKind::System, id: None, name: "setup link".into() };
+        let actor = Actor { kind: iks_domain::audit::ActorKind::System, id: None, name: "setup link".into() };
         let p = self.create_person(&actor, new).await?;
         self.set_password(&actor, p.id, Some(password_hash)).await
     }

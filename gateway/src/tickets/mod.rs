@@ -22,9 +22,9 @@ mod tests;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::audit::Actor;
 use crate::config::Config;
 use crate::store::{EventFilter, Store, StoreError, TicketFilter};
+use iks_domain::audit::Actor;
 use iks_domain::i18n::{self, Lang};
 use iks_domain::ids::{OrgId, TicketId};
 use iks_domain::model::{

@@ -22,8 +22,8 @@ use super::error::{WebError, WebResult};
 use super::page::tr;
 use super::panel::Panel;
 use super::viewer::{CsrfForm, Viewer};
-use crate::audit::{Actor, NewEvent, Subjects};
 use crate::store::{Store, StoreError};
+use iks_domain::audit::{Actor, NewEvent, Subjects};
 use iks_domain::i18n::{self, Lang};
 use iks_domain::ids::{BoxId, KeyId, OrgId, PersonId};
 use iks_domain::model::{

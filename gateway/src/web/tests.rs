@@ -14,12 +14,12 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use tower::ServiceExt as _;
 
-use crate::audit::Actor;
 use crate::config::Config;
 use crate::datadir::{DataDir, KeyRole};
 use crate::node::{Node, NodeParts};
 use crate::state::Gateway;
 use crate::store::tests::{TestDb, new_box, new_ticket};
+use iks_domain::audit::Actor;
 use iks_domain::ids::{BoxId, OrgId, TicketId};
 use iks_domain::model::{NewOrg, NewPerson, Role};
 use iks_domain::rules::{Inn, OrgFacts};

@@ -18,9 +18,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::{WebError, WebResult};
 use super::panel::Panel;
-use crate::audit::Actor;
 use crate::secret;
 use crate::store::WebSession;
+use iks_domain::audit::Actor;
 use iks_domain::i18n::Lang;
 use iks_domain::ids::OrgId;
 use iks_domain::model::{Person, Role};

@@ -102,7 +102,7 @@ async fn enrolment_tokens(db: &TestDb) {
         .into_iter()
         .rfind(|e| e.action == "agent.enroll")
         .unwrap();
-    assert_eq!(enrol.actor.kind, crate::audit::ActorKind::Agent);
+    assert_eq!(enrol.actor.kind, iks_domain::audit::ActorKind::Agent);
 }
 
 /// Online and offline as the nodes see them, reports, the kill switch and revocation.

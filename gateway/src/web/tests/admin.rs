@@ -10,7 +10,7 @@ use crate::store::EventFilter;
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEDzWDPG1+ZhUfXGbzPFFpJm/ihb5BFgCjLZm3dj7+2P petrov@laptop";
 
 /// The newest audit event with `action`, with who did it.
-async fn last(p: &TestPanel, action: &str) -> Option<crate::audit::Event> {
+async fn last(p: &TestPanel, action: &str) -> Option<iks_domain::audit::Event> {
     let f = EventFilter { action: Some(action.into()), newest_first: true, limit: Some(1), ..Default::default() };
     p.app.store.audit_events(&f).await.unwrap().pop()
 }
@@ -185,7 +185,7 @@ async fn people_keys_disabling_password_links_and_the_second_factor() {
     assert_eq!(p.get(&mut Browser::default(), path).await.status, StatusCode::NOT_FOUND, "used once");
 
     // Resetting the second factor clears it.
-    p.app.store.set_totp(&crate::audit::Actor::cli(), lutik.id, Some("JBSWY3DPEHPK3PXP")).await.unwrap();
+    p.app.store.set_totp(&iks_domain::audit::Actor::cli(), lutik.id, Some("JBSWY3DPEHPK3PXP")).await.unwrap();
     let person_page = p.get(&mut root, &format!("/admin/people/{}", lutik.id.get())).await;
     assert!(person_page.text().contains("totp-reset"));
     let reset = p.post(&mut root, &format!("/admin/people/{}/totp-reset", lutik.id.get()), &[]).await;

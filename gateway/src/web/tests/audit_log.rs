@@ -120,8 +120,8 @@ async fn filters_and_pages_of_the_log() {
     for n in 0..120 {
         p.app
             .store
-            .append_event(crate::audit::NewEvent::new(
-                &crate::audit::Actor::cli(),
+            .append_event(iks_domain::audit::NewEvent::new(
+                &iks_domain::audit::Actor::cli(),
                 "test.filler",
                 Default::default(),
                 serde_json::json!({ "n": n }),

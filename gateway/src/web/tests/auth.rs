@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 
 use super::{Browser, PASSWORD, TestPanel};
-use crate::audit::Actor;
 use crate::store::EventFilter;
+use iks_domain::audit::Actor;
 
 #[tokio::test]
 async fn an_unauthenticated_visit_leads_to_the_sign_in_page_and_back() {

@@ -222,7 +222,7 @@ async fn revoking_a_grant_with_a_live_session_tells_the_watchdog() {
         client_addr: Some("127.0.0.1".into()),
         node: "test".into(),
     };
-    let s = p.app.store.start_session(&crate::audit::Actor::cli(), &new, p.a.id).await.unwrap();
+    let s = p.app.store.start_session(&iks_domain::audit::Actor::cli(), &new, p.a.id).await.unwrap();
     let mut b = p.login("romashka").await;
     let page = p.get(&mut b, "/access").await;
     assert!(page.body.contains(&format!("/access/{}/revoke", g.id)));
@@ -323,7 +323,7 @@ async fn the_queue_lists_work_by_priority_with_flags() {
         response_due_at: Some(iks_domain::time::now() - Duration::hours(1)),
         ..crate::store::tests::new_ticket(p.b.id)
     };
-    let late = p.app.store.create_ticket(&crate::audit::Actor::cli(), &late).await.unwrap();
+    let late = p.app.store.create_ticket(&iks_domain::audit::Actor::cli(), &late).await.unwrap();
     let mut op = p.login("petrov").await;
     let q = p.get(&mut op, "/queue").await;
     assert_eq!(q.status, StatusCode::OK);

@@ -4,8 +4,8 @@
 use axum::http::{Method, StatusCode};
 
 use super::{Org, Page, TestPanel};
-use crate::audit::Actor;
 use crate::store::EventFilter;
+use iks_domain::audit::Actor;
 use iks_domain::model::{Approval, EndReason, NewAccessRequest, NewSession, Session, SessionEnd, SessionEvent};
 
 /// A page's text with the template engine's escapes undone, to compare with what a person reads.
