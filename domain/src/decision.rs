@@ -478,6 +478,28 @@ pub mod fixtures {
         }
     }
 
+    /// An enrolled agent of `box_id` that has never connected.
+    pub fn agent(box_id: BoxId, enrolled_at: DateTime<Utc>) -> Agent {
+        Agent {
+            id: crate::ids::AgentId(3),
+            box_id,
+            key_fingerprint: "SHA256:a".into(),
+            public_key: "ssh-ed25519 AAAA".into(),
+            enrolled_at,
+            revoked_at: None,
+            revoked_by: None,
+            agent_version: None,
+            product: None,
+            version: None,
+            remote_access_disabled: false,
+            node: None,
+            connection: None,
+            online_since: None,
+            offline_since: None,
+            last_seen: None,
+        }
+    }
+
     pub fn active_module() -> OrgFacts {
         OrgFacts { module_paid_until: crate::time::parse_date("2027-01-01").ok(), ..Default::default() }
     }
@@ -495,24 +517,7 @@ mod tests {
     #[test]
     fn presence_from_the_store() {
         let now = t(NOW);
-        let agent = Agent {
-            id: crate::ids::AgentId(3),
-            box_id: BoxId(1),
-            key_fingerprint: "SHA256:a".into(),
-            public_key: "ssh-ed25519 AAAA".into(),
-            enrolled_at: now - Duration::days(1),
-            revoked_at: None,
-            revoked_by: None,
-            agent_version: None,
-            product: None,
-            version: None,
-            remote_access_disabled: false,
-            node: None,
-            connection: None,
-            online_since: None,
-            offline_since: None,
-            last_seen: None,
-        };
+        let agent = agent(BoxId(1), now - Duration::days(1));
         let held = |node: &str, seen_secs_ago: i64| Agent {
             node: Some(node.into()),
             connection: Some(format!("{node}#1")),

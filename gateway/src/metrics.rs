@@ -78,21 +78,12 @@ async fn metrics(State(app): State<Arc<Gateway>>) -> impl IntoResponse {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt as _;
+pub(crate) mod tests {
 
     use super::*;
-    use crate::config::Config;
-    use crate::datadir::{DataDir, KeyRole};
-    use crate::node::{Node, NodeParts};
-    use crate::store::tests::TestDb;
 
     /// The value of `name` in an exposition, e.g. `iks_gateway_tasks`.
-    fn value(text: &str, name: &str) -> Option<u64> {
+    pub(crate) fn value(text: &str, name: &str) -> Option<u64> {
         text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     }
 
@@ -106,34 +97,5 @@ mod tests {
         assert_eq!(value(&text, "iks_gateway_agents_connected"), Some(1));
         assert_eq!(value(&text, "process_resident_memory_bytes"), Some(52_428_800));
         assert!(!text.contains("process_open_fds"), "no /proc, no line: {text}");
-    }
-
-    #[tokio::test]
-    async fn the_route_reports_this_process() {
-        let db = TestDb::sqlite().await;
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = DataDir::open(&dir.path().join("data")).unwrap();
-        let user_ca = data_dir.key(KeyRole::UserCa).unwrap();
-        let parts = NodeParts {
-            store: db.store.clone(),
-            config: Arc::new(Config::default()),
-            data_dir,
-            user_ca,
-            name: "test".into(),
-        };
-        let app = Node::open(parts).await.unwrap().app().clone();
-        let held = tokio::spawn(std::future::pending::<()>());
-        let response =
-            router(app).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.expect("a response");
-        held.abort();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        let text = String::from_utf8(body.to_vec()).unwrap();
-        assert!(value(&text, "iks_gateway_tasks").is_some_and(|n| n >= 1), "the spawned task counts: {text}");
-        assert_eq!(value(&text, "iks_gateway_live_sessions"), Some(0));
-        assert_eq!(value(&text, "iks_gateway_agents_connected"), Some(0));
-        assert!(value(&text, "process_open_fds").is_some_and(|n| n > 2), "{text}");
-        assert!(value(&text, "process_resident_memory_bytes").is_some_and(|n| n > 1 << 20), "{text}");
     }
 }

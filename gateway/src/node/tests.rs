@@ -1,8 +1,12 @@
 use std::net::SocketAddr;
 
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
 use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt as _;
 
 use super::*;
+use crate::metrics::tests::value;
 use crate::store::tests::TestDb;
 use iks_domain::audit::{Actor, NewEvent, Subjects};
 
@@ -86,4 +90,27 @@ fn checkpoints_are_looked_for_four_times_per_interval_and_at_least_every_5_s() {
     assert_eq!(period("8s"), Duration::from_secs(2));
     assert_eq!(period("5m"), Duration::from_secs(5), "at least every 5 s");
     assert_eq!(period("1s"), Duration::from_millis(250));
+}
+
+/// `/metrics` over a node's state, as `serve` mounts it.
+#[tokio::test]
+async fn the_metrics_route_reports_this_process() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = open(&db, &dir).await.app().clone();
+    let held = tokio::spawn(std::future::pending::<()>());
+    let response = crate::metrics::router(app)
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .expect("a response");
+    held.abort();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(value(&text, "iks_gateway_tasks").is_some_and(|n| n >= 1), "the spawned task counts: {text}");
+    assert_eq!(value(&text, "iks_gateway_live_sessions"), Some(0));
+    assert_eq!(value(&text, "iks_gateway_agents_connected"), Some(0));
+    assert!(value(&text, "process_open_fds").is_some_and(|n| n > 2), "{text}");
+    assert!(value(&text, "process_resident_memory_bytes").is_some_and(|n| n > 1 << 20), "{text}");
 }

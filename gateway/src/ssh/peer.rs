@@ -225,27 +225,10 @@ fn shorten(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iks_domain::decision::fixtures::person;
+    use iks_domain::decision::fixtures::{self, person};
 
     fn agent() -> Agent {
-        Agent {
-            id: iks_domain::ids::AgentId(7),
-            box_id: iks_domain::ids::BoxId(5),
-            key_fingerprint: "SHA256:agent".into(),
-            public_key: String::new(),
-            enrolled_at: iks_domain::decision::fixtures::t(iks_domain::decision::fixtures::NOW),
-            revoked_at: None,
-            revoked_by: None,
-            agent_version: None,
-            product: None,
-            version: None,
-            remote_access_disabled: false,
-            node: None,
-            connection: None,
-            online_since: None,
-            offline_since: None,
-            last_seen: None,
-        }
+        fixtures::agent(iks_domain::ids::BoxId(5), fixtures::t(fixtures::NOW))
     }
 
     fn agent_peers() -> Vec<(&'static str, AgentPeer)> {
