@@ -34,7 +34,7 @@ use super::established::{Established, Events};
 use super::policy;
 use super::session::{ChannelRefusal, Ending, Lines, Start};
 use crate::config::SshConfig;
-use crate::recording::tap::Tap;
+use super::tap::Tap;
 
 /// How many bytes of channel data one connection may hold between russh and the pumps.
 pub const INBOX_BUDGET: usize = 16 << 20;

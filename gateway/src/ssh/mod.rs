@@ -8,7 +8,9 @@
 //!   by [`opening`]) and [`agent`] (enrolment, control, data);
 //! - [`bridge`]: each channel bridged to a channel on the box by two pumps, one per
 //!   direction, so typing (Ctrl-C) never waits behind output and every buffer on the way
-//!   is bounded; [`established`]: the session that passed every rule, and its end;
+//!   is bounded, each terminal or command channel's content fed to the session's
+//!   recording by its [`tap`]; [`established`]: the session that passed every rule, and
+//!   its end;
 //! - the rules with no connection behind them: [`peer`] (who is connected, what each kind
 //!   of peer may ask), [`session`] (a session's channels), [`policy`], [`target`]; and the
 //!   client to the box, [`upstream`].
@@ -24,6 +26,7 @@ mod opening;
 mod peer;
 mod policy;
 mod session;
+pub mod tap;
 pub mod upstream;
 
 pub use session::ENDING_WITHIN;
