@@ -2,7 +2,7 @@
 //! runs) in a process of its own, so its CPU and memory are measured apart from the
 //! bench. It exists for the recording-cost figure: this binary is built with the
 //! gateway's `bench-hooks` feature, and `--unrecorded` is the only way to reach
-//! [`iks_gateway::recording::tap::bench::record_nothing`]. The product binary has no such
+//! [`iks_gateway::ssh::tap::bench::record_nothing`]. The product binary has no such
 //! flag, key or variable.
 
 use std::path::Path;
@@ -17,7 +17,7 @@ use iks_gateway::store::Store;
 /// Serves SSH on `data_dir` until SIGTERM, printing the `SSH:` line the harness waits for.
 pub async fn serve(data_dir: &Path, unrecorded: bool) -> anyhow::Result<()> {
     if unrecorded {
-        iks_gateway::recording::tap::bench::record_nothing();
+        iks_gateway::ssh::tap::bench::record_nothing();
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("IKS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

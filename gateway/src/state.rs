@@ -27,10 +27,6 @@ pub struct Gateway {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The agents (and their sessions' data connections) this node holds.
     pub tunnels: Tunnels,
-    /// The SSH port's connections that have not authenticated yet: caps and deadlines.
-    pub admission: Arc<crate::ssh::admission::Admission>,
-    /// How many audit events each agent's reports and reconnects may still cause.
-    pub agent_audit: crate::ssh::agent_audit::AgentAudit,
     /// Ended sessions whose transcripts the node's indexing job is to index.
     pub to_index: mpsc::UnboundedSender<SessionId>,
 }
@@ -53,11 +49,6 @@ impl Gateway {
         to_index: mpsc::UnboundedSender<SessionId>,
     ) -> Self {
         Self {
-            admission: Arc::new(crate::ssh::admission::Admission::new(&config.ssh)),
-            agent_audit: crate::ssh::agent_audit::AgentAudit::new(
-                config.ssh.agent_audit_window(),
-                config.ssh.agent_audit_events,
-            ),
             store,
             config,
             data_dir,

@@ -19,10 +19,10 @@
 //! What goes into the terminal stream: output (`o`), keystrokes (`i`) once the box echoed
 //! them ([`echo`]), resizes (`r`), and the gateway's own notices to the engineer (as
 //! output, since the engineer saw them). Channels without a terminal (`ssh -T`, commands)
-//! go into the same stream through [`tap`]: their stdout and stderr as output (each lone
-//! newline shown as a terminal would), their stdin as input, up to `[recording]
-//! channel_cap` each. Exit statuses, byte counts, SHA-256 of each stream and file
-//! transfers are session events in the store.
+//! go into the same stream through the SSH front's tap (`ssh/tap.rs`): their stdout and
+//! stderr as output (each lone newline shown as a terminal would), their stdin as input,
+//! up to `[recording] channel_cap` each. Exit statuses, byte counts, SHA-256 of each
+//! stream and file transfers are session events in the store.
 //!
 //! Read back: [`cast`] parses (whole or as a stream), [`screen`] renders the terminal for
 //! the panel's replay and [`live_view`] for watching a running session, [`keys`] makes
@@ -33,7 +33,6 @@ pub mod echo;
 pub mod keys;
 pub mod live_view;
 pub mod screen;
-pub mod tap;
 pub mod transcript;
 pub mod transfer;
 

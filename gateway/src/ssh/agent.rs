@@ -17,7 +17,7 @@ use russh::{Channel, ChannelMsg};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::agent_audit::Verdict;
+use super::agent_audit::{AgentAudit, Verdict};
 use super::peer::{AgentPeer, Open, Request};
 use crate::sever::Severer;
 use crate::state::Gateway;
@@ -84,6 +84,8 @@ pub async fn authenticated(app: &Arc<Gateway>, user: AgentUser, key: &PublicKey)
 /// An agent's connection, settled at authentication.
 pub struct AgentConn {
     app: Arc<Gateway>,
+    /// The port's budget of audit events per agent, for the control channel.
+    audit: Arc<AgentAudit>,
     peer: AgentPeer,
     handle: Handle,
     /// An agent connection opens at most one channel.
@@ -96,12 +98,13 @@ impl AgentConn {
     /// open its channel within [`ENROLL_WITHIN`] or is cut off.
     pub fn start(
         app: Arc<Gateway>,
+        audit: Arc<AgentAudit>,
         peer: AgentPeer,
         handle: Handle,
         ended: watch::Receiver<bool>,
         severer: Severer,
     ) -> Arc<Self> {
-        let conn = Arc::new(Self { app, peer, handle, channel_taken: AtomicBool::new(false) });
+        let conn = Arc::new(Self { app, audit, peer, handle, channel_taken: AtomicBool::new(false) });
         match &conn.peer {
             AgentPeer::Data { dial, box_name, .. }
                 if !conn.app.tunnels.deliver(dial, box_name, conn.handle.clone(), ended, severer) =>
@@ -147,7 +150,8 @@ impl AgentConn {
             }
             AgentPeer::Control { agent, box_name } => {
                 let span = info_span!("agent", agent = %agent.id, r#box = %box_name);
-                tokio::spawn(control(app, agent.clone(), box_name.clone(), channel, handle).instrument(span));
+                let audit = self.audit.clone();
+                tokio::spawn(control(app, audit, agent.clone(), box_name.clone(), channel, handle).instrument(span));
             }
             AgentPeer::Data { .. } => return false,
         }
@@ -273,7 +277,14 @@ async fn next_message(
 }
 
 /// The control channel, from the agent's first state report until the connection ends.
-async fn control(app: Arc<Gateway>, agent: Agent, box_name: String, channel: Channel<Msg>, handle: Handle) {
+async fn control(
+    app: Arc<Gateway>,
+    audit: Arc<AgentAudit>,
+    agent: Agent,
+    box_name: String,
+    channel: Channel<Msg>,
+    handle: Handle,
+) {
     let (mut rx, tx) = channel.split();
     let mut lines = LineBuffer::default();
     let mut queued = Vec::new();
@@ -307,7 +318,7 @@ async fn control(app: Arc<Gateway>, agent: Agent, box_name: String, channel: Cha
     }
     // Over its audit budget an agent still connects, but the store hears only its presence;
     // its report waits (`pending`) until the budget allows an event again.
-    let audited = audit_budget(&app, agent.id);
+    let audited = audit_budget(&app, &audit, agent.id);
     let mut pending = (!audited).then(|| report.clone());
     let connected = if audited {
         app.store.agent_connected(agent.id, &app.node, &connection, &report).await
@@ -328,7 +339,7 @@ async fn control(app: Arc<Gateway>, agent: Agent, box_name: String, channel: Cha
         // The store may be briefly away: the tunnel works without it, presence catches up.
         Err(e) => warn!(error = %e, "cannot record the agent's connection"),
     }
-    let mut retry_at = pending.as_ref().map(|_| app.agent_audit.retry_at(agent.id));
+    let mut retry_at = pending.as_ref().map(|_| audit.retry_at(agent.id));
     loop {
         tokio::select! {
             next = next_message(&mut rx, &mut lines, &mut queued) => {
@@ -350,10 +361,10 @@ async fn control(app: Arc<Gateway>, agent: Agent, box_name: String, channel: Cha
                 app.tunnels.set_remote_access_disabled(agent.box_id, serial, new.remote_access_disabled);
                 report = new;
                 pending = Some(report.clone());
-                retry_at = store_report(&app, agent.id, &connection, &mut pending).await;
+                retry_at = store_report(&app, &audit, agent.id, &connection, &mut pending).await;
             }
             () = sleep_until_some(retry_at), if pending.is_some() => {
-                retry_at = store_report(&app, agent.id, &connection, &mut pending).await;
+                retry_at = store_report(&app, &audit, agent.id, &connection, &mut pending).await;
             }
             Some(command) = queue.recv() => {
                 let Ok(bytes) = iks_proto::line(&command) else { continue };
@@ -380,18 +391,18 @@ async fn control(app: Arc<Gateway>, agent: Agent, box_name: String, channel: Cha
 
 /// Counts a report or connection against the agent's audit budget: `true` when it may be
 /// audited. The window's first suppression arranges the summary event for its end.
-fn audit_budget(app: &Arc<Gateway>, agent: AgentId) -> bool {
-    match app.agent_audit.take(agent) {
+fn audit_budget(app: &Arc<Gateway>, audit: &Arc<AgentAudit>, agent: AgentId) -> bool {
+    match audit.take(agent) {
         Verdict::Audit => true,
         Verdict::Suppress { first, until } => {
             if first {
                 warn!("the agent reports or reconnects too often: its events are summarised until the window ends");
-                let app = app.clone();
+                let (app, audit) = (app.clone(), audit.clone());
                 let summary = async move {
                     tokio::time::sleep_until(until).await;
-                    if let Some(n) = app.agent_audit.summary(agent) {
+                    if let Some(n) = audit.summary(agent) {
                         info!(suppressed = n, "agent events suppressed in the last window");
-                        if let Err(e) = app.store.agent_events_suppressed(agent, n, app.agent_audit.window()).await {
+                        if let Err(e) = app.store.agent_events_suppressed(agent, n, audit.window()).await {
                             warn!(error = %e, "cannot record the suppressed agent events");
                         }
                     }
@@ -407,14 +418,15 @@ fn audit_budget(app: &Arc<Gateway>, agent: AgentId) -> bool {
 /// stays pending, and the returned time is when to try again.
 async fn store_report(
     app: &Arc<Gateway>,
+    audit: &Arc<AgentAudit>,
     agent: AgentId,
     connection: &str,
     pending: &mut Option<AgentReport>,
 ) -> Option<tokio::time::Instant> {
     let report = pending.as_ref()?;
-    if !audit_budget(app, agent) {
+    if !audit_budget(app, audit, agent) {
         debug!(version = ?report.version, disabled = report.remote_access_disabled, "agent report held back");
-        return Some(app.agent_audit.retry_at(agent));
+        return Some(audit.retry_at(agent));
     }
     if let Err(e) = app.store.agent_reported(agent, connection, report).await {
         warn!(error = %e, "cannot record the agent's report");

@@ -33,8 +33,8 @@ use tracing::warn;
 use super::established::{Established, Events};
 use super::policy;
 use super::session::{ChannelRefusal, Ending, Lines, Start};
+use super::tap::Tap;
 use crate::config::SshConfig;
-use crate::recording::tap::Tap;
 
 /// How many bytes of channel data one connection may hold between russh and the pumps.
 pub const INBOX_BUDGET: usize = 16 << 20;

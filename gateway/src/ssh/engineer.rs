@@ -25,7 +25,7 @@ use super::established::Established;
 use super::opening::{Opening, store_unavailable};
 use super::peer::{Forward, Login};
 use super::session::{ChannelRefusal, Channels, ENDING_WITHIN, Ending, Lines, may_start};
-use crate::recording::tap::Tap;
+use super::tap::Tap;
 use crate::sever::{DISCONNECT_WAIT, Severer};
 use crate::state::Gateway;
 use crate::sync::lock;

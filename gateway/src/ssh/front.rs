@@ -13,13 +13,14 @@ use std::sync::Arc;
 use iks_proto::read_ahead::ReadAhead;
 use russh::keys::HashAlg;
 use russh::server::{
-    self, Auth, ChannelOpenHandle, Config, Handler, Msg, PublicKeyOffer, RunningSession, Session, VerifiedPublicKey,
+    self, Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, RunningSession, Session, VerifiedPublicKey,
 };
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::Port;
 use super::agent::{self, AgentConn};
 use super::engineer::EngineerConn;
 use super::peer::{self, Authenticating, Forward, Identity, KeyLookup, Open, Request};
@@ -52,16 +53,24 @@ enum Peer {
 
 pub struct Front {
     app: Arc<Gateway>,
+    port: Arc<Port>,
     peer_addr: SocketAddr,
     peer: Peer,
 }
 
 /// Serves one TCP connection until it ends, then ends what it carried.
-pub async fn run(app: Arc<Gateway>, config: Arc<Config>, stream: TcpStream, severer: Severer, peer_addr: SocketAddr) {
+pub(super) async fn run(
+    app: Arc<Gateway>,
+    port: Arc<Port>,
+    stream: TcpStream,
+    severer: Severer,
+    peer_addr: SocketAddr,
+) {
     let (ended, ended_rx) = watch::channel(false);
     let (settled_tx, settled_rx) = oneshot::channel();
     let pending = Pending { auth: Authenticating::default(), severer, ended: ended_rx, settled: settled_tx };
-    let front = Front { app, peer_addr, peer: Peer::Authenticating(Box::new(pending)) };
+    let config = port.config.clone();
+    let front = Front { app, port, peer_addr, peer: Peer::Authenticating(Box::new(pending)) };
     async {
         let settled = match server::run_stream(config, ReadAhead::new(stream), front).await {
             Ok(running) => drive(running, settled_rx).await,
@@ -112,7 +121,7 @@ impl Front {
 
     /// The client's first authentication request: its key exchange is done.
     fn began_authentication(&self) {
-        self.app.admission.authenticating(Some(self.peer_addr));
+        self.port.admission.authenticating(Some(self.peer_addr));
     }
 
     /// Whether an engineer's `key` may authenticate: it is an enabled operator's, or the
@@ -148,7 +157,7 @@ impl Front {
         let Pending { auth, severer, ended, settled } = *pending;
         let Some(identity) = auth.settle() else { return };
         if identity.is_working() {
-            self.app.admission.authenticated(Some(self.peer_addr));
+            self.port.admission.authenticated(Some(self.peer_addr));
         }
         let (peer, told) = match identity {
             Identity::Engineer(login) => {
@@ -156,7 +165,14 @@ impl Front {
                 (Peer::Engineer(conn.clone()), Settled::Engineer(conn))
             }
             Identity::Agent(agent_peer) => {
-                let conn = AgentConn::start(self.app.clone(), agent_peer, handle, ended, severer);
+                let conn = AgentConn::start(
+                    self.app.clone(),
+                    self.port.agent_audit.clone(),
+                    agent_peer,
+                    handle,
+                    ended,
+                    severer,
+                );
                 (Peer::Agent(conn.clone()), Settled::Agent(conn))
             }
         };

@@ -8,7 +8,9 @@
 //!   by [`opening`]) and [`agent`] (enrolment, control, data);
 //! - [`bridge`]: each channel bridged to a channel on the box by two pumps, one per
 //!   direction, so typing (Ctrl-C) never waits behind output and every buffer on the way
-//!   is bounded; [`established`]: the session that passed every rule, and its end;
+//!   is bounded, each terminal or command channel's content fed to the session's
+//!   recording by its [`tap`]; [`established`]: the session that passed every rule, and
+//!   its end;
 //! - the rules with no connection behind them: [`peer`] (who is connected, what each kind
 //!   of peer may ask), [`session`] (a session's channels), [`policy`], [`target`]; and the
 //!   client to the box, [`upstream`].
@@ -24,6 +26,7 @@ mod opening;
 mod peer;
 mod policy;
 mod session;
+pub mod tap;
 pub mod upstream;
 
 pub use session::ENDING_WITHIN;
@@ -35,6 +38,9 @@ use russh::server::Config;
 use russh::{MethodKind, MethodSet};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
+
+use admission::Admission;
+use agent_audit::AgentAudit;
 
 use crate::datadir::KeyRole;
 use crate::state::Gateway;
@@ -52,6 +58,18 @@ pub enum SshError {
 
 /// How long shutdown waits for sessions to write their end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What the port's connections share besides the node's [`Gateway`], made once by
+/// [`serve`]: so every connection counts against the same caps, and an agent's audit
+/// budget holds across all its connections to this node.
+struct Port {
+    /// russh's settings for every connection.
+    config: Arc<Config>,
+    /// The connections that have not authenticated yet: caps and deadlines.
+    admission: Arc<Admission>,
+    /// How many audit events each agent's reports and reconnects may still cause.
+    agent_audit: Arc<AgentAudit>,
+}
 
 fn server_config(app: &Arc<Gateway>) -> Result<Config, SshError> {
     Ok(Config {
@@ -79,7 +97,12 @@ fn server_config(app: &Arc<Gateway>) -> Result<Config, SshError> {
 /// then closes every live session with reason "gateway shutdown" and waits (briefly) for
 /// their ends to be written.
 pub async fn serve(app: Arc<Gateway>, listener: TcpListener) -> Result<(), SshError> {
-    let config = Arc::new(server_config(&app)?);
+    let limits = &app.config.ssh;
+    let port = Arc::new(Port {
+        config: Arc::new(server_config(&app)?),
+        admission: Arc::new(Admission::new(limits)),
+        agent_audit: Arc::new(AgentAudit::new(limits.agent_audit_window(), limits.agent_audit_events)),
+    });
     let mut stop = app.shutdown.subscribe();
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -87,9 +110,9 @@ pub async fn serve(app: Arc<Gateway>, listener: TcpListener) -> Result<(), SshEr
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let (admission, app, config) = (app.admission.clone(), app.clone(), config.clone());
-                    connections.spawn(admission::guard(admission, stream, peer, move |stream, severer| {
-                        front::run(app, config, stream, severer, peer)
+                    let (app, port) = (app.clone(), port.clone());
+                    connections.spawn(admission::guard(port.admission.clone(), stream, peer, move |stream, severer| {
+                        front::run(app, port, stream, severer, peer)
                     }));
                 }
                 Err(e) => {

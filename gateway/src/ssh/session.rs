@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::recording::tap::Kind;
+use super::tap::Kind;
 use iks_domain::decision::Refusal;
 
 /// Kill, revocation, expiry, shutdown: both legs of a session are closed within this,

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use ring::digest::{Context, SHA256};
 use serde_json::{Value, json};
 
-use super::transfer::{FileOp, ScpMode, ScpTracker, SftpTracker};
 use crate::live::LiveSession;
+use crate::recording::transfer::{FileOp, ScpMode, ScpTracker, SftpTracker};
+use crate::recording::{Recording, take_utf8};
 use crate::sync::lock;
 use iks_domain::model::SessionEvent;
 
@@ -183,7 +184,7 @@ impl Tap {
         }
     }
 
-    fn record(&self, f: impl FnOnce(&mut super::Recording) -> io::Result<()>) -> io::Result<()> {
+    fn record(&self, f: impl FnOnce(&mut Recording) -> io::Result<()>) -> io::Result<()> {
         match lock(&self.live.recording).as_mut() {
             Some(rec) => f(rec),
             None => Ok(()),
@@ -283,7 +284,7 @@ impl Tap {
         c.recorded += taken.len() as u64;
         c.capped = taken.len() < data.len();
         let i = which as usize;
-        let text = super::take_utf8(&mut c.carry[i], taken);
+        let text = take_utf8(&mut c.carry[i], taken);
         let (code, text) = match which {
             Which::Stdin => ("i", text),
             Which::Stdout | Which::Stderr => ("o", terminal_newlines(&text, &mut c.after_cr[i])),
