@@ -154,7 +154,7 @@ impl Refusal {
             Target(e) => e.to_string(),
             NoTicket(ticket) => t(ticket, "no_ticket", &[]),
             TicketNotActive { ticket, state } => {
-                let state = i18n::text(lang, &format!("work.ticket_state.{}", state.as_str()));
+                let state = i18n::text(lang, &format!("desk.ticket_state.{}", state.as_str()));
                 t(ticket, "ticket_not_active", &[("state", &state)])
             }
             NoSuchBox { ticket, name, org } => t(ticket, "no_such_box", &[("org", org), ("name", name)]),

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! is the key `login.title`. Russian is the default: the customers are Russian. The CLI
-//! reads ticket history lines (`work.history`) from here too, in English.
+//! reads ticket history lines (`desk.history`) from here too, in English.
 //!
 //! Depends on nothing else in the crate (std and `toml` only): the panel's templates adapt
 //! it for minijinja (`web::templates`), and anything below the web may use it.
@@ -22,10 +22,10 @@ const FILES: &[(&str, &str)] = &[
     ("admin.toml", include_str!("../../web/i18n/admin.toml")),
     ("audit.toml", include_str!("../../web/i18n/audit.toml")),
     ("common.toml", include_str!("../../web/i18n/common.toml")),
+    ("desk.toml", include_str!("../../web/i18n/desk.toml")),
     ("recordings.toml", include_str!("../../web/i18n/recordings.toml")),
     ("refusal.toml", include_str!("../../web/i18n/refusal.toml")),
     ("sessions.toml", include_str!("../../web/i18n/sessions.toml")),
-    ("work.toml", include_str!("../../web/i18n/work.toml")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,6 +10,8 @@ use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::live::Registry;
 use crate::store::Store;
+// The one import of a module above this one: the registry of agents the node holds lives
+// with the tunnel that dials through it, and imports nothing above this file itself.
 use crate::tunnel::registry::Tunnels;
 use iks_domain::ids::SessionId;
 

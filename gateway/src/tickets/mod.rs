@@ -244,20 +244,20 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    /// The change in words, in the panel's catalogue (`work.history.*`), which the CLI
+    /// The change in words, in the panel's catalogue (`desk.history.*`), which the CLI
     /// reads in English: "in progress → escalated, note: needs a fix in the VPN module".
     pub fn describe(&self, lang: Lang) -> String {
         let d = &self.details;
         let t = |key: &str| i18n::text(lang, key);
         let s = |k: &str| d[k].as_str();
-        let state = |k: &str| s(k).map(|v| t(&format!("work.ticket_state.{v}"))).unwrap_or_default();
+        let state = |k: &str| s(k).map(|v| t(&format!("desk.ticket_state.{v}"))).unwrap_or_default();
         match self.action.as_str() {
-            "ticket.open" => t("work.history.opened").replace("{priority}", &d["priority"].to_string()),
+            "ticket.open" => t("desk.history.opened").replace("{priority}", &d["priority"].to_string()),
             "ticket.comment" => {
                 let side = if d["from_customer"] == true { "comment_customer" } else { "comment_support" };
-                let mut line = t(&format!("work.history.{side}")).replace("{author}", s("author").unwrap_or_default());
+                let mut line = t(&format!("desk.history.{side}")).replace("{author}", s("author").unwrap_or_default());
                 if d["first_response"] == true {
-                    line.push_str(&t("work.history.first_response"));
+                    line.push_str(&t("desk.history.first_response"));
                 }
                 line
             }
@@ -266,14 +266,14 @@ impl HistoryEntry {
                 if let Some(reason) = s("reason") {
                     // A refusal's reason is one of the regulations' codes; a closing's is free text.
                     let reason = if action == "ticket.refuse" {
-                        t(&format!("work.refusal.{reason}"))
+                        t(&format!("desk.refusal.{reason}"))
                     } else {
                         reason.to_string()
                     };
-                    line.push_str(&t("work.history.reason").replace("{reason}", &reason));
+                    line.push_str(&t("desk.history.reason").replace("{reason}", &reason));
                 }
                 if let Some(note) = s("note") {
-                    line.push_str(&t("work.history.note").replace("{note}", note));
+                    line.push_str(&t("desk.history.note").replace("{note}", note));
                 }
                 line
             }

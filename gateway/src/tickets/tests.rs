@@ -110,7 +110,7 @@ async fn opening_and_refusals(db: &TestDb) {
         assert_eq!(actions(store, r.id).await, ["ticket.open", "ticket.refuse"], "{name}");
         let refusal = &history(store, r.id).await.unwrap()[1];
         assert_eq!(refusal.details["reason"], reason.as_str(), "{name}");
-        let words = iks_domain::i18n::text(Lang::Ru, &format!("work.refusal.{}", reason.as_str()));
+        let words = iks_domain::i18n::text(Lang::Ru, &format!("desk.refusal.{}", reason.as_str()));
         assert_eq!(refusal.describe(Lang::Ru), format!("открыта → отказано, причина: {words}"), "{name}");
     }
     // An e-mail alone is contact data; a ticket without a stated topic opens.

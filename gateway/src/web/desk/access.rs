@@ -76,13 +76,13 @@ async fn request(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<Re
     viewer.require(&[Role::Operator])?;
     let (store, config) = (&web.app.store, &web.app.config);
     let problem = match (f.ticket.parse::<TicketId>(), parse_duration(f.duration.trim())) {
-        (Err(e), _) => format!("{}: {e}", tr(&viewer, "work.access.ticket")),
-        (_, Err(e)) => format!("{}: {e}", tr(&viewer, "work.access.duration")),
+        (Err(e), _) => format!("{}: {e}", tr(&viewer, "desk.access.ticket")),
+        (_, Err(e)) => format!("{}: {e}", tr(&viewer, "desk.access.duration")),
         (Ok(ticket), Ok(d)) => {
             match grants::request(store, config, &viewer.person, ticket, f.box_name.trim(), d, &f.reason).await {
                 Ok(g) => {
                     tracing::info!(ticket = %g.ticket_id, grant = %g.id, operator = %viewer.person.login, "access requested in the panel");
-                    let message = tr(&viewer, "work.access.requested").replace("{id}", &g.id.to_string());
+                    let message = tr(&viewer, "desk.access.requested").replace("{id}", &g.id.to_string());
                     return Ok(web.done_with("/access", &message));
                 }
                 Err(GrantError::Store(e @ StoreError::NotFound { .. })) => e.to_string(),
@@ -136,7 +136,7 @@ async fn approve(
         Some(s) => match parse_duration(s) {
             Ok(d) => Some(iks_domain::time::now() + d),
             Err(e) => {
-                let error = format!("{}: {}: {e}", g.id, tr(&viewer, "work.access.shorten"));
+                let error = format!("{}: {}: {e}", g.id, tr(&viewer, "desk.access.shorten"));
                 let ctx = context! { error, error_grant => g.id.to_string() };
                 return page(&web, &viewer, StatusCode::BAD_REQUEST, ctx).await;
             }
@@ -145,7 +145,7 @@ async fn approve(
     let note = f.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     let opts = ApproveOptions { until, any_engineer: f.any_engineer.is_some(), note };
     let result = grants::approve(&web.app.store, &web.app.config, &viewer.person, g.id, &opts).await;
-    decided(&web, &viewer, g.id, result, "work.access.approved").await
+    decided(&web, &viewer, g.id, result, "desk.access.approved").await
 }
 
 #[derive(Deserialize)]
@@ -161,11 +161,11 @@ async fn reject(
     let g = decidable(&web, &viewer, &id, &[Role::Customer, Role::Admin]).await?;
     let result = if f.reason.trim().is_empty() {
         // The engineer is told why; the CLI allows none, the panel asks for one.
-        Err(GrantError::Refused(tr(&viewer, "work.access.reason_required")))
+        Err(GrantError::Refused(tr(&viewer, "desk.access.reason_required")))
     } else {
         grants::reject(&web.app.store, &viewer.person, g.id, f.reason.trim()).await
     };
-    decided(&web, &viewer, g.id, result, "work.access.rejected").await
+    decided(&web, &viewer, g.id, result, "desk.access.rejected").await
 }
 
 #[derive(Deserialize)]
@@ -180,5 +180,5 @@ async fn revoke(
 ) -> WebResult {
     let g = decidable(&web, &viewer, &id, &[Role::Customer, Role::Admin, Role::Operator]).await?;
     let result = grants::revoke(&web.app.store, &viewer.person, g.id).await;
-    decided(&web, &viewer, g.id, result, "work.access.revoked").await
+    decided(&web, &viewer, g.id, result, "desk.access.revoked").await
 }

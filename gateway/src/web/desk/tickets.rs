@@ -221,7 +221,7 @@ async fn comment(
 ) -> WebResult {
     let t = visible(&web, &viewer, &id).await?;
     match tickets::comment_as(&web.app.store, &viewer.person, t.id, &f.text).await {
-        Ok(_) => Ok(web.done(&viewer, &format!("/tickets/{}", t.id), "work.tickets.commented")),
+        Ok(_) => Ok(web.done(&viewer, &format!("/tickets/{}", t.id), "desk.tickets.commented")),
         Err(e) => {
             let ctx = context! { comment_error => problem(e)?, comment_text => f.text };
             ticket_page(&web, &viewer, t.id, StatusCode::BAD_REQUEST, ctx).await
@@ -251,7 +251,7 @@ async fn make_move(
         "refuse" => match reason.and_then(RefusalReason::parse) {
             Some(reason) => Move::Refuse { reason },
             None => {
-                let move_error = tr(&viewer, "work.tickets.refusal_required");
+                let move_error = tr(&viewer, "desk.tickets.refusal_required");
                 return ticket_page(&web, &viewer, t.id, StatusCode::BAD_REQUEST, context! { move_error }).await;
             }
         },
@@ -260,9 +260,9 @@ async fn make_move(
     match tickets::make_move(&web.app.store, &viewer.actor(), Some(&viewer.person), t.id, &m, f.note.as_deref()).await {
         Ok(moved) => {
             tracing::info!(ticket = %moved.id, by = %viewer.person.login, state = moved.state.as_str(), "ticket moved in the panel");
-            let state = tr(&viewer, &format!("work.ticket_state.{}", moved.state.as_str()));
+            let state = tr(&viewer, &format!("desk.ticket_state.{}", moved.state.as_str()));
             let message =
-                tr(&viewer, "work.tickets.moved").replace("{id}", &moved.id.to_string()).replace("{state}", &state);
+                tr(&viewer, "desk.tickets.moved").replace("{id}", &moved.id.to_string()).replace("{state}", &state);
             Ok(web.done_with(&format!("/tickets/{}", moved.id), &message))
         }
         Err(e) => {
@@ -344,10 +344,10 @@ async fn open(State(web): State<Arc<Panel>>, CsrfForm(viewer, f): CsrfForm<OpenF
         Ok(t) => {
             tracing::info!(ticket = %t.id, by = %viewer.person.login, state = t.state.as_str(), "ticket opened in the panel");
             let message = match t.refusal_reason {
-                Some(r) => tr(&viewer, "work.tickets.opened_refused")
+                Some(r) => tr(&viewer, "desk.tickets.opened_refused")
                     .replace("{id}", &t.id.to_string())
-                    .replace("{reason}", &tr(&viewer, &format!("work.refusal.{}", r.as_str()))),
-                None => tr(&viewer, "work.tickets.opened").replace("{id}", &t.id.to_string()),
+                    .replace("{reason}", &tr(&viewer, &format!("desk.refusal.{}", r.as_str()))),
+                None => tr(&viewer, "desk.tickets.opened").replace("{id}", &t.id.to_string()),
             };
             Ok(web.done_with(&format!("/tickets/{}", t.id), &message))
         }
