@@ -166,7 +166,7 @@ impl Established {
 }
 
 /// Writes a session's end, waiting for the store if it is away; at shutdown what is still
-/// unwritten is left to [`crate::live::end_crashed`] at the next start.
+/// unwritten is left to the node's next start ([`crate::node::Node::open`]).
 pub async fn end_row(
     app: &Arc<Gateway>,
     id: SessionId,
