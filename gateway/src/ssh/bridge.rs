@@ -264,6 +264,13 @@ pub async fn pump_out(
     let mut backlog = backlog.into_iter();
     // The box closing its channel is normal; its connection vanishing is not.
     let mut box_gone = false;
+    // A session channel's EOF waits for its exit status. The box's sshd sends EOF when the
+    // output ends, before the process is reaped and its exit status sent; a client whose
+    // own input is done closes the channel on that EOF, russh answers that close at once
+    // and drops what comes after for the channel, so a status sent after the EOF was lost
+    // whenever the client was quicker (OpenSSH then exits 255). Held, it goes with the
+    // exit status, or with the close. A forward (no tap) has no exit status: EOF at once.
+    let mut eof = if tap.is_some() { BoxEof::Waits } else { BoxEof::Passes };
     loop {
         let msg = match backlog.next() {
             Some(m) => Some(m),
@@ -294,16 +301,22 @@ pub async fn pump_out(
                 if let Some(t) = tap {
                     t.exit_status(exit_status);
                 }
-                front.exit_status(exit_status).await
+                let sent = front.exit_status(exit_status).await;
+                after_exit(&mut eof, front, sent).await
             }
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
                 if let Some(t) = tap {
                     t.exit_signal(&format!("{signal_name:?}"));
                 }
-                handle
+                let sent = handle
                     .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
                     .await
-                    .map_err(|()| russh::Error::SendError)
+                    .map_err(|()| russh::Error::SendError);
+                after_exit(&mut eof, front, sent).await
+            }
+            ChannelMsg::Eof if eof != BoxEof::Passes => {
+                eof = BoxEof::Held;
+                Ok(())
             }
             ChannelMsg::Eof => front.eof().await,
             ChannelMsg::Close => break,
@@ -320,6 +333,29 @@ pub async fn pump_out(
     }
     let _ = front.eof().await;
     let _ = front.close().await;
+}
+
+/// Where the box's EOF on a session channel is, relative to its exit status ([`pump_out`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BoxEof {
+    /// No exit status yet: an EOF now is held.
+    Waits,
+    /// Held until the exit status (or the close) goes out.
+    Held,
+    /// Forwarded as it comes.
+    Passes,
+}
+
+/// Once the exit status went out (`sent`), the EOF it held follows it.
+async fn after_exit(
+    eof: &mut BoxEof,
+    front: &ChannelWriteHalf<ServerMsg>,
+    sent: Result<(), russh::Error>,
+) -> Result<(), russh::Error> {
+    match std::mem::replace(eof, BoxEof::Passes) {
+        BoxEof::Held if sent.is_ok() => front.eof().await,
+        _ => sent,
+    }
 }
 
 async fn drain_events(tap: Option<&Tap>, events: &Events) {
