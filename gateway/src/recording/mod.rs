@@ -247,10 +247,8 @@ impl Recording {
     pub fn notice(&mut self, text: &str) -> io::Result<()> {
         let line = self.line("o", text)?;
         if self.failed == Some(Failed::Quota) && self.len + line.len() as u64 <= self.quota_end() {
-            self.failed = None;
-            let written = self.write(&line);
-            self.failed = Some(Failed::Quota);
-            return written;
+            // Past the quota's check: the header is in, and `write` would refuse the line.
+            return self.put(&line);
         }
         self.write(&line)
     }
@@ -308,15 +306,19 @@ impl Recording {
         self.append(bytes)
     }
 
-    /// Appends one whole line or nothing. A failed write may have left part of the line
-    /// (a full disk takes what fits): the file is cut back to the last complete line, and
-    /// later writes are refused, so a later success cannot glue text onto a torn line.
+    /// Appends one whole line, unless a write failed before.
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self.failed {
-            Some(Failed::Io(kind)) => return Err(io::Error::new(kind, "the recording failed earlier")),
-            Some(Failed::Quota) => return Err(io::Error::other(QuotaReached { quota: self.limits.session_quota })),
-            None => {}
+            Some(Failed::Io(kind)) => Err(io::Error::new(kind, "the recording failed earlier")),
+            Some(Failed::Quota) => Err(io::Error::other(QuotaReached { quota: self.limits.session_quota })),
+            None => self.put(bytes),
         }
+    }
+
+    /// Writes one whole line or nothing. A failed write may have left part of the line
+    /// (a full disk takes what fits): the file is cut back to the last complete line, and
+    /// later writes are refused, so a later success cannot glue text onto a torn line.
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         if let Err(e) = self.file.write_all(bytes) {
             self.failed = Some(Failed::Io(e.kind()));
             if let Err(cut) = self.file.set_len(self.len) {
@@ -507,10 +509,14 @@ mod tests {
         };
         assert_eq!(failure(&e).0, EndReason::RecordingQuota, "{e}");
         assert!(rec.output(b"more").is_err(), "nothing more after the quota");
+        // A notice goes in even when it does not fit under the quota itself (the last
+        // event may have left no room at all): that is what the reserve is for.
+        rec.notice(&format!("notice {}\r\n", "n".repeat(2000))).unwrap();
         rec.notice("session closed: quota\r\n").unwrap();
         let path = dir.path().join(rec.relative());
         rec.finish().unwrap();
         let bytes = fs::read(path).unwrap();
+        assert!(bytes.len() as u64 > MIN_QUOTA, "the notices went past the quota: {} bytes", bytes.len());
         assert!(bytes.len() as u64 <= MIN_QUOTA + NOTICE_RESERVE, "{} bytes", bytes.len());
         let cast = cast::read(&bytes).unwrap();
         assert_eq!(cast.events.last().unwrap().data, "session closed: quota\r\n");

@@ -24,6 +24,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use russh::server::{Handle, Msg as ServerMsg};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client};
@@ -140,16 +141,41 @@ pub fn env(setup: &[Setup]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How long what the box said before its channel was closed on our side may take to come
+/// out of its inbox ([`relay`]).
+const BOX_DRAIN: Duration = Duration::from_secs(1);
+
+/// How the engineer → box pump ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// The engineer closed the channel, and the box's channel was closed after it.
+    Closed,
+    /// A leg went away, or the recording failed: the session's end follows.
+    Gone,
+}
+
 /// Runs both pumps of a channel until it is over: the box closed its side (what the
 /// engineer still sends has nowhere to go), or the engineer's side ended and the box has
 /// answered, or the session ended.
-pub async fn relay(ending: &Ending, inbound: impl Future<Output = ()>, outbound: impl Future<Output = ()>) {
+///
+/// Once the box's channel is closed on our side, russh drops everything the box still
+/// sends on it, its close included, so after the engineer's close the box → engineer pump
+/// gets [`BOX_DRAIN`] for what is already on its way instead of a wait for a close that
+/// never comes (a ControlMaster channel's `close` event was never written).
+pub async fn relay(ending: &Ending, inbound: impl Future<Output = Inbound>, outbound: impl Future<Output = ()>) {
     tokio::pin!(inbound, outbound);
     tokio::select! {
         () = &mut outbound => {}
-        () = &mut inbound => {
+        end = &mut inbound => {
+            let drained = async {
+                match end {
+                    Inbound::Closed => tokio::time::sleep(BOX_DRAIN).await,
+                    Inbound::Gone => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut outbound => {}
+                () = drained => {}
                 () = ending.ending() => {}
             }
         }
@@ -218,26 +244,32 @@ pub async fn pump_in(
     up: &ChannelWriteHalf<client::Msg>,
     tap: Option<&Tap>,
     moved: &AtomicU64,
-) {
+) -> Inbound {
+    let mut end = Inbound::Gone;
     while let Some(msg) = front.next().await {
         let sent = match msg {
             ChannelMsg::Data { data } => {
                 est.live.count_in(data.len());
                 moved.fetch_add(data.len() as u64, Ordering::Relaxed);
                 if let Some(Err(e)) = tap.map(|t| t.input(&data)) {
-                    return recording_failed(est, e);
+                    recording_failed(est, e);
+                    return Inbound::Gone;
                 }
                 up.data_bytes(data).await
             }
             ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
                 if let Some(Err(e)) = tap.map(|t| t.resize(col_width, row_height)) {
-                    return recording_failed(est, e);
+                    recording_failed(est, e);
+                    return Inbound::Gone;
                 }
                 up.window_change(col_width, row_height, pix_width, pix_height).await
             }
             ChannelMsg::Signal { signal } => up.signal(signal).await,
             ChannelMsg::Eof => up.eof().await,
-            ChannelMsg::Close => break,
+            ChannelMsg::Close => {
+                end = Inbound::Closed;
+                break;
+            }
             _ => Ok(()),
         };
         drain_events(tap, events).await;
@@ -246,6 +278,7 @@ pub async fn pump_in(
         }
     }
     let _ = up.close().await;
+    end
 }
 
 /// Box → engineer.
@@ -264,6 +297,13 @@ pub async fn pump_out(
     let mut backlog = backlog.into_iter();
     // The box closing its channel is normal; its connection vanishing is not.
     let mut box_gone = false;
+    // A session channel's EOF waits for its exit status. The box's sshd sends EOF when the
+    // output ends, before the process is reaped and its exit status sent; a client whose
+    // own input is done closes the channel on that EOF, russh answers that close at once
+    // and drops what comes after for the channel, so a status sent after the EOF was lost
+    // whenever the client was quicker (OpenSSH then exits 255). Held, it goes with the
+    // exit status, or with the close. A forward (no tap) has no exit status: EOF at once.
+    let mut eof = if tap.is_some() { BoxEof::Waits } else { BoxEof::Passes };
     loop {
         let msg = match backlog.next() {
             Some(m) => Some(m),
@@ -294,16 +334,22 @@ pub async fn pump_out(
                 if let Some(t) = tap {
                     t.exit_status(exit_status);
                 }
-                front.exit_status(exit_status).await
+                let sent = front.exit_status(exit_status).await;
+                after_exit(&mut eof, front, sent).await
             }
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
                 if let Some(t) = tap {
                     t.exit_signal(&format!("{signal_name:?}"));
                 }
-                handle
+                let sent = handle
                     .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
                     .await
-                    .map_err(|()| russh::Error::SendError)
+                    .map_err(|()| russh::Error::SendError);
+                after_exit(&mut eof, front, sent).await
+            }
+            ChannelMsg::Eof if eof != BoxEof::Passes => {
+                eof = BoxEof::Held;
+                Ok(())
             }
             ChannelMsg::Eof => front.eof().await,
             ChannelMsg::Close => break,
@@ -320,6 +366,29 @@ pub async fn pump_out(
     }
     let _ = front.eof().await;
     let _ = front.close().await;
+}
+
+/// Where the box's EOF on a session channel is, relative to its exit status ([`pump_out`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BoxEof {
+    /// No exit status yet: an EOF now is held.
+    Waits,
+    /// Held until the exit status (or the close) goes out.
+    Held,
+    /// Forwarded as it comes.
+    Passes,
+}
+
+/// Once the exit status went out (`sent`), the EOF it held follows it.
+async fn after_exit(
+    eof: &mut BoxEof,
+    front: &ChannelWriteHalf<ServerMsg>,
+    sent: Result<(), russh::Error>,
+) -> Result<(), russh::Error> {
+    match std::mem::replace(eof, BoxEof::Passes) {
+        BoxEof::Held if sent.is_ok() => front.eof().await,
+        _ => sent,
+    }
 }
 
 async fn drain_events(tap: Option<&Tap>, events: &Events) {

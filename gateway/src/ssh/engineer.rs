@@ -155,6 +155,10 @@ impl EngineerConn {
     /// opened by a channel task is waited for and ended too, or it would stay live with no
     /// connection.
     pub async fn finish(&self) {
+        // The severer holds a second handle on the socket: a channel task still holding this
+        // connection would keep it open, and the client (a ControlMaster) would never see
+        // the end.
+        self.severer.sever();
         if self.opening.load(Ordering::SeqCst) {
             let _ = self.establish().await;
         }
@@ -207,7 +211,12 @@ impl EngineerConn {
         };
         if let Err(why) = replayed {
             let _ = up_tx.close().await;
-            return refuse(&front_tx, &ChannelRefusal::BoxStart { why, what }, lines).await;
+            // A session closed meanwhile says why (a revocation), not that the box did not start.
+            let refusal = match self.ending.closing() {
+                Some(message) => ChannelRefusal::Closed(message),
+                None => ChannelRefusal::BoxStart { why, what },
+            };
+            return refuse(&front_tx, &refusal, lines).await;
         }
         // Every channel hears the gateway's warnings and why the session closed: a terminal
         // shows them, a plain command prints them on stderr.

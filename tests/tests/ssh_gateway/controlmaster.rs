@@ -14,6 +14,16 @@ fn master_options(socket: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Options for a command that goes through the master while it lives and never becomes
+/// one: once the revoked master is gone, `ControlMaster=auto` would start a new master
+/// that persists (refused, but connected), and "the master ended" would never be seen.
+fn client_options(socket: &Path) -> Vec<String> {
+    ["ControlMaster=no".to_string(), format!("ControlPath={}", socket.display())]
+        .into_iter()
+        .flat_map(|o| ["-o".to_string(), o])
+        .collect()
+}
+
 fn master_alive(s: &Scenario, options: &[&str]) -> bool {
     let mut check = s.engineer.ssh_command(TICKET, &[options, &["-O", "check"]].concat(), "");
     process::run(&mut check).ok
@@ -28,6 +38,8 @@ fn a_persisting_master_records_each_command_and_ends_at_once_on_revocation() {
     let socket = s.gw.path("cm.sock");
     let options = master_options(&socket);
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let client = client_options(&socket);
+    let client: Vec<&str> = client.iter().map(String::as_str).collect();
 
     let first = s.engineer.ssh_timed(TICKET, &options, "echo first; exit 7", None).run;
     assert_eq!(first.code, Some(7), "{first:?}");
@@ -54,7 +66,7 @@ fn a_persisting_master_records_each_command_and_ends_at_once_on_revocation() {
 
     s.admin(&["access", "revoke", "G-1", "--as", "petrov"]);
     let revoked = Instant::now();
-    let during = s.engineer.ssh_timed(TICKET, &options, "echo during", None).run;
+    let during = s.engineer.ssh_timed(TICKET, &client, "echo during", None).run;
     assert!(!during.stderr.contains("Channel send error"), "{during:?}");
     assert!(during.stdout == "during\n" || during.stderr.contains("revoked by petrov"), "{during:?}");
     process::wait_for(
@@ -66,7 +78,7 @@ fn a_persisting_master_records_each_command_and_ends_at_once_on_revocation() {
     let took = revoked.elapsed();
     eprintln!("revocation → ControlMaster connection gone: {took:?} (after the CLI command)");
     assert!(took < Duration::from_secs(4), "the master lingered {took:?} (it used to take 5 s)");
-    let after = s.engineer.ssh_timed(TICKET, &options, "echo after", None).run;
+    let after = s.engineer.ssh_timed(TICKET, &client, "echo after", None).run;
     assert!(after.stderr.contains("access refused: T-1001: access was revoked by petrov"), "{after:?}");
     assert_eq!(after.stdout, "");
     let ended = s.wait_ended(id);
