@@ -128,14 +128,11 @@ mod tests {
         crate::time::from_db(s).unwrap()
     }
 
-    /// Moscow office hours with the 2027 New Year holidays, as the example config documents them.
+    /// Moscow office hours on the shipped production calendar, plus a working Saturday of
+    /// the office's own.
     fn hours() -> WorkingHours {
         let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        WorkingHours {
-            holidays: vec![d("2027-01-01"), d("2027-01-04"), d("2027-01-05"), d("2027-01-06"), d("2027-01-07")],
-            extra_working_days: vec![d("2026-11-28")],
-            ..WorkingHours::default()
-        }
+        WorkingHours { extra_working_days: vec![d("2026-11-28")], ..WorkingHours::default() }
     }
 
     #[test]
@@ -169,7 +166,18 @@ mod tests {
                 "2026-11-27T14:00:00Z",
                 Some("2026-11-28T15:00:00Z"),
             ),
-            ("New Year holidays are skipped", Category::Two, "2026-12-31T14:00:00Z", Some("2027-01-08T15:00:00Z")),
+            (
+                "31 December (a day off by the 2026 decree) and 1–10 January are skipped",
+                Category::Two,
+                "2026-12-30T14:00:00Z",
+                Some("2027-01-11T15:00:00Z"),
+            ),
+            (
+                "a pre-holiday day closes at 17:00: 1 h on 3 Nov, 4 Nov off, 9 h on 5 Nov",
+                Category::One,
+                "2026-11-03T13:00:00Z",
+                Some("2026-11-05T15:00:00Z"),
+            ),
             (
                 "category 3: 24 calendar hours, weekend or not",
                 Category::Three,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use iks_domain::rules::{ProductCatalog, WorkingHours, parse_duration};
+use iks_domain::rules::{Calendar, ProductCatalog, WorkingHours, parse_duration};
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -364,7 +364,7 @@ impl Config {
             apply_env(&mut table, &var, rest, &value)?;
             overrides.push(var);
         }
-        let config: Config = table.try_into().map_err(|e: toml::de::Error| {
+        let mut config: Config = table.try_into().map_err(|e: toml::de::Error| {
             let message = one_line(e.message());
             if overrides.is_empty() {
                 ConfigError::Parse { path: source.into(), message }
@@ -372,8 +372,19 @@ impl Config {
                 ConfigError::Parse { path: format!("{source} (with {})", overrides.join(", ")).into(), message }
             }
         })?;
+        config.hours.production = production_calendar(&config.hours.calendar)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Why first-response deadlines in the year after `today`'s may be counted wrongly, if
+    /// they may: `serve` says so at start, so the calendar is renewed before the year turns.
+    pub fn calendar_gap(&self, today: chrono::NaiveDate) -> Option<String> {
+        use chrono::Datelike as _;
+        if self.hours.calendar == "none" {
+            return None;
+        }
+        self.hours.production.gap(today.year() + 1).map(|gap| format!("{gap} ([hours] calendar)"))
     }
 
     /// Checks what types alone cannot.
@@ -492,6 +503,20 @@ fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
     d.to_std().ok().filter(|d| !d.is_zero()).ok_or_else(|| format!("'{s}' must be longer than zero"))
 }
 
+/// The production calendar `[hours] calendar` names: "" the one shipped, "none" none, else
+/// a file of the same format, read now (a bad file stops the start, saying what is wrong).
+fn production_calendar(setting: &str) -> Result<Calendar, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { key: "hours.calendar", message };
+    match setting {
+        "" => Ok(Calendar::russia()),
+        "none" => Ok(Calendar::default()),
+        path => {
+            let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read {path}: {e}")))?;
+            Calendar::parse(&text).map_err(|e| invalid(format!("{path}: {e}")))
+        }
+    }
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -505,6 +530,44 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
         Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn the_production_calendar_is_shipped_replaced_or_dropped() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let shipped = Config::default();
+        assert!(!shipped.hours.is_working_day(d("2026-12-31")), "31 December 2026 is a day off by the decree");
+        assert!(shipped.calendar_gap(d("2026-12-08")).unwrap().contains("2027 holds only the statutory holidays"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("calendar.toml");
+        std::fs::write(
+            &file,
+            "[2027]\nsource = \"decree\"\ndays_off = [\"2027-01-01\"]\nworking = [\"2027-11-13\"]\nshortened = []\n",
+        )
+        .unwrap();
+        let replaced = load_str(&format!("[hours]\ncalendar = \"{}\"\n", file.display()), &[]).unwrap();
+        assert!(replaced.hours.is_working_day(d("2026-12-31")), "the shipped 2026 is gone with the file");
+        assert!(replaced.hours.is_working_day(d("2027-11-13")), "a Saturday the file makes a working day");
+        assert_eq!(replaced.calendar_gap(d("2026-12-08")), None, "2027 is complete in the file");
+        assert!(replaced.calendar_gap(d("2027-03-01")).unwrap().contains("has no 2028"));
+
+        let none = load_str("[hours]\ncalendar = \"none\"\n", &[]).unwrap();
+        assert!(none.hours.is_working_day(d("2026-12-31")));
+        assert_eq!(none.calendar_gap(d("2026-12-08")), None, "no calendar was asked for");
+
+        std::fs::write(
+            &file,
+            "[2027]\nsource = \"decree\"\ndays_off = [\"2026-01-01\"]\nworking = []\nshortened = []\n",
+        )
+        .unwrap();
+        let bad = load_str(&format!("[hours]\ncalendar = \"{}\"\n", file.display()), &[]).unwrap_err().to_string();
+        assert!(
+            bad.contains("hours.calendar") && bad.contains("[2027] lists 2026-01-01, which is in another year"),
+            "{bad}"
+        );
+        let missing = load_str("[hours]\ncalendar = \"/nonexistent/calendar.toml\"\n", &[]).unwrap_err().to_string();
+        assert!(missing.contains("cannot read /nonexistent/calendar.toml"), "{missing}");
     }
 
     #[test]

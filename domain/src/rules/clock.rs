@@ -13,8 +13,10 @@
 //!   hours do not cross midnight; a round-the-clock service is counted with
 //!   [`WorkingHours::add_calendar_hours`] instead.
 //! * **Day kind.** A date listed in `extra_working_days` works even on a
-//!   weekend; otherwise a date listed in `holidays` does not; otherwise its
-//!   weekday decides. (A validated config never lists a date as both.)
+//!   weekend; otherwise a date listed in `holidays` does not; otherwise the
+//!   production calendar ([`super::calendar`]) decides where it lists the date,
+//!   and else its weekday. (A validated config never lists a date as both.) A
+//!   pre-holiday day the calendar marks shortened closes an hour early.
 //! * **Deadlines at closing time.** Adding exactly the working time left in
 //!   a day ends at that day's closing time (Fri 17:00 + 1 h = Fri 18:00), not
 //!   at the next opening, because "by the end of the day" is what people mean.
@@ -40,6 +42,8 @@ use std::fmt;
 use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, Offset, TimeDelta, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+
+use super::calendar::{Calendar, DayKind};
 
 /// Consecutive days without working time after which a deadline is deemed unreachable.
 pub const MAX_IDLE_DAYS: u32 = 3660;
@@ -72,6 +76,13 @@ pub struct WorkingHours {
     pub holidays: Vec<NaiveDate>,
     /// Working dates even if their weekday is not (e.g. transferred working Saturdays).
     pub extra_working_days: Vec<NaiveDate>,
+    /// The production calendar: "" for the Russian one shipped with the gateway, "none" for
+    /// none, or a file of the same format (`domain/calendar/ru.toml`) that replaces it. The
+    /// dates above are the office's own and take precedence.
+    pub calendar: String,
+    /// The calendar `calendar` names, installed by whoever reads the configuration.
+    #[serde(skip, default = "Calendar::russia")]
+    pub production: Calendar,
 }
 
 /// A working-hours configuration that cannot be used.
@@ -109,6 +120,8 @@ impl Default for WorkingHours {
             end: EIGHTEEN,
             holidays: Vec::new(),
             extra_working_days: Vec::new(),
+            calendar: String::new(),
+            production: Calendar::russia(),
         }
     }
 }
@@ -143,7 +156,21 @@ impl WorkingHours {
         if self.holidays.contains(&date) {
             return false;
         }
-        self.days.contains(&date.weekday())
+        match self.production.day(date) {
+            Some(DayKind::Off) => false,
+            Some(DayKind::Working) => true,
+            Some(DayKind::Shortened) | None => self.days.contains(&date.weekday()),
+        }
+    }
+
+    /// The closing time of a working date: an hour early on a pre-holiday day (Labour Code
+    /// art. 95) unless that would leave no working time.
+    fn closing(&self, date: NaiveDate) -> NaiveTime {
+        let short = self.end - TimeDelta::hours(1);
+        match self.production.day(date) {
+            Some(DayKind::Shortened) if short > self.start && !self.extra_working_days.contains(&date) => short,
+            _ => self.end,
+        }
     }
 
     /// Whether `t` falls within working hours (opening inclusive, closing exclusive).
@@ -281,7 +308,7 @@ impl WorkingHours {
             return None;
         }
         let open = self.local_instant(date, self.start, Pick::Earliest)?;
-        let close = self.local_instant(date, self.end, Pick::Latest)?;
+        let close = self.local_instant(date, self.closing(date), Pick::Latest)?;
         (open < close).then_some((open, close))
     }
 
@@ -302,6 +329,7 @@ impl WorkingHours {
     /// from where the schedule repeats weekly.
     fn past_listed_dates(&self, date: NaiveDate) -> bool {
         self.holidays.iter().chain(&self.extra_working_days).all(|listed| *listed < date)
+            && self.production.last_year().is_none_or(|year| year < date.year())
     }
 
     /// Whole weeks (and their working time) that may be skipped from `date`
@@ -433,30 +461,31 @@ mod tests {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()
     }
 
+    /// The rules' own tables run without a production calendar: each lists what it needs.
+    fn plain() -> WorkingHours {
+        WorkingHours { production: Calendar::default(), ..WorkingHours::default() }
+    }
+
     fn moscow() -> WorkingHours {
-        WorkingHours::default()
+        plain()
     }
 
     /// Russian New Year holidays 2027 (Jan 1–8), Jan 9–10 is a weekend anyway.
     fn new_year() -> WorkingHours {
-        WorkingHours { holidays: (1..=8).map(|day| d(2027, 1, day)).collect(), ..WorkingHours::default() }
+        WorkingHours { holidays: (1..=8).map(|day| d(2027, 1, day)).collect(), ..plain() }
     }
 
     /// Saturday 2026-11-07 is a transferred working day; Friday 2026-11-06 a holiday.
     fn transfer() -> WorkingHours {
-        WorkingHours {
-            holidays: vec![d(2026, 11, 6)],
-            extra_working_days: vec![d(2026, 11, 7)],
-            ..WorkingHours::default()
-        }
+        WorkingHours { holidays: vec![d(2026, 11, 6)], extra_working_days: vec![d(2026, 11, 7)], ..plain() }
     }
 
     fn yekaterinburg() -> WorkingHours {
-        WorkingHours { timezone: chrono_tz::Asia::Yekaterinburg, ..WorkingHours::default() }
+        WorkingHours { timezone: chrono_tz::Asia::Yekaterinburg, ..plain() }
     }
 
     fn berlin() -> WorkingHours {
-        WorkingHours { timezone: chrono_tz::Europe::Berlin, ..WorkingHours::default() }
+        WorkingHours { timezone: chrono_tz::Europe::Berlin, ..plain() }
     }
 
     /// Sunday-only 00:00–04:00 in Berlin, to put DST changes inside working hours.
@@ -466,7 +495,7 @@ mod tests {
             days: vec![Weekday::Sun],
             start: hm(0, 0),
             end: hm(4, 0),
-            ..WorkingHours::default()
+            ..plain()
         }
     }
 
@@ -477,7 +506,7 @@ mod tests {
 
     /// No working days at all (fails validation): nothing is ever reached.
     fn never() -> WorkingHours {
-        WorkingHours { days: vec![], ..WorkingHours::default() }
+        WorkingHours { days: vec![], ..plain() }
     }
 
     struct AddCase {
@@ -926,16 +955,16 @@ mod tests {
     #[test]
     fn validate_table() {
         let cases: Vec<(&str, WorkingHours, Result<(), ClockError>)> = vec![
-            ("default", WorkingHours::default(), Ok(())),
+            ("default", plain(), Ok(())),
             ("holidays and transfers", transfer(), Ok(())),
             (
                 "start equals end",
-                WorkingHours { end: hm(9, 0), ..WorkingHours::default() },
+                WorkingHours { end: hm(9, 0), ..plain() },
                 Err(ClockError::StartNotBeforeEnd { start: hm(9, 0), end: hm(9, 0) }),
             ),
             (
                 "start after end",
-                WorkingHours { start: hm(18, 0), end: hm(9, 0), ..WorkingHours::default() },
+                WorkingHours { start: hm(18, 0), end: hm(9, 0), ..plain() },
                 Err(ClockError::StartNotBeforeEnd { start: hm(18, 0), end: hm(9, 0) }),
             ),
             ("no working days", never(), Err(ClockError::NoWorkingDays)),
@@ -944,7 +973,7 @@ mod tests {
                 WorkingHours {
                     holidays: vec![d(2026, 11, 6), d(2026, 11, 7)],
                     extra_working_days: vec![d(2026, 11, 7)],
-                    ..WorkingHours::default()
+                    ..plain()
                 },
                 Err(ClockError::HolidayAndWorkingDay { date: d(2026, 11, 7) }),
             ),
@@ -1043,6 +1072,7 @@ mod tests {
                     end: hm(19, 30),
                     holidays: vec![d(2027, 1, 1)],
                     extra_working_days: vec![d(2026, 11, 7)],
+                    ..WorkingHours::default()
                 }),
             ),
             (
@@ -1073,6 +1103,6 @@ mod tests {
 
     #[test]
     fn display_summary() {
-        assert_eq!(WorkingHours::default().to_string(), "mon,tue,wed,thu,fri 09:00-18:00 Europe/Moscow");
+        assert_eq!(plain().to_string(), "mon,tue,wed,thu,fri 09:00-18:00 Europe/Moscow");
     }
 }

@@ -23,12 +23,14 @@
 //! * [`clock`] — working hours, SLA deadlines in working or calendar time;
 //! * [`window`] — grant windows and human-readable durations.
 
+pub mod calendar;
 pub mod category;
 pub mod clock;
 pub mod inn;
 pub mod products;
 pub mod window;
 
+pub use calendar::{Calendar, CalendarError};
 pub use category::{
     Category, InvalidCategory, NoRemoteSsh, OrgFacts, Standing, first_year_last_day, remote_ssh, standing,
     trial_last_day,

@@ -41,6 +41,11 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     out!("  user CA:          {ca_line}");
     out!("  audit key:        {}", fingerprint(&ctx.data_dir.key(KeyRole::Audit)?));
     out!("                    (put this line in each box's TrustedUserCAKeys file)");
+    let today = iks_domain::time::now().with_timezone(&config.hours.timezone).date_naive();
+    if let Some(gap) = config.calendar_gap(today) {
+        out!("  warning:          {gap}");
+        tracing::warn!(%gap, "production calendar");
+    }
     if recovered.sessions > 0 {
         out!("  ended {} session(s) left open by a crash", recovered.sessions);
     }
