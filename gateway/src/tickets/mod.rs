@@ -7,7 +7,8 @@
 //!
 //! The regulations name four reasons to refuse support. Three are decided as a ticket is
 //! opened, from what the filing states: an unsupported version (the configured catalogue),
-//! no contact data (no name, or neither phone nor e-mail), and a request not about
+//! no contact data (no person's name; the organisation's INN is the filing's own, and a
+//! phone or e-mail is optional), and a request not about
 //! installing or configuring A-Real's products. The gateway cannot judge a description's
 //! text, so the last one is the filer's statement: the helpdesk form or the operator gives
 //! a [`Topic`], and `other` is refused. A ticket without a topic is opened as usual; an
@@ -92,8 +93,9 @@ pub fn refusal(config: &Config, f: &Filing) -> Result<Option<RefusalReason>, Inv
         Err(VersionRefusal::UnsupportedVersion { .. }) => true,
         Err(e) => return Err(version_field(e)),
     };
-    let no_contact = f.contact_name.trim().is_empty()
-        || (present(f.contact_phone.clone()).is_none() && present(f.contact_email.clone()).is_none());
+    // The regulations ask for the INN (the filing's organisation) and the person's name; a
+    // phone or an e-mail helps but is not required (ask for it, never refuse for it).
+    let no_contact = f.contact_name.trim().is_empty();
     Ok(if unsupported {
         Some(RefusalReason::UnsupportedVersion)
     } else if no_contact {

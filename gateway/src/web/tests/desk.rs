@@ -372,8 +372,14 @@ async fn operators_open_tickets_with_the_api_s_checks() {
     let page = p.get(&mut op, ok.location()).await;
     assert!(page.body.contains("открыта") && page.body.contains("ООО Ромашка"), "{}", page.body);
     assert_eq!(last_event(&p, "ticket.open").await.unwrap().0, "petrov");
-    // No contact: stored refused, with the reason.
-    let refused = p.post(&mut op, "/tickets", &form(IVANOV_IP, "", "7.2")).await;
+    // A name and the organisation's INN suffice: no phone or e-mail is needed.
+    let no_phone = p.post(&mut op, "/tickets", &form(IVANOV_IP, "", "7.2")).await;
+    let page = p.get(&mut op, no_phone.location()).await;
+    assert!(page.body.contains("открыта") && !page.body.contains("сохранена с отказом"), "{}", page.body);
+    // No name: stored refused, with the reason.
+    let mut no_name = form(IVANOV_IP, "", "7.2");
+    no_name[1] = ("contact_name", " ");
+    let refused = p.post(&mut op, "/tickets", &no_name).await;
     let page = p.get(&mut op, refused.location()).await;
     assert!(page.body.contains("сохранена с отказом") && page.body.contains("не указаны контактные данные"));
     let mut c = p.login("romashka").await;
