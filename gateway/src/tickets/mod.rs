@@ -107,12 +107,35 @@ pub fn refusal(config: &Config, f: &Filing) -> Result<Option<RefusalReason>, Inv
     })
 }
 
+/// The category follows the product, so a ticket's product must be one the organisation
+/// runs, where its boxes are registered: a Lite-only organisation filing under IKS Standard
+/// would otherwise get category 3 and a 24-hour deadline instead of Lite's category 4. An
+/// organisation without registered boxes cannot be checked and is taken at its word.
+fn product_of_org<'a>(
+    org: &iks_domain::model::Organisation,
+    product: &str,
+    runs: impl Iterator<Item = &'a str>,
+) -> Result<(), InvalidField> {
+    let mut runs: Vec<&str> = runs.collect();
+    if runs.is_empty() || runs.contains(&product) {
+        return Ok(());
+    }
+    runs.sort_unstable();
+    runs.dedup();
+    Err(InvalidField::new(
+        "product",
+        format!("{} has no box with {product}: its boxes run {}", org.name, runs.join(", ")),
+    ))
+}
+
 /// Opens a ticket, or stores it refused with the reason (see the module docs). The
 /// priority is the organisation's category today; the first-response deadline follows
 /// from it ([`sla::first_response_due`]).
 pub async fn open(store: &Store, config: &Config, actor: &Actor, f: Filing) -> Result<Ticket, TicketError> {
     let refused = refusal(config, &f)?;
     let org = store.org(f.org).await?;
+    let boxes = store.list_boxes(Some(org.id)).await?;
+    product_of_org(&org, &f.product, boxes.iter().map(|b| b.product.as_str()))?;
     let now = iks_domain::time::now();
     let free = config.products.get(&f.product).is_some_and(|p| p.free_edition);
     let category = standing(&org.facts, free, now.with_timezone(&config.hours.timezone).date_naive()).category();

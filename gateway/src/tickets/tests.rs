@@ -76,6 +76,19 @@ async fn opening_and_refusals(db: &TestDb) {
     assert!((due - Duration::hours(24)).num_seconds().abs() <= 1, "category 3: 24 calendar hours, got {due}");
     let lite = open(store, &config, &cli, Filing { product: "iks-lite".into(), ..filing(paying.id) }).await.unwrap();
     assert_eq!((lite.priority, lite.response_due_at), (4, None), "IKS Lite: category 4, no deadline");
+    // The category follows the product, so an organisation whose boxes are all IKS Lite
+    // cannot file under IKS Standard (it would be category 3 with a 24-hour deadline).
+    let lite_box = iks_domain::model::NewBox { product: "iks-lite".into(), ..new_box(lapsed.id, "lite") };
+    store.create_box(&cli, &lite_box).await.unwrap();
+    match open(store, &config, &cli, filing(lapsed.id)).await {
+        Err(TicketError::Invalid(e)) => {
+            assert_eq!(e.field, "product");
+            assert!(e.to_string().contains("has no box with iks-standard: its boxes run iks-lite"), "{e}");
+        }
+        other => panic!("a Lite-only organisation filed under IKS Standard: {other:?}"),
+    }
+    let lite = open(store, &config, &cli, Filing { product: "iks-lite".into(), ..filing(lapsed.id) }).await.unwrap();
+    assert_eq!(lite.priority, 4, "its own product: category 4");
 
     // The regulations ask on the phone for the INN, the name, the version and a short
     // description: a name with the organisation suffices, a phone or e-mail is optional.
